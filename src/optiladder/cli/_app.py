@@ -1,0 +1,18 @@
+"""The Typer application object shared by the command modules (no heavy imports here)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="optiladder",
+    help="Optical spectra of crystals: GPAW IPA/RPA engine, dataset campaign, OptiMate models, prediction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Optical spectra of crystals: GPAW IPA/RPA engine, dataset campaign, OptiMate models, prediction."""

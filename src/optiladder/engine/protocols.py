@@ -1,0 +1,87 @@
+"""Ab initio protocols as frozen, named data.
+
+``gpaw-pbe-v1`` is the project's default and is fixed by PROTOCOL.md: never change it in place; add a new name.
+``test`` is a cheap preset for unit tests and reliability tests only (spectra not for the dataset).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every parameter of one IPA + RPA calculation (energies in eV, k-point densities in points per Å⁻¹)."""
+
+    name: str
+    xc: str = "PBE"
+    pw_ecut: float = 300.0
+    gs_kdensity: float = 2.5
+    nscf_kdensity: float = 4.0
+    smearing: float = 0.01
+    #: NB = max(nocc + nbands_extra, ceil(nbands_per_volume * V / Å³))
+    nbands_extra: int = 8
+    nbands_per_volume: float = 0.5
+    eta: float = 0.3
+    lfe_ecut: float = 50.0
+    domega0: float = 0.05
+    omega2: float = 10.0
+    omegamax: float = 25.0
+    #: materials with a (nscf, indirect) gap below this are refused as metallic
+    min_gap: float = 0.5
+    #: for the dataset? (``test`` records must never be mixed into the dataset)
+    production: bool = True
+
+    def nbands(self, nocc: int, volume: float) -> int:
+        return max(nocc + self.nbands_extra, math.ceil(self.nbands_per_volume * volume))
+
+    def frequencies(self) -> dict:
+        """A fresh GPAW nonlinear frequency dict (GPAW writes into it: never reuse one)."""
+        return {
+            "type": "nonlinear",
+            "domega0": self.domega0,
+            "omega2": self.omega2,
+            "omegamax": self.omegamax,
+        }
+
+    def as_record(self) -> dict:
+        """The protocol block of a record, in the PROTOCOL.md key names."""
+        d = asdict(self)
+        d.pop("production")
+        d.pop("nbands_extra")
+        d.pop("nbands_per_volume")
+        d["symmetrize"] = (
+            "spglib primitive standard cell at the smallest symprec recovering the source space group"
+        )
+        d["nbands_rule"] = f"max(nocc+{self.nbands_extra}, ceil({self.nbands_per_volume}*V/A^3))"
+        d["grid"] = f"gpaw nonlinear, stored to {self.omegamax:g} eV"
+        return d
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(name="gpaw-pbe-v1"),
+        Protocol(
+            name="test",
+            pw_ecut=200.0,
+            gs_kdensity=1.5,
+            nscf_kdensity=2.0,
+            nbands_extra=6,
+            nbands_per_volume=0.3,
+            lfe_ecut=20.0,
+            production=False,
+        ),
+    )
+}
+DEFAULT_PROTOCOL = "gpaw-pbe-v1"
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    if isinstance(name, Protocol):
+        return name
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None

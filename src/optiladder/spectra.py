@@ -1,0 +1,256 @@
+"""Dielectric spectra: the `Spectrum` type, the paper's metrics, Kramers–Kronig and derived optics.
+
+Units everywhere: photon energy ħω in eV, ε dimensionless, absorption coefficient α in cm⁻¹.
+
+Pure numerics on NumPy arrays; no I/O and no heavy imports, so every stage (engine, learning, prediction,
+service) can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+Level = Literal["ipa", "rpa"]
+Component = Literal["x", "y", "z"]
+LEVELS: tuple[str, ...] = get_args(Level)
+COMPONENTS: tuple[str, ...] = get_args(Component)
+
+#: The model grid of the OptiMate paper: 0–20 eV in 10 meV steps (2001 points).
+MODEL_GRID = np.linspace(0.0, 20.0, 2001)
+
+#: ħ c in eV·cm, for α = 2 ω k / c with ω = E / ħ.
+HBAR_C_EV_CM = 1.973269804e-5
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics (Grunert, Großmann & Runge, Nat. Commun. 16, 8142 (2025), eqs. 6–8)
+# --------------------------------------------------------------------------------------------------
+def _integrate(y: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    return np.trapezoid(y, omega, axis=-1)
+
+
+def similarity_coefficient(pred, ref, omega: np.ndarray = MODEL_GRID) -> np.ndarray:
+    r"""SC[X; Y] = 1 − ∫|X − Y| dω / ∫|Y| dω.
+
+    ``pred`` (X) and ``ref`` (Y) have shape ``[..., n_omega]``; returns shape ``[...]``.
+    SC = 1 is a perfect match; SC can be negative for a very poor prediction.
+    """
+    pred, ref = np.asarray(pred, float), np.asarray(ref, float)
+    return 1.0 - _integrate(np.abs(pred - ref), omega) / _integrate(np.abs(ref), omega)
+
+
+def mse(pred, ref, omega: np.ndarray = MODEL_GRID) -> np.ndarray:
+    r"""MSE[X; Y] = (1/ω_max) ∫|X − Y|² dω over ``omega`` (shape ``[..., n_omega]`` → ``[...]``)."""
+    pred, ref = np.asarray(pred, float), np.asarray(ref, float)
+    return _integrate((pred - ref) ** 2, omega) / (omega[-1] - omega[0])
+
+
+def mae(pred, ref, omega: np.ndarray = MODEL_GRID) -> np.ndarray:
+    r"""MAE[X; Y] = (1/ω_max) ∫|X − Y| dω (the L1 training loss in integral form)."""
+    pred, ref = np.asarray(pred, float), np.asarray(ref, float)
+    return _integrate(np.abs(pred - ref), omega) / (omega[-1] - omega[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Kramers–Kronig
+# --------------------------------------------------------------------------------------------------
+def _cauchy_matrix(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    r"""Matrix M with (M f)_i = P∫_{x_0}^{x_N} f(x) / (x − c_i) dx for f piecewise linear on the grid ``x``.
+
+    Exact for piecewise-linear f (the error is that of linear interpolation, O(h²)); the principal value at
+    a node is taken analytically: the log terms of the two adjacent segments have equal and opposite
+    coefficients there, so the singular log is dropped.
+    """
+    x = np.asarray(x, float)
+    c = np.asarray(c, float)
+    h = np.diff(x)  # [N]
+    dist = np.abs(x[None, :] - c[:, None])  # [n_c, N+1]
+    with np.errstate(divide="ignore"):
+        lg = np.where(dist > 0, np.log(np.where(dist > 0, dist, 1.0)), 0.0)
+    dlog = lg[:, 1:] - lg[:, :-1]  # [n_c, N]
+    t = (c[:, None] - x[None, :-1]) / h[None, :]  # position of c in units of each segment
+    m = np.zeros((c.size, x.size))
+    m[:, :-1] += dlog * (1.0 - t)
+    m[:, 1:] += dlog * t
+    m[:, 0] -= 1.0
+    m[:, -1] += 1.0
+    return m
+
+
+def kk_real_from_imag(
+    omega: np.ndarray, eps_im: np.ndarray, omega_out: np.ndarray | None = None
+) -> np.ndarray:
+    r"""Re ε(ω) = 1 + (2/π) P∫₀^{ω_max} ω' Im ε(ω') / (ω'² − ω²) dω'.
+
+    ``omega`` ascending from 0 (eV); ``eps_im`` shape ``[..., n]``; returns ``[..., n_out]`` on ``omega_out``
+    (default ``omega``). Im ε is taken piecewise linear and zero beyond ``omega[-1]``; the truncated tail lowers
+    Re ε by about (2/π) ∫_{ω_max}^∞ Im ε(ω')/ω' dω', small when Im ε has decayed at ω_max.
+    """
+    omega = np.asarray(omega, float)
+    w = omega if omega_out is None else np.asarray(omega_out, float)
+    # x/(x²−w²) = ½[1/(x−w) + 1/(x+w)]
+    kernel = (_cauchy_matrix(omega, w) + _cauchy_matrix(omega, -w)) / np.pi
+    return 1.0 + np.asarray(eps_im, float) @ kernel.T
+
+
+def kk_imag_from_real(
+    omega: np.ndarray, eps_re: np.ndarray, omega_out: np.ndarray | None = None
+) -> np.ndarray:
+    r"""Im ε(ω) = −(2ω/π) P∫₀^{ω_max} (Re ε(ω') − 1) / (ω'² − ω²) dω' (insulators, no Drude term).
+
+    Shapes as in :func:`kk_real_from_imag`; Re ε − 1 is taken piecewise linear and zero beyond ``omega[-1]``.
+    """
+    omega = np.asarray(omega, float)
+    w = omega if omega_out is None else np.asarray(omega_out, float)
+    # 2ω/(x²−ω²) = 1/(x−ω) − 1/(x+ω)
+    kernel = -(_cauchy_matrix(omega, w) - _cauchy_matrix(omega, -w)) / np.pi
+    return (np.asarray(eps_re, float) - 1.0) @ kernel.T
+
+
+# --------------------------------------------------------------------------------------------------
+# derived optics
+# --------------------------------------------------------------------------------------------------
+def refractive_index(eps_re, eps_im) -> tuple[np.ndarray, np.ndarray]:
+    """Complex refractive index n + ik = sqrt(ε) on the physical branch (n ≥ 0, k ≥ 0)."""
+    eps_re, eps_im = np.asarray(eps_re, float), np.asarray(eps_im, float)
+    mod = np.hypot(eps_re, eps_im)
+    n = np.sqrt(np.maximum((mod + eps_re) / 2.0, 0.0))
+    k = np.sqrt(np.maximum((mod - eps_re) / 2.0, 0.0))
+    return n, k
+
+
+def absorption_coefficient(omega, k) -> np.ndarray:
+    """α(ω) = 2 ω k / c in cm⁻¹, with ħω in eV."""
+    return 2.0 * np.asarray(omega, float) * np.asarray(k, float) / HBAR_C_EV_CM
+
+
+def reflectivity(n, k) -> np.ndarray:
+    """Normal-incidence reflectivity R = ((n−1)² + k²) / ((n+1)² + k²) from vacuum."""
+    n, k = np.asarray(n, float), np.asarray(k, float)
+    return ((n - 1.0) ** 2 + k**2) / ((n + 1.0) ** 2 + k**2)
+
+
+def loss_function(eps_re, eps_im) -> np.ndarray:
+    """Electron energy-loss function −Im(1/ε) = ε₂ / (ε₁² + ε₂²)."""
+    eps_re, eps_im = np.asarray(eps_re, float), np.asarray(eps_im, float)
+    return eps_im / (eps_re**2 + eps_im**2)
+
+
+def optics(omega, eps_re, eps_im) -> dict[str, np.ndarray]:
+    """All derived optics at once: ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss``."""
+    n, k = refractive_index(eps_re, eps_im)
+    return {
+        "n": n,
+        "k": k,
+        "alpha_cm": absorption_coefficient(omega, k),
+        "R": reflectivity(n, k),
+        "loss": loss_function(eps_re, eps_im),
+    }
+
+
+def lorentz_oscillator(omega, omega0: float, gamma: float, strength: float) -> np.ndarray:
+    """Complex ε(ω) = 1 + f ω₀² / (ω₀² − ω² − iγω) of one Lorentz oscillator (an analytic KK test case)."""
+    omega = np.asarray(omega, float)
+    return 1.0 + strength * omega0**2 / (omega0**2 - omega**2 - 1j * gamma * omega)
+
+
+# --------------------------------------------------------------------------------------------------
+# Spectrum
+# --------------------------------------------------------------------------------------------------
+def interpolate(omega: np.ndarray, values: np.ndarray, grid: np.ndarray = MODEL_GRID) -> np.ndarray:
+    """Linear interpolation of ``values[..., n]`` from ``omega`` onto ``grid`` (zero beyond ``omega[-1]``)."""
+    values = np.asarray(values, float)
+    flat = values.reshape(-1, values.shape[-1])
+    out = np.stack([np.interp(grid, omega, v, right=0.0) for v in flat])
+    return out.reshape(values.shape[:-1] + (grid.size,))
+
+
+@dataclass
+class Spectrum:
+    """A dielectric function ε(ω) of one material at one level of theory.
+
+    ``omega``: energy grid in eV, ascending from 0, shape ``[n]``.
+    ``im``/``re``: Im ε and Re ε per Cartesian component (``"x"``, ``"y"``, ``"z"``, the diagonal of the tensor)
+    or only ``"trace"`` (the isotropic average (xx + yy + zz)/3) for models that predict the trace.
+    ``re`` may be empty: :meth:`real` then computes it by Kramers–Kronig.
+    """
+
+    omega: np.ndarray
+    im: dict[str, np.ndarray]
+    re: dict[str, np.ndarray] = field(default_factory=dict)
+    level: str = "rpa"
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.omega = np.asarray(self.omega, float)
+        if self.omega.ndim != 1 or self.omega.size < 2 or np.any(np.diff(self.omega) <= 0):
+            raise ValueError("omega must be a strictly ascending 1-D grid")
+        self.im = {k: np.asarray(v, float) for k, v in self.im.items()}
+        self.re = {k: np.asarray(v, float) for k, v in self.re.items()}
+        for name, arr in [*self.im.items(), *self.re.items()]:
+            if arr.shape != self.omega.shape:
+                raise ValueError(f"component {name} has {arr.shape} points, omega has {self.omega.shape}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, not {self.level!r}")
+
+    @property
+    def components(self) -> list[str]:
+        return [c for c in COMPONENTS if c in self.im]
+
+    def trace_im(self) -> np.ndarray:
+        """Isotropic Im ε = (Im ε_xx + Im ε_yy + Im ε_zz)/3, the learning target."""
+        if "trace" in self.im:
+            return self.im["trace"]
+        return np.mean([self.im[c] for c in COMPONENTS], axis=0)
+
+    def trace_re(self) -> np.ndarray:
+        """Isotropic Re ε: stored values where present, else Kramers–Kronig of :meth:`trace_im`."""
+        if "trace" in self.re:
+            return self.re["trace"]
+        if all(c in self.re for c in COMPONENTS):
+            return np.mean([self.re[c] for c in COMPONENTS], axis=0)
+        return kk_real_from_imag(self.omega, self.trace_im())
+
+    def real(self, component: str = "trace") -> np.ndarray:
+        if component == "trace":
+            return self.trace_re()
+        return (
+            self.re[component] if component in self.re else kk_real_from_imag(self.omega, self.im[component])
+        )
+
+    def imag(self, component: str = "trace") -> np.ndarray:
+        return self.trace_im() if component == "trace" else self.im[component]
+
+    @property
+    def eps_inf(self) -> float:
+        """Electronic (clamped-ion) static dielectric constant ε∞ = Re ε̄(ω → 0)."""
+        return float(self.trace_re()[0])
+
+    def on_grid(self, grid: np.ndarray = MODEL_GRID) -> Spectrum:
+        """The spectrum linearly interpolated onto ``grid`` (default: the 2001-point model grid)."""
+        return Spectrum(
+            omega=grid,
+            im={k: interpolate(self.omega, v, grid) for k, v in self.im.items()},
+            re={k: np.interp(grid, self.omega, v) for k, v in self.re.items()},
+            level=self.level,
+            provenance=dict(self.provenance),
+        )
+
+    def optics(self, component: str = "trace") -> dict[str, np.ndarray]:
+        """n, k, α (cm⁻¹), R and −Im(1/ε) for one component (default: the isotropic average)."""
+        return optics(self.omega, self.real(component), self.imag(component))
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Column name → array (omega_eV, eps_im, eps_re, n, k, alpha_cm, R, loss) for the trace."""
+        out = {"omega_eV": self.omega, "eps_im": self.trace_im(), "eps_re": self.trace_re()}
+        out.update(self.optics())
+        return out
+
+    def similarity(self, other: Spectrum, grid: np.ndarray = MODEL_GRID) -> float:
+        """SC[self; other] of the traces of Im ε on ``grid``."""
+        a = interpolate(self.omega, self.trace_im(), grid)
+        b = interpolate(other.omega, other.trace_im(), grid)
+        return float(similarity_coefficient(a, b, grid))

@@ -1,0 +1,265 @@
+"""Crystal structures in: read any common format, validate, symmetrize (PROTOCOL.md step 0).
+
+Every problem with an input is raised as :class:`StructureError` whose message is one line,
+``"<name>: <problem>"``, so batch commands can print it and go on with the next input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Default largest cell (atoms per primitive cell) accepted by the engine and the predictor.
+DEFAULT_MAX_ATOMS = 64
+#: Atoms closer than this (Å) are "overlapping".
+MIN_DISTANCE = 0.5
+#: Tolerances tried in order when symmetrizing (Å), PROTOCOL.md step 0.
+SYMPRECS = (1e-5, 1e-3, 1e-2, 0.1)
+DEFAULT_SYMPREC = 1e-3
+
+# Elements with a PAW setup in gpaw-data (PBE): H–Rn except the 4f lanthanides Pr–Yb, plus La and Lu.
+# (Checked against the installed gpaw-data at run time when GPAW is importable: see `gpaw_elements`.)
+_NO_SETUP = {"Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb"}
+
+
+class StructureError(ValueError):
+    """A bad input structure; ``str(err)`` is one line, ``"<name>: <problem>"``."""
+
+    def __init__(self, name: str, problem: str):
+        self.name, self.problem = str(name), " ".join(str(problem).split())
+        super().__init__(f"{self.name}: {self.problem}")
+
+
+@dataclass(frozen=True)
+class Symmetrized:
+    """A standard primitive cell and how it was found."""
+
+    structure: Any  # pymatgen Structure
+    spacegroup: int
+    symprec: float
+    target_spacegroup: int | None
+
+
+def gpaw_elements() -> set[str]:
+    """Element symbols with a PBE PAW setup: from the installed gpaw-data where possible."""
+    from pymatgen.core.periodic_table import Element
+
+    try:  # the real list from the installed setups
+        from gpaw import setup_paths  # noqa: F401
+        from gpaw.setup_data import search_for_file
+
+        found = set()
+        for el in Element:
+            if el.Z > 86:
+                continue
+            try:
+                search_for_file(f"{el.symbol}.PBE")
+                found.add(el.symbol)
+            except (RuntimeError, FileNotFoundError, OSError):
+                pass
+        if found:
+            return found
+    except Exception:  # gpaw not installed (prediction-only install): use the static list
+        pass
+    return {el.symbol for el in Element if el.Z <= 86 and el.symbol not in _NO_SETUP}
+
+
+def _from_file(path: Path):
+    from pymatgen.core import Structure
+
+    if not path.exists():
+        raise StructureError(path, "no such file")
+    if path.is_dir():
+        raise StructureError(path, "is a directory, not a structure file")
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise StructureError(path, f"unreadable ({exc.strerror})") from None
+    if not text.strip():
+        raise StructureError(path, "empty file")
+    name = path.name.lower()
+    errors = []
+    if name.endswith(".json") or name.endswith(".json.gz"):
+        import gzip
+
+        try:
+            raw = gzip.decompress(text) if name.endswith(".gz") else text
+            d = json.loads(raw)
+            return from_any(d.get("structure", d), name=str(path))
+        except StructureError:
+            raise
+        except Exception as exc:
+            raise StructureError(
+                path, f"not a pymatgen structure JSON ({type(exc).__name__}: {exc})"
+            ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # pymatgen knows CIF (with occupancies) and POSCAR well
+            return Structure.from_file(str(path))
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        try:
+            from ase.io import read
+
+            return _from_atoms(read(str(path)), str(path))
+        except StructureError:
+            raise
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    msg = errors[-1] if errors else "unknown format"
+    raise StructureError(path, f"unreadable structure ({msg.splitlines()[0][:160]})")
+
+
+def _from_atoms(atoms, name: str):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if not all(atoms.pbc):
+        raise StructureError(name, f"not 3-D periodic (pbc={list(map(bool, atoms.pbc))})")
+    if abs(np.linalg.det(np.asarray(atoms.cell))) < 1e-6:
+        raise StructureError(name, "not 3-D periodic (cell volume is zero)")
+    if len(atoms) == 0:
+        raise StructureError(name, "no atoms")
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def from_any(source, name: str | None = None):
+    """A pymatgen ``Structure`` from a path, ASE ``Atoms``, pymatgen ``Structure`` or its dict.
+
+    Raises :class:`StructureError` for anything unreadable.
+    """
+    from pymatgen.core import Structure
+
+    if isinstance(source, Structure):
+        return source.copy()
+    if isinstance(source, (str, Path)):
+        return _from_file(Path(source))
+    if isinstance(source, dict):
+        label = name or source.get("mat_id", "<dict>")
+        try:
+            return Structure.from_dict(source)
+        except Exception as exc:
+            raise StructureError(
+                label, f"not a pymatgen structure dict ({type(exc).__name__}: {exc})"
+            ) from None
+    try:
+        from ase import Atoms
+
+        if isinstance(source, Atoms):
+            return _from_atoms(source, name or source.get_chemical_formula())
+    except ImportError:
+        pass
+    raise StructureError(name or repr(type(source).__name__), "unsupported structure type")
+
+
+def validate(structure, name: str, *, max_atoms: int = DEFAULT_MAX_ATOMS, check_setups: bool = True):
+    """Check a pymatgen ``Structure`` for the problems that would waste or spoil a calculation.
+
+    Raises :class:`StructureError` (one line) for: no atoms, not 3-D periodic (zero volume), partial
+    occupancies, overlapping atoms (< 0.5 Å), elements without a GPAW setup, too many atoms.
+    """
+    if len(structure) == 0:
+        raise StructureError(name, "no atoms")
+    if structure.lattice.volume < 1e-3:
+        raise StructureError(name, "not 3-D periodic (cell volume is zero)")
+    if not structure.is_ordered:
+        bad = next(s for s in structure if not s.is_ordered)
+        raise StructureError(
+            name, f"partial occupancies ({bad.species.formula} at {np.round(bad.frac_coords, 3).tolist()})"
+        )
+    if len(structure) > max_atoms:
+        raise StructureError(name, f"{len(structure)} atoms exceed the limit of {max_atoms}")
+    # every pair within MIN_DISTANCE, periodic images (and a site's own image in a tiny cell) included
+    _, _, _, dists = structure.get_neighbor_list(MIN_DISTANCE)
+    if len(dists):
+        raise StructureError(
+            name, f"overlapping atoms ({float(dists.min()):.3f} Å apart, minimum {MIN_DISTANCE} Å)"
+        )
+    if check_setups:
+        ok = gpaw_elements()
+        missing = sorted({el.symbol for el in structure.composition.elements} - ok)
+        if missing:
+            raise StructureError(name, f"no GPAW PAW setup for {', '.join(missing)}")
+    return structure
+
+
+def load(source, name: str | None = None, *, max_atoms: int = DEFAULT_MAX_ATOMS, check_setups: bool = True):
+    """Read and validate: :func:`from_any` then :func:`validate`."""
+    label = name or (str(source) if isinstance(source, (str, Path)) else None)
+    s = from_any(source, name=label)
+    return validate(s, label or s.composition.reduced_formula, max_atoms=max_atoms, check_setups=check_setups)
+
+
+def symmetrize(structure, target_spacegroup: int | None = None, *, name: str = "structure") -> Symmetrized:
+    """Standard primitive cell at the smallest tolerance that recovers ``target_spacegroup`` (PROTOCOL.md step 0).
+
+    Tries symprec = 1e-5, 1e-3, 1e-2, 0.1 Å in order and keeps the first whose space group equals the target
+    (the source database's, e.g. Alexandria's ``spg``). Without a target, symprec = 1e-3 Å. If no tolerance
+    recovers the target, the 1e-3 Å cell is used and the found space group recorded.
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    def at(t):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sga = SpacegroupAnalyzer(structure, symprec=t)
+            return sga.get_space_group_number(), sga.get_primitive_standard_structure()
+
+    if target_spacegroup is not None:
+        for t in SYMPRECS:
+            try:
+                spg, prim = at(t)
+            except Exception:
+                continue
+            if spg == target_spacegroup:
+                return Symmetrized(prim, spg, t, target_spacegroup)
+        log.info(
+            "%s: no tolerance recovers space group %s; using %g Å", name, target_spacegroup, DEFAULT_SYMPREC
+        )
+    try:
+        spg, prim = at(DEFAULT_SYMPREC)
+    except Exception as exc:
+        raise StructureError(name, f"symmetry analysis failed ({exc})") from None
+    return Symmetrized(prim, spg, DEFAULT_SYMPREC, target_spacegroup)
+
+
+def structure_hash(structure) -> str:
+    """A short SHA-256 of species, lattice and fractional coordinates rounded to 1e-4 (Å / fractional)."""
+    payload = {
+        "lattice": np.round(structure.lattice.matrix, 4).tolist(),
+        "sites": sorted(
+            (site.specie.symbol, *np.round(np.mod(site.frac_coords, 1.0), 4).tolist()) for site in structure
+        ),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def to_atoms(structure):
+    """pymatgen ``Structure`` → ASE ``Atoms`` (3-D periodic)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_atoms(structure)
+
+
+def alexandria(split: str | None = None) -> list[dict]:
+    """The bundled Alexandria structure list (3,538 entries, see resources/alexandria/SOURCE.md).
+
+    Each entry: mat_id, split, formula, elements, spg, nsites, pbe_band_gap_ind/dir, e_above_hull, e_form,
+    prototype_id, structure (pymatgen dict). ``split`` filters by the entry's split.
+    """
+    import gzip
+    from importlib import resources
+
+    with resources.files("optiladder.resources").joinpath("alexandria/structures.json.gz").open("rb") as fh:
+        entries = json.loads(gzip.decompress(fh.read()))
+    if split is not None:
+        entries = [e for e in entries if e["split"] == split]
+    return entries

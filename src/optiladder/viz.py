@@ -1,0 +1,32 @@
+"""Plots of spectra (matplotlib, Agg backend; imported only when plotting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_record(rec: dict, path: str | Path, emax: float = 20.0) -> Path:
+    """PNG of the trace of Im ε (IPA and RPA) of one record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .engine.records import record_spectra
+
+    sp = record_spectra(rec)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    for lv, style in (("ipa", "--"), ("rpa", "-")):
+        s = sp[lv]
+        m = s.omega <= emax
+        ax.plot(s.omega[m], s.trace_im()[m], style, label=f"{lv.upper()}  ε∞ = {s.eps_inf:.2f}")
+    ax.set_xlabel("photon energy (eV)")
+    ax.set_ylabel("Im ε (trace/3)")
+    ax.set_title(f"{rec['formula']}  {rec['mat_id']}  (gap {rec.get('gap_indirect', float('nan')):.2f} eV)")
+    ax.set_xlim(0, emax)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
