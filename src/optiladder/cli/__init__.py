@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 
 from . import compute as _compute  # noqa: F401  (registers its commands)
+from . import predict as _predict  # noqa: F401  (optiladder predict)
+from . import pretrained as _pretrained  # noqa: F401  (optiladder pretrained list|rebuild|map)
+from . import serve as _serve  # noqa: F401  (optiladder serve)
 from ._app import app
 
 

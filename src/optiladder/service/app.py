@@ -1,0 +1,275 @@
+"""The FastAPI application: predictions, stored materials, the dataset map, and the pages.
+
+Endpoints (JSON unless said otherwise; OpenAPI schema at ``/openapi.json``, an offline reference at ``/docs``):
+
+* ``POST /predict`` — a CIF or POSCAR as a multipart upload (``file``) or pasted text (form field ``text``);
+  returns predicted IPA and RPA spectra (trace of Im ε and Re ε, n, k, α in cm⁻¹, R, loss; photon energy in eV)
+  and the verdict "is IPA good enough". Bad input → 4xx with ``{"detail": "<name>: <problem>"}`` (one line).
+* ``GET /materials/{mat_id}`` — a stored GPAW record and its spectra (``?predict=true`` adds the model's).
+* ``GET /map`` — UMAP coordinates of the sc model's latent embeddings of the dataset, SC per material.
+* ``GET /health``, ``GET /models`` — status and model cards.
+* Pages: ``/`` (predict), ``/ui/map`` (the map), ``/ui/materials/{mat_id}`` (one material). Plotly's JS is
+  served from ``/static/plotly.min.js``: the pages need no internet.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from . import DEFAULT_MAP_PATH, STATIC_DIR
+
+log = logging.getLogger(__name__)
+
+#: Largest accepted upload or pasted text (bytes); a CIF of a 64-atom cell is a few kB.
+DEFAULT_MAX_UPLOAD = 256 * 1024
+#: Allowed material ids (no path separators: the id becomes a file name in the store).
+MAT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+class _State:
+    """What the app holds: the predictor (loaded once, lazily), the store and the map."""
+
+    def __init__(self, predictor: Any, store: Any, map_path: Path, max_upload: int, levels: tuple[str, ...]):
+        self._predictor = predictor
+        self._store = store
+        self.map_path = Path(map_path)
+        self.max_upload = int(max_upload)
+        self.levels = levels
+        self._lock = threading.Lock()
+        self._map: dict | None = None
+        self._map_mtime: float | None = None
+
+    @property
+    def predictor(self):
+        if self._predictor is None:
+            with self._lock:
+                if self._predictor is None:
+                    from ..predict import Predictor
+
+                    self._predictor = Predictor.from_pretrained(self.levels, sc=True)
+        return self._predictor
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ..data.store import Store
+
+            self._store = Store()
+        return self._store
+
+    def map(self) -> dict:
+        from .mapdata import load_map
+
+        mtime = self.map_path.stat().st_mtime if self.map_path.exists() else None
+        if self._map is None or mtime != self._map_mtime:
+            self._map = load_map(self.map_path)
+            self._map_mtime = mtime
+        return self._map
+
+
+def create_app(
+    predictor: Any = None,
+    *,
+    store: Any = None,
+    map_path: str | Path = DEFAULT_MAP_PATH,
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+    levels: tuple[str, ...] = ("ipa", "rpa"),
+    preload: bool = False,
+) -> FastAPI:
+    """Build the app.
+
+    ``predictor``: an :class:`optiladder.predict.Predictor` (default: the shipped models, loaded on first use or
+    at start with ``preload``). ``store``: an :class:`optiladder.data.store.Store` (default: the dataset).
+    ``map_path``: the map file. ``max_upload``: size limit of a structure in bytes (larger → 413).
+    """
+    state = _State(predictor, store, Path(map_path), max_upload, tuple(levels))
+    app = FastAPI(
+        title="optiladder",
+        version=__version__,
+        description=(
+            "Optical spectra of crystals predicted by OptiMate graph networks trained on GPAW IPA/RPA spectra. "
+            "Photon energy in eV, ε dimensionless, α in cm⁻¹."
+        ),
+        docs_url=None,  # FastAPI's Swagger page loads its JS from a CDN; /docs is an offline page instead
+        redoc_url=None,
+    )
+    app.state.optiladder = state
+    if preload:
+        _ = state.predictor
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # ---- pages ---------------------------------------------------------------------------------
+    def _page(name: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / name, media_type="text/html")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return _page("index.html")
+
+    @app.get("/ui/map", include_in_schema=False)
+    def map_page() -> FileResponse:
+        return _page("map.html")
+
+    @app.get("/ui/materials/{mat_id}", include_in_schema=False)
+    def material_page(mat_id: str) -> FileResponse:
+        return _page("material.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_page() -> FileResponse:
+        return _page("docs.html")
+
+    # ---- API -----------------------------------------------------------------------------------
+    @app.get("/health", tags=["service"])
+    def health() -> dict:
+        """Service status: version and whether the models are loaded."""
+        return {"status": "ok", "version": __version__, "models_loaded": state._predictor is not None}
+
+    @app.get("/models", tags=["service"])
+    def models() -> dict:
+        """The model cards of the loaded models (data, splits, test metrics, parent, date, checksum)."""
+        p = state.predictor
+        return {"threshold": p.threshold, "cards": p.cards()}
+
+    @app.post("/predict", tags=["predict"])
+    async def predict(
+        request: Request,
+        file: Annotated[UploadFile | None, File(description="CIF or POSCAR file")] = None,
+        text: Annotated[str | None, Form(description="CIF or POSCAR text (instead of a file)")] = None,
+        filename: Annotated[
+            str | None, Form(description="Name for pasted text; its ending selects the format")
+        ] = None,
+        stride: Annotated[int, Query(ge=1, le=20, description="Return every stride-th grid point")] = 1,
+        optics: Annotated[bool, Query(description="Include n, k, α, R and loss")] = True,
+    ) -> JSONResponse:
+        """Predict the IPA and RPA spectra of one crystal and say whether IPA is good enough for it.
+
+        Send either ``file`` (multipart upload) or ``text``. Returns per level ``omega_eV`` (eV), ``eps_im``,
+        ``eps_re`` (Kramers–Kronig), ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss`` on the 0–20 eV grid, the
+        predicted ``sc_rpa_ipa`` and ``ipa_good_enough`` (SC ≥ threshold).
+        """
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > state.max_upload + 16 * 1024:
+            raise HTTPException(413, f"request: {int(length)} bytes exceed the limit of {state.max_upload}")
+        if file is not None and text:
+            raise HTTPException(400, "request: send either a file or text, not both")
+        if file is not None:
+            raw = await file.read(state.max_upload + 1)
+            name = Path(file.filename or "upload").name
+        elif text is not None:
+            raw = text.encode()
+            name = Path(filename).name if filename else "pasted"
+        else:
+            raise HTTPException(400, "request: no structure (send a file or text)")
+        if len(raw) > state.max_upload:
+            raise HTTPException(413, f"{name}: larger than the limit of {state.max_upload} bytes")
+        try:
+            content = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(422, f"{name}: not a text file (CIF or POSCAR expected)") from None
+        from starlette.concurrency import run_in_threadpool
+
+        p = state.predictor
+        res = await run_in_threadpool(p.predict_text, content, name)
+        if not res.ok:
+            raise HTTPException(422, _one_line(res.error))
+        out = res.to_dict(optics=optics, stride=stride)
+        out["models"] = {k: v.get("full_name", k) for k, v in p.cards().items()}
+        return JSONResponse(out)
+
+    @app.get("/materials/{mat_id}", tags=["data"])
+    def material(
+        mat_id: str,
+        predict: Annotated[bool, Query(description="Add the model's predictions for this structure")] = False,
+    ) -> dict:
+        """A stored record (GPAW, gpaw-pbe-v1) with its spectra: per level the trace of Im ε and Re ε, the
+        x/y/z components of Im ε, and n, k, α (cm⁻¹), R, loss of the trace; ``sc_rpa_ipa`` of the DFT spectra."""
+        from ..data.splits import split_of
+        from ..engine.records import RecordError, record_spectra
+        from ..spectra import MODEL_GRID, interpolate, similarity_coefficient
+
+        if not MAT_ID_RE.match(mat_id):
+            raise HTTPException(400, f"{mat_id[:80]}: not a valid material id")
+        if mat_id not in state.store:
+            raise HTTPException(404, f"{mat_id}: no such material in the dataset")
+        try:
+            rec = state.store.get(mat_id)
+        except RecordError as exc:
+            raise HTTPException(500, _one_line(str(exc))) from None
+        sp = record_spectra(rec)
+        on_grid = {lv: interpolate(s.omega, s.trace_im(), MODEL_GRID) for lv, s in sp.items()}
+        out: dict[str, Any] = {
+            "mat_id": mat_id,
+            "formula": rec["formula"],
+            "nsites": rec["nsites"],
+            "split": rec.get("split") or split_of(mat_id),
+            "spacegroup": rec.get("spacegroup"),
+            "gap_indirect_eV": rec.get("gap_indirect"),
+            "gap_direct_eV": rec.get("gap_direct"),
+            "protocol": rec["protocol"].get("name"),
+            "code": rec.get("code"),
+            "structure": rec["structure"],
+            "sc_rpa_ipa": round(float(similarity_coefficient(on_grid["rpa"], on_grid["ipa"])), 4),
+            "spectra": {},
+        }
+        for lv, s in sp.items():
+            table = s.table()
+            d = {k: np.round(v, 6).tolist() for k, v in table.items()}
+            d.update({f"eps_im_{c}": np.round(s.im[c], 6).tolist() for c in s.components})
+            d["eps_inf"] = round(s.eps_inf, 4)
+            out["spectra"][lv] = d
+        if predict:
+            from pymatgen.core import Structure
+
+            p = state.predictor
+            res = p.predict_one(Structure.from_dict(rec["structure"]), mat_id)
+            if res.ok:
+                pred = res.to_dict(optics=False, stride=2)
+                pred["sc_vs_dft"] = {
+                    lv: round(float(similarity_coefficient(res.spectra[lv].trace_im(), on_grid[lv])), 4)
+                    for lv in res.spectra
+                }
+                out["prediction"] = pred
+            else:
+                out["prediction"] = {"ok": False, "error": res.error}
+        return out
+
+    @app.get("/map", tags=["data"])
+    def dataset_map(
+        embeddings: Annotated[bool, Query(description="Include the latent vectors (large)")] = False,
+    ) -> dict:
+        """The dataset map: per material id, formula, split, 2-D UMAP coordinates of the sc model's pooled
+        embedding, DFT SC[RPA; IPA] (the colour) and the predicted one."""
+        from .mapdata import MapError
+
+        try:
+            data = dict(state.map())
+        except MapError as exc:
+            raise HTTPException(503, _one_line(str(exc))) from None
+        if not embeddings:
+            data.pop("embedding", None)
+        return data
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: Any) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path"))
+        msg = f"{where or 'request'}: {first.get('msg', 'invalid request')}"
+        return JSONResponse({"detail": _one_line(msg)}, status_code=422)
+
+    return app
