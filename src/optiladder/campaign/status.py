@@ -1,0 +1,190 @@
+"""``campaign status``: jobs by state, cell size and split; core-hours spent; ETA from measured cost per cell size.
+
+Cost per cell size (seconds of one core per material) is the median of the campaign's own finished attempts
+(wall time of the calculation process) for that number of atoms, else of the indexed records' calculation
+seconds (e.g. the seed records); sizes without any measurement are extrapolated with a power law
+``t = a * nsites**b`` fitted to the measured medians (``b`` = 3 if only one size was measured).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .queue import STATES, JobQueue
+
+
+@dataclass
+class CampaignStatus:
+    """Counts and costs of one campaign database (seconds are core-seconds: one core per job)."""
+
+    name: str
+    meta: dict[str, str]
+    by_size: dict[int, dict[str, int]]
+    by_split: dict[str, dict[str, int]]
+    totals: dict[str, int]
+    core_seconds: float
+    attempts: int
+    cost: CostModel
+    remaining_core_seconds: float
+    running: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def eta_seconds(self, workers: int) -> float:
+        """Wall-clock seconds to finish the queue with ``workers`` single-core workers."""
+        return self.remaining_core_seconds / max(1, workers)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Core-seconds per material by cell size: measured medians, else ``a * nsites**b``."""
+
+    medians: dict[int, tuple[float, int]]  # nsites -> (median seconds, number of measurements)
+    a: float
+    b: float
+
+    def seconds(self, nsites: int) -> float:
+        if nsites in self.medians:
+            return self.medians[nsites][0]
+        return self.a * max(nsites, 1) ** self.b
+
+
+def cost_model(measured: dict[int, list[float]]) -> CostModel:
+    """Fit the cost model to measured seconds per cell size (``{nsites: [seconds, ...]}``)."""
+    med = {n: (float(np.median(v)), len(v)) for n, v in sorted(measured.items()) if v}
+    good = {n: s for n, (s, _) in med.items() if n > 0 and s > 0}
+    if len(good) >= 2:
+        x, y = np.log(list(good)), np.log(list(good.values()))
+        b = float(np.clip(np.polyfit(x, y, 1)[0], 1.0, 4.0))
+        a = float(np.exp(np.mean(y - b * x)))
+    elif good:
+        n0, s0 = next(iter(good.items()))
+        b, a = 3.0, s0 / n0**3
+    else:
+        b, a = 3.0, 60.0  # nothing measured: 1 minute × nsites³ (PROTOCOL.md order of magnitude)
+    return CostModel(med, a, b)
+
+
+def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
+    """Read the status of a campaign database."""
+    jobs = q.jobs(kind="material")
+    attempts = q.attempts()
+    now = q.now()
+    by_size: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
+    by_split: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
+    totals = dict.fromkeys(STATES, 0)
+    nsites_of = {}
+    for j in jobs:
+        by_size[j["nsites"]][j["state"]] += 1
+        by_split[j["split"] or "none"][j["state"]] += 1
+        totals[j["state"]] += 1
+        nsites_of[j["id"]] = j["nsites"]
+    measured: dict[int, list[float]] = defaultdict(list)
+    core = 0.0
+    n_att = 0
+    for a in attempts:
+        if a["job_id"] not in nsites_of:
+            continue  # dummy jobs
+        n_att += 1
+        if a["outcome"] == "running":
+            core += max(0.0, now - (a["claimed_at"] or now))
+        elif a["seconds"]:
+            core += float(a["seconds"])
+        if a["outcome"] == "done" and a["seconds"]:
+            measured[nsites_of[a["job_id"]]].append(float(a["seconds"]))
+    from_records: dict[int, list[float]] = defaultdict(list)
+    for r in q.records_index():
+        if r["nsites"] and r["seconds"]:
+            from_records[int(r["nsites"])].append(float(r["seconds"]))
+    for n, v in from_records.items():  # the campaign's own wall times win where they exist
+        if n not in measured:
+            measured[n] = v
+    cost = cost_model(measured)
+    remaining = 0.0
+    running = []
+    for j in jobs:
+        if j["state"] == "queued":
+            remaining += cost.seconds(j["nsites"])
+        elif j["state"] == "running":
+            elapsed = now - (j["claimed_at"] or now)
+            remaining += max(0.0, cost.seconds(j["nsites"]) - elapsed)
+            running.append({**j, "elapsed": elapsed, "lease_left": (j["lease_expires"] or now) - now})
+    failures = [j for j in jobs if j["state"] == "failed" or (j["state"] == "queued" and j["error"])]
+    failures.sort(key=lambda j: -(j["finished_at"] or 0))
+    return CampaignStatus(
+        name=q.name,
+        meta=q.meta(),
+        by_size=dict(sorted(by_size.items())),
+        by_split=dict(sorted(by_split.items())),
+        totals=totals,
+        core_seconds=core,
+        attempts=n_att,
+        cost=cost,
+        remaining_core_seconds=remaining,
+        running=running,
+        failures=failures[:max_failures] if max_failures >= 0 else failures,
+    )
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    if d:
+        return f"{d}d {h}h {m:02d}m"
+    if h:
+        return f"{h}h {m:02d}m"
+    return f"{m}m {s:02d}s"
+
+
+def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
+    """A plain-text report (tables by cell size and by split, cost, ETA, running jobs, recent failures)."""
+    lines = [
+        f"{st.name}: protocol {st.meta.get('protocol', '?')}, store {st.meta.get('store', '?')}",
+        "",
+        f"{'atoms':>6} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7} {'total':>6}  {'s/material':>10}",
+    ]
+    for n, c in st.by_size.items():
+        med = st.cost.medians.get(n)
+        cs = f"{med[0]:10.0f}" if med else f"{'~' + format(st.cost.seconds(n), '.0f'):>10}"
+        lines.append(
+            f"{n:>6} {c['done']:>6} {c['running']:>8} {c['queued']:>7} {c['failed']:>7} {sum(c.values()):>6}  {cs}"
+        )
+    t = st.totals
+    lines.append(
+        f"{'all':>6} {t['done']:>6} {t['running']:>8} {t['queued']:>7} {t['failed']:>7} {sum(t.values()):>6}"
+    )
+    lines += ["", f"{'split':>10} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7} {'total':>6}"]
+    for name, c in st.by_split.items():
+        lines.append(
+            f"{name:>10} {c['done']:>6} {c['running']:>8} {c['queued']:>7} {c['failed']:>7} {sum(c.values()):>6}"
+        )
+    lines += [
+        "",
+        f"core-hours spent: {st.core_seconds / 3600:.2f} ({st.attempts} attempts)",
+        f"remaining: ~{st.remaining_core_seconds / 3600:.1f} core-hours; ETA {_hms(st.eta_seconds(workers))} "
+        f"with {workers} worker(s)",
+    ]
+    if st.running:
+        lines += ["", "running:"]
+        for j in st.running:
+            lines.append(
+                f"  {j['id']} ({j['nsites']} atoms) on {j['owner_host']}:{j['owner_pid']} for {_hms(j['elapsed'])}, "
+                f"attempt {j['attempts']}, lease {'expired' if j['lease_left'] < 0 else 'ok'}"
+            )
+    if st.failures:
+        lines += ["", "failures (latest first):"]
+        for j in st.failures:
+            kind = (
+                "permanent" if j["permanent"] else f"transient, attempt {j['attempts']}/{j['max_attempts']}"
+            )
+            state = "" if j["state"] == "failed" else " [will retry]"
+            lines.append(f"  {j['error']} ({kind}){state}")
+    return "\n".join(lines)

@@ -1,0 +1,292 @@
+"""What a Dask worker runs for the campaign: claim → heartbeat → compute → write record → mark done.
+
+:func:`run_next` is the Dask task. It claims the next job in the database (smallest cell first), keeps the lease
+alive from a heartbeat thread, runs the calculation in a child process (:mod:`.child`) in a private directory
+``<work_root>/<mat_id>.<token>`` so that it can be killed (per-job time limit, lost lease), writes the record
+atomically into the store (append-only: a second writer of the same material cannot replace it) and marks the
+job done with the record's index data. The work directory is removed in every case; one left behind by a killed
+worker is removed by the next claim of that job or by the next campaign start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import child
+from .queue import JobQueue, Lease, QueueError, open_queue, owner_name
+
+log = logging.getLogger(__name__)
+
+#: environment of every calculation: one core per worker (PROTOCOL.md)
+SERIAL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything a task needs (picklable: sent to the Dask workers).
+
+    Times in seconds; ``deadline``: epoch seconds after which no new job is claimed (``None``: no limit).
+    """
+
+    db: str
+    store: str
+    protocol: str
+    work_root: str
+    run_id: str
+    lease: float = 120.0
+    heartbeat: float = 20.0
+    per_job_timeout: float = 3600.0
+    max_atoms: int = 64
+    deadline: float | None = None
+    allow_test: bool = False
+
+
+def record_index(rec: dict, path: Path, data: bytes | None = None) -> dict[str, Any]:
+    """The database index of a stored record (gap in eV, seconds = sum of the calculation phases)."""
+    from ..data.splits import split_of
+
+    data = path.read_bytes() if data is None else data
+    secs = rec.get("seconds") or {}
+    return {
+        "mat_id": rec["mat_id"],
+        "split": rec.get("split") or split_of(rec["mat_id"]),
+        "nsites": int(rec["nsites"]),
+        "formula": rec.get("formula"),
+        "spacegroup": rec.get("spacegroup"),
+        "gap": rec.get("gap_indirect"),
+        "gap_direct": rec.get("gap_direct"),
+        "seconds": round(float(sum(secs.values())), 3) if isinstance(secs, dict) else None,
+        "protocol": (rec.get("protocol") or {}).get("name"),
+        "path": str(path.resolve()),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def job_dir_name(mat_id: str, token: str) -> str:
+    return f"{mat_id}.{token}"
+
+
+def clean_stale_dirs(work_root: Path, mat_id: str, keep: str | None = None) -> list[Path]:
+    """Remove work directories of earlier attempts of ``mat_id`` (their lease is gone: we hold the job)."""
+    removed = []
+    if not work_root.is_dir():
+        return removed
+    for p in work_root.glob(f"{mat_id}.*"):
+        if p.is_dir() and p.name != keep:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+class _Heartbeat(threading.Thread):
+    """Renews a lease every ``interval`` s on its own connection; sets ``lost`` when the lease is gone."""
+
+    def __init__(self, cfg: TaskConfig, token: str):
+        super().__init__(daemon=True, name=f"heartbeat-{token}")
+        self.cfg, self.token = cfg, token
+        self.lost = threading.Event()
+        self.stop = threading.Event()
+        self.last_ok = time.time()
+
+    def run(self) -> None:
+        q: JobQueue | None = None
+        try:
+            while not self.stop.wait(self.cfg.heartbeat):
+                try:
+                    q = q or open_queue(self.cfg.db, create=False)
+                    if not q.heartbeat(self.token, self.cfg.lease):
+                        self.lost.set()
+                        return
+                    self.last_ok = time.time()
+                except QueueError as exc:  # database unreachable: keep trying until the lease would expire
+                    log.warning("heartbeat: %s", exc)
+                    if q is not None:
+                        q.close()
+                        q = None
+                    if time.time() - self.last_ok > self.cfg.lease:
+                        self.lost.set()
+                        return
+        finally:
+            if q is not None:
+                q.close()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill the calculation and everything it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        log.error("%s: calculation process %d does not die", proc.args, proc.pid)
+
+
+def run_next(cfg: TaskConfig) -> dict[str, Any]:
+    """Claim the next job and run it (the Dask task). Returns ``{"outcome": ..., "mat_id": ..., ...}``.
+
+    Outcomes: ``empty`` (nothing to claim), ``stopped`` (past the deadline), ``done``, ``retry`` (transient
+    failure, re-queued), ``failed``, ``lost`` (lease lost: released or expired meanwhile).
+    """
+    if cfg.deadline is not None and time.time() >= cfg.deadline:
+        return {"outcome": "stopped"}
+    with open_queue(cfg.db, create=False) as q:
+        lease = q.claim(
+            owner=owner_name(), run_id=cfg.run_id, lease_seconds=cfg.lease, max_nsites=cfg.max_atoms
+        )
+        if lease is None:
+            return {"outcome": "empty"}
+        try:
+            return run_job(q, lease, cfg)
+        except BaseException as exc:  # a bug in this module or the database gone: give the job back
+            tb = child.tail(traceback.format_exc())
+            log.error("%s: task failed (%s)", lease.job.id, exc)
+            try:
+                q.fail(
+                    lease.token,
+                    f"{lease.job.id}: campaign task error {type(exc).__name__}: {exc}",
+                    traceback=tb,
+                )
+            except QueueError:
+                pass
+            raise
+
+
+def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
+    """Run one claimed job to its end (see the module docstring)."""
+    from ..data.store import Store
+    from ..engine.records import RecordError, read_record
+
+    job = lease.job
+    base = {"mat_id": job.id, "nsites": job.nsites, "split": job.split, "attempt": job.attempts}
+    store = Store(Path(cfg.store))
+    t0 = time.time()
+
+    # already in the store (written by an attempt that lost its lease, or imported): index it, no recompute
+    if job.id in store:
+        try:
+            rec = store.get(job.id)
+        except RecordError as exc:  # never overwrite: a person must look at it
+            state = q.fail(lease.token, f"store holds an invalid record: {exc}", permanent=True, seconds=0.0)
+            return {**base, "outcome": state or "lost", "error": str(exc), "seconds": 0.0}
+        path = store.root / f"{job.id}.json.gz"
+        ok = q.complete(lease.token, record_index(rec, path), seconds=0.0)
+        return {**base, "outcome": "done" if ok else "lost", "seconds": 0.0, "existing": True}
+
+    work_root = Path(cfg.work_root)
+    work_root.mkdir(parents=True, exist_ok=True)
+    name = job_dir_name(job.id, lease.token)
+    clean_stale_dirs(work_root, job.id, keep=name)
+    job_dir = work_root / name
+    job_dir.mkdir()
+    beat = _Heartbeat(cfg, lease.token)
+    try:
+        spec = {
+            "mat_id": job.id,
+            "source": job.source,
+            "protocol": cfg.protocol,
+            "split": job.split,
+            "max_atoms": cfg.max_atoms,
+        }
+        (job_dir / child.SPEC).write_text(json.dumps(spec))
+        env = {**os.environ, **SERIAL_ENV}
+        with open(job_dir / "child.log", "wb") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "optiladder.campaign.child", str(job_dir), str(os.getpid())],
+                cwd=job_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: killable as a whole, deaf to the terminal's ^C
+            )
+            beat.start()
+            verdict = None
+            while True:
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if beat.lost.is_set():
+                    _kill(proc)
+                    verdict = "lost"
+                    break
+                if time.time() - t0 > cfg.per_job_timeout:
+                    _kill(proc)
+                    verdict = "timeout"
+                    break
+        seconds = round(time.time() - t0, 2)
+        beat.stop.set()
+        beat.join(timeout=5)
+        if verdict == "lost" or beat.lost.is_set():
+            log.warning("%s: lease lost (released or expired); calculation abandoned", job.id)
+            return {**base, "outcome": "lost", "seconds": seconds}
+        if verdict == "timeout":
+            msg = f"{job.id}: timeout after {cfg.per_job_timeout:g} s (per-job time limit)"
+            state = q.fail(lease.token, msg, traceback=_log_tail(job_dir), seconds=seconds)
+            return {**base, "outcome": _outcome(state), "error": msg, "seconds": seconds}
+        result, error = job_dir / child.RESULT, job_dir / child.ERROR
+        if result.exists():
+            try:
+                rec = read_record(result)
+                if rec["mat_id"] != job.id:
+                    raise RecordError(result, f"holds material {rec['mat_id']}, not {job.id}")
+            except RecordError as exc:
+                state = q.fail(lease.token, f"{job.id}: invalid result ({exc.problem})", seconds=seconds)
+                return {**base, "outcome": _outcome(state), "error": str(exc), "seconds": seconds}
+            try:
+                path = store.add(rec, allow_test=cfg.allow_test)
+            except RecordError as exc:
+                if job.id not in store:
+                    raise
+                log.warning("%s", exc)  # written meanwhile by an attempt that lost its lease: keep that one
+                path = store.root / f"{job.id}.json.gz"
+                rec = read_record(path)
+            index = record_index(rec, path)
+            if not q.complete(lease.token, index, seconds=seconds):
+                q.mark_done(index)  # lease lost after the record was written: the store is the truth
+            return {**base, "outcome": "done", "seconds": seconds, "gap": rec.get("gap_indirect")}
+        if error.exists():
+            err = json.loads(error.read_text())
+            state = q.fail(
+                lease.token,
+                err["error"],
+                traceback=err.get("traceback"),
+                permanent=bool(err.get("permanent")),
+                seconds=seconds,
+            )
+            return {**base, "outcome": _outcome(state), "error": err["error"], "seconds": seconds}
+        code = proc.returncode
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        msg = f"{job.id}: calculation process died ({how})"
+        state = q.fail(lease.token, msg, traceback=_log_tail(job_dir), seconds=seconds)
+        return {**base, "outcome": _outcome(state), "error": msg, "seconds": seconds}
+    finally:
+        beat.stop.set()
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _outcome(state: str | None) -> str:
+    return {"queued": "retry", "failed": "failed", None: "lost"}.get(state, str(state))
+
+
+def _log_tail(job_dir: Path) -> str | None:
+    try:
+        return child.tail((job_dir / "child.log").read_text(errors="replace"))
+    except OSError:
+        return None

@@ -1,0 +1,128 @@
+"""``optiladder campaign run|status``: the dataset campaign (job queue in SQLite/PostgreSQL, Dask execution)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import app
+
+campaign_app = typer.Typer(
+    help="The dataset campaign: compute the structure list smallest cells first, resumably.",
+    no_args_is_help=True,
+)
+app.add_typer(campaign_app, name="campaign")
+
+DbOption = Annotated[
+    str,
+    typer.Option("--db", help="Campaign database: a SQLite file, or postgresql://user@host:port/dbname"),
+]
+
+
+@campaign_app.command("run")
+def run(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Structure files or folders (default: the bundled 3,538 Alexandria structures)"),
+    ] = None,
+    db: DbOption = "campaign.db",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes, one core each (default 1; with --scheduler: its threads)"),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of an existing Dask scheduler (default: a LocalCluster)")
+    ] = None,
+    protocol: Annotated[str, typer.Option(help="Protocol name (gpaw-pbe-v1, test)")] = "gpaw-pbe-v1",
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record folder (default: the dataset's dataset/records; required for --protocol test)"
+        ),
+    ] = None,
+    max_atoms: Annotated[int, typer.Option(help="Skip cells with more atoms (they stay queued)")] = 64,
+    time_budget: Annotated[
+        str | None, typer.Option(help="Stop submitting after this long, e.g. 2h, 90m, 1h30m (exit 0)")
+    ] = None,
+    grace: Annotated[
+        str,
+        typer.Option(help="After the time budget, let running jobs finish for this long, then release them"),
+    ] = "0s",
+    per_job_timeout: Annotated[
+        str, typer.Option(help="Time limit per material (transient failure, retried), e.g. 3600, 1h")
+    ] = "1h",
+    lease: Annotated[
+        str,
+        typer.Option(
+            help="Lease length: a job whose worker stops heartbeating returns to the queue after it"
+        ),
+    ] = "120s",
+    max_attempts: Annotated[int, typer.Option(help="Claims per job before a transient failure is final")] = 3,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Work root for the private job folders (default: a node-local temp folder)"),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every job")] = True,
+) -> None:
+    """Run the campaign: claim, compute, store, until the queue is empty, the budget is spent or a signal."""
+    from ..campaign.inputs import parse_duration
+    from ..campaign.queue import QueueError
+    from ..campaign.runner import CampaignError, CampaignOptions, run_campaign
+
+    _logging(verbose)
+    try:
+        opts = CampaignOptions(
+            db=db,
+            store=store,
+            protocol=protocol,
+            inputs=inputs or None,
+            workers=workers,
+            scheduler=scheduler,
+            max_atoms=max_atoms,
+            time_budget=parse_duration(time_budget),
+            grace=parse_duration(grace) or 0.0,
+            per_job_timeout=parse_duration(per_job_timeout) or 3600.0,
+            lease=parse_duration(lease) or 120.0,
+            max_attempts=max_attempts,
+            work_root=workdir,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if workers is not None and workers < 1:
+        raise typer.BadParameter(f"--workers: {workers} is not a positive number")
+    try:
+        summary = run_campaign(opts)
+    except (CampaignError, QueueError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(summary.line())
+
+
+@campaign_app.command("status")
+def status(
+    db: DbOption = "campaign.db",
+    workers: Annotated[int, typer.Option(help="Workers assumed for the ETA")] = 1,
+    failures: Annotated[int, typer.Option(help="How many recent failures to list (-1: all)")] = 10,
+) -> None:
+    """Done / running / queued / failed by cell size and split, core-hours spent, and an ETA."""
+    from ..campaign.queue import QueueError, open_queue
+    from ..campaign.status import campaign_status, format_status
+
+    try:
+        with open_queue(db, create=False) as q:
+            st = campaign_status(q, max_failures=failures)
+    except QueueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(format_status(st, workers=workers))
+
+
+def _logging(verbose: bool) -> None:
+    logging.getLogger("optiladder").setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
