@@ -9,13 +9,13 @@ seconds (e.g. the seed records); sizes without any measurement are extrapolated 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .queue import STATES, JobQueue
+from .queue import STATES, JobQueue, open_queue
 
 
 @dataclass
@@ -188,3 +188,38 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
             state = "" if j["state"] == "failed" else " [will retry]"
             lines.append(f"  {j['error']} ({kind}){state}")
     return "\n".join(lines)
+
+
+def campaign_failures(db: str) -> dict[str, Any]:
+    """``{"db": name, "failed": n, "permanent": n, "by_reason": {reason kind: n}, "jobs": [(id, error)]}``."""
+    with open_queue(db, create=False) as q:
+        failed = q.jobs(state="failed")
+        name = q.name
+    reasons: Counter[str] = Counter()
+    for j in failed:
+        reasons[_reason_kind(j["error"] or "")] += 1
+    return {
+        "db": name,
+        "failed": len(failed),
+        "permanent": sum(1 for j in failed if j["permanent"]),
+        "by_reason": dict(reasons.most_common()),
+        "jobs": [(j["id"], j["error"]) for j in failed],
+    }
+
+
+def _reason_kind(error: str) -> str:
+    text = error.partition(": ")[2] or error
+    for key, label in (
+        ("metallic", "metallic (gap below the protocol's minimum)"),
+        ("no GPAW PAW setup", "unsupported element"),
+        ("timeout", "timeout"),
+        ("lease expired", "worker lost"),
+        ("died", "calculation process died"),
+        ("overlapping", "bad structure"),
+        ("partial occupancies", "bad structure"),
+        ("exceed the limit", "too many atoms"),
+        ("invalid record", "invalid record in the store"),
+    ):
+        if key in text:
+            return label
+    return text.split("(")[0].strip()[:60] or "unknown"

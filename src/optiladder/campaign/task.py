@@ -10,7 +10,6 @@ worker is removed by the next claim of that job or by the next campaign start.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.store import record_index  # noqa: F401  (re-exported: the runner imports it from here)
 from . import child
 from .queue import JobQueue, Lease, QueueError, open_queue, owner_name
 
@@ -52,27 +52,6 @@ class TaskConfig:
     max_atoms: int = 64
     deadline: float | None = None
     allow_test: bool = False
-
-
-def record_index(rec: dict, path: Path, data: bytes | None = None) -> dict[str, Any]:
-    """The database index of a stored record (gap in eV, seconds = sum of the calculation phases)."""
-    from ..data.splits import split_of
-
-    data = path.read_bytes() if data is None else data
-    secs = rec.get("seconds") or {}
-    return {
-        "mat_id": rec["mat_id"],
-        "split": rec.get("split") or split_of(rec["mat_id"]),
-        "nsites": int(rec["nsites"]),
-        "formula": rec.get("formula"),
-        "spacegroup": rec.get("spacegroup"),
-        "gap": rec.get("gap_indirect"),
-        "gap_direct": rec.get("gap_direct"),
-        "seconds": round(float(sum(secs.values())), 3) if isinstance(secs, dict) else None,
-        "protocol": (rec.get("protocol") or {}).get("name"),
-        "path": str(path.resolve()),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
 
 
 def job_dir_name(mat_id: str, token: str) -> str:

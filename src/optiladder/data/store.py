@@ -3,19 +3,35 @@
 The project's own dataset lives in ``dataset/records/`` of the repository (seed records of
 ``gpaw-pbe-v1`` plus everything the campaign adds). Records are validated on write and on read; a corrupt,
 truncated or NaN-holding file is reported by name and skipped, never overwritten.
+
+Besides reading (:meth:`Store.iter_records`, :meth:`Store.table`), the store imports record folders
+(:meth:`Store.import_dir`, idempotent) and describes itself (:meth:`Store.index`: the searchable scalars of each
+record, the same rows the campaign database indexes).
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..engine.records import RecordError, read_record, record_path, record_spectra, write_record
+from ..engine.records import (
+    RecordError,
+    read_record,
+    record_path,
+    record_spectra,
+    validate_record,
+    write_record,
+)
 from ..spectra import MODEL_GRID, interpolate
 from .splits import split_of
 
@@ -74,6 +90,69 @@ class Store:
                 log.warning("%s", msg)
                 continue
             yield rec
+
+    def index(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """One row of searchable scalars per valid record (see :func:`record_index`); invalid files skipped."""
+        rows = []
+        for rec in self.iter_records(ids):
+            rows.append(record_index(rec, record_path(self.root, rec["mat_id"])))
+        return rows
+
+    def verify(self) -> tuple[int, list[str]]:
+        """(number of valid records, ``file: problem`` for every invalid one)."""
+        self.errors = []
+        n = sum(1 for _ in self.iter_records())
+        return n, list(self.errors)
+
+    def import_dir(self, source: str | Path, *, allow_test: bool = False) -> ImportReport:
+        """Import every record file (``*.json.gz``, ``*.json``) of a folder; idempotent.
+
+        A valid record whose material is not in the store yet is written atomically (a ``.json.gz`` keeps its
+        exact bytes); one that is there already with the same content counts as ``present``; one that is there
+        with different content is a ``conflict`` and left alone (records are append-only); invalid files are
+        reported by name and skipped. ``test``-protocol records are refused unless ``allow_test``.
+        """
+        src = Path(source)
+        if not src.is_dir():
+            raise RecordError(src, "not a folder")
+        report = ImportReport()
+        files = sorted(
+            p
+            for p in src.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.name.endswith((".json.gz", ".json"))
+        )
+        for p in files:
+            try:
+                rec = read_record(p)
+                if not allow_test and rec["protocol"].get("name") == "test":
+                    raise RecordError(p, "a 'test'-protocol record does not belong in the dataset")
+            except RecordError as exc:
+                report.invalid.append(str(exc))
+                log.warning("%s", exc)
+                continue
+            target = record_path(self.root, rec["mat_id"])
+            if target.exists():
+                try:
+                    same = _canonical(read_record(target)) == _canonical(rec)
+                except RecordError as exc:
+                    report.invalid.append(str(exc))
+                    log.warning("%s", exc)
+                    continue
+                (report.present if same else report.conflicts).append(rec["mat_id"])
+                if not same:
+                    log.warning("%s: differs from the stored %s; left alone (append-only)", p, target)
+                continue
+            try:
+                if p.name.endswith(".json.gz"):
+                    _write_bytes_once(p.read_bytes(), target)
+                else:
+                    write_record(rec, target)
+            except RecordError as exc:  # written meanwhile by someone else
+                report.conflicts.append(rec["mat_id"])
+                log.warning("%s", exc)
+                continue
+            report.imported.append(rec["mat_id"])
+        return report
 
     def add(self, rec: dict, *, allow_test: bool = False) -> Path:
         """Validate and write a record atomically; never replaces an existing record."""
@@ -144,3 +223,65 @@ class DatasetArrays:
 
     def split(self, *names: str) -> DatasetArrays:
         return self.subset(np.isin(self.splits, names))
+
+
+@dataclass
+class ImportReport:
+    """What :meth:`Store.import_dir` did: material ids per outcome, and ``file: problem`` per invalid file."""
+
+    imported: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{len(self.imported)} imported, {len(self.present)} already present, "
+            f"{len(self.conflicts)} conflicting (left alone), {len(self.invalid)} invalid (skipped)"
+        )
+
+
+def record_index(rec: dict, path: str | Path, data: bytes | None = None) -> dict[str, Any]:
+    """The searchable scalars of a stored record: the campaign database's ``records`` row.
+
+    Keys: mat_id, split, nsites, formula, spacegroup, gap (indirect, eV), gap_direct (eV), seconds (sum of the
+    calculation phases, s), protocol (name), path (absolute), sha256 (of the file's bytes).
+    """
+    path = Path(path)
+    data = path.read_bytes() if data is None else data
+    secs = rec.get("seconds") or {}
+    return {
+        "mat_id": rec["mat_id"],
+        "split": rec.get("split") or split_of(rec["mat_id"]),
+        "nsites": int(rec["nsites"]),
+        "formula": rec.get("formula"),
+        "spacegroup": rec.get("spacegroup"),
+        "gap": rec.get("gap_indirect"),
+        "gap_direct": rec.get("gap_direct"),
+        "seconds": round(float(sum(secs.values())), 3) if isinstance(secs, dict) else None,
+        "protocol": (rec.get("protocol") or {}).get("name"),
+        "path": str(path.resolve()),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def _canonical(rec: dict) -> str:
+    return json.dumps(rec, sort_keys=True, separators=(",", ":"))
+
+
+def _write_bytes_once(data: bytes, path: Path) -> None:
+    """Write validated gzip'ed record bytes atomically to a new file (``os.link``: never replaces one)."""
+    validate_record(json.loads(gzip.decompress(data)), str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise RecordError(path, "exists already (records are append-only)") from None
+    finally:
+        os.unlink(tmp)
