@@ -1,0 +1,3 @@
+from optiladder.cli import main
+
+main()
