@@ -48,6 +48,7 @@ print(json.dumps({
     "mat_id": mat, "formula": rec["formula"], "nsites": rec["nsites"], "n_ibz_k": rec["n_ibz_k"],
     "nbands": rec["nbands"], "seconds": rec["seconds"], "wall": wall, "ref_seconds": ref["seconds"],
     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "load": __import__("os").getloadavg()[0],
     "sc_ipa": a["ipa"].similarity(b["ipa"]), "sc_rpa": a["rpa"].similarity(b["rpa"]),
 }))
 """
@@ -58,7 +59,9 @@ def main() -> None:
     rows = []
     for mat in MATERIALS:
         ref = REPO / "dataset" / "records" / f"{mat}.json.gz"
-        res = subprocess.run([sys.executable, "-c", CHILD, mat, str(ref)], capture_output=True, text=True, env=env)
+        res = subprocess.run(
+            [sys.executable, "-c", CHILD, mat, str(ref)], capture_output=True, text=True, env=env
+        )
         if res.returncode != 0:
             print(f"{mat}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             continue
@@ -74,7 +77,9 @@ def write(rows: list[dict]) -> None:
         "# Engine benchmark (gpaw-pbe-v1, one core per material)",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({platform.processor() or platform.machine()},"
-        f" {os.cpu_count()} cores), `python bench/engine/run.py`. The other core was busy with the dataset campaign."
+        f" {os.cpu_count()} cores), `python bench/engine/run.py`; mean 1-min load average during the run"
+        f" {sum(r.get('load', float('nan')) for r in rows) / max(len(rows), 1):.1f} (the dataset campaign uses one core;"
+        " a load above 2 means the benchmark shared its core and the ratios are upper bounds)."
         " Seed = the seed record's own timing (same code, GPAW 26.7.0, one core); ratio = ours / seed.",
         "",
         "| material | formula | atoms | k (IBZ) | bands | gs s | nscf s | df s | total s | seed total s | ratio |"
