@@ -247,11 +247,13 @@ def _start_dask(opts: CampaignOptions):
         n_workers=opts.workers or 1,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: several campaigns may run on one machine
         env=dict(SERIAL_ENV),
         silence_logs=logging.ERROR,
     )
-    return Client(cluster), cluster
+    client = Client(cluster)
+    log.info("Dask dashboard: %s", client.dashboard_link)
+    return client, cluster
 
 
 def _n_slots(client, opts: CampaignOptions) -> int:
@@ -384,6 +386,7 @@ def _loop(
             inflight.discard(fut)
             empty |= _handle(fut, bar, summary)
         if empty:
+            q.expire_dead_owners()  # a worker of this host killed: its job need not wait for the lease
             counts = q.summary()
             if q.claimable(opts.max_atoms) == 0:
                 if counts["running"] == 0 and not inflight:
