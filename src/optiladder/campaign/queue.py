@@ -427,7 +427,7 @@ class JobQueue:
             row = self._exec(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, owner_host = ?,"
                 " owner_pid = ?, run_id = ?, claimed_at = {now}, heartbeat_at = {now},"
-                f" lease_expires = {{now}} + ? WHERE id = ({pick})"
+                f" lease_expires = {{now}} + ? WHERE state = 'queued' AND id = ({pick})"
                 " RETURNING id, kind, source, split, formula, nsites, volume, attempts, max_attempts",
                 (
                     token,

@@ -1,9 +1,11 @@
 """``campaign status``: jobs by state, cell size and split; core-hours spent; ETA from measured cost per cell size.
 
-Cost per cell size (seconds of one core per material) is the median of the campaign's own finished attempts
-(wall time of the calculation process) for that number of atoms, else of the indexed records' calculation
-seconds (e.g. the seed records); sizes without any measurement are extrapolated with a power law
-``t = a * nsites**b`` fitted to the measured medians (``b`` = 3 if only one size was measured).
+Cost per cell size (seconds of one core per material) is the median, for that number of atoms, of the campaign's
+own finished attempts (wall time of the calculation process) pooled with the indexed records' calculation
+seconds (e.g. the seed records, which have no attempts); sizes without any measurement are extrapolated with a power law
+``t = a * nsites**b`` fitted to the measured medians, with ``b`` kept in [2, 4] (``b`` = 3 if only one size was
+measured): the non-self-consistent step grows with (plane waves)³ × k-points (PROTOCOL.md), and the small cells
+measured first flatten the fit (start-up overhead), so without the floor larger cells would be underestimated.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class CampaignStatus:
         return self.remaining_core_seconds / max(1, workers)
 
 
+#: smallest exponent of the extrapolation t = a * nsites**b (see the module docstring)
+MIN_EXPONENT = 2.0
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Core-seconds per material by cell size: measured medians, else ``a * nsites**b``."""
@@ -59,7 +65,7 @@ def cost_model(measured: dict[int, list[float]]) -> CostModel:
     good = {n: s for n, (s, _) in med.items() if n > 0 and s > 0}
     if len(good) >= 2:
         x, y = np.log(list(good)), np.log(list(good.values()))
-        b = float(np.clip(np.polyfit(x, y, 1)[0], 1.0, 4.0))
+        b = float(np.clip(np.polyfit(x, y, 1)[0], MIN_EXPONENT, 4.0))
         a = float(np.exp(np.mean(y - b * x)))
     elif good:
         n0, s0 = next(iter(good.items()))
@@ -86,6 +92,7 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
     measured: dict[int, list[float]] = defaultdict(list)
     core = 0.0
     n_att = 0
+    timed: set[str] = set()
     for a in attempts:
         if a["job_id"] not in nsites_of:
             continue  # dummy jobs
@@ -96,13 +103,16 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
             core += float(a["seconds"])
         if a["outcome"] == "done" and a["seconds"]:
             measured[nsites_of[a["job_id"]]].append(float(a["seconds"]))
+            timed.add(a["job_id"])
     from_records: dict[int, list[float]] = defaultdict(list)
     for r in q.records_index():
-        if r["nsites"] and r["seconds"]:
+        if r["nsites"] and r["seconds"] and r["mat_id"] not in timed:
             from_records[int(r["nsites"])].append(float(r["seconds"]))
-    for n, v in from_records.items():  # the campaign's own wall times win where they exist
-        if n not in measured:
-            measured[n] = v
+    for (
+        n,
+        v,
+    ) in from_records.items():  # pooled with the campaign's own wall times (seed records have no attempts)
+        measured[n] = measured.get(n, []) + v
     cost = cost_model(measured)
     remaining = 0.0
     running = []
