@@ -56,8 +56,8 @@ def predict(
         raise typer.BadParameter("must be csv or json", param_hint="--format")
     import torch
 
-    from ..pretrained import PretrainedError
     from ..predict import Predictor
+    from ..pretrained import PretrainedError
 
     torch.set_num_threads(max(1, threads))
     files = expand_inputs(inputs)
@@ -97,7 +97,11 @@ def predict(
         from ..predict import plot_prediction
 
         for r in good:
-            path = plot if len(good) == 1 else plot.with_name(f"{plot.stem}-{_slug(r.name)}{plot.suffix or '.png'}")
+            path = (
+                plot
+                if len(good) == 1
+                else plot.with_name(f"{plot.stem}-{_slug(r.name)}{plot.suffix or '.png'}")
+            )
             plot_prediction(r, path)
             say(f"plot -> {path}")
     if failed:
@@ -107,7 +111,7 @@ def predict(
 
 def _slug(name: str) -> str:
     stem = Path(name).name
-    for suffix in (".json.gz", ".cif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json"):
+    for suffix in (".json.gz", ".cif", ".vasp", ".poscar", ".POSCAR", ".xyz", ".extxyz", ".json"):
         stem = stem.removesuffix(suffix)
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
 

@@ -58,9 +58,7 @@ def list_models(
 
 @pretrained_app.command("rebuild")
 def rebuild_cmd(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Models to retrain (default: ipa rpa sc)")
-    ] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to retrain (default: ipa rpa sc)")] = None,
     out: Annotated[Path | None, typer.Option(help="Write here instead of the package")] = None,
     max_seconds: Annotated[float, typer.Option(help="Training time budget per model (s)")] = 240.0,
     threads: Annotated[int, typer.Option(help="torch threads")] = 1,

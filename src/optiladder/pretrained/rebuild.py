@@ -246,6 +246,7 @@ def rebuild(
                     "fit": res.card.get("fit"),
                     "val_l1": res.card.get("metrics", {}).get("val_l1"),
                     "train_ids_sha256": res.card.get("train_ids_sha256"),
+                    "train_ids": res.card.get("train_ids"),
                     "seconds": round(seconds, 1),
                     "torch_threads": settings.threads,
                 },

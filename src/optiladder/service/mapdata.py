@@ -74,6 +74,7 @@ def build_map(
         n_components=2,
         random_state=seed,
         metric="euclidean",
+        n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; saying so silences its warning
     )
     xy = reducer.fit_transform(emb)
     card = predictor.models["sc"].card
