@@ -177,3 +177,22 @@ def test_bad_postgres_url_is_one_line():
     with pytest.raises(QueueError) as err:
         open_queue("postgresql://nobody:secret@127.0.0.1:1/none")
     assert "\n" not in str(err.value) and "secret" not in str(err.value)
+
+
+def test_zombie_owner_counts_as_dead(tmp_path):
+    """A killed worker may linger as a zombie (its parent died too); kill(pid, 0) succeeds on it, we must not."""
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, and stays a zombie until we wait()
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.time() + 20
+    while stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        assert time.time() < deadline, "child did not exit"
+        time.sleep(0.05)
+    try:
+        with open_queue(tmp_path / "q.db") as q:
+            q.add_jobs(_jobs(1))
+            q.claim(owner=owner_name(pid=proc.pid), lease_seconds=3600)
+            assert q.expire_dead_owners() == ["m-c"]
+    finally:
+        proc.wait()

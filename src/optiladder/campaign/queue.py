@@ -630,10 +630,16 @@ def _pg_error() -> type[BaseException]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host exists and is not a zombie (a killed worker whose parent died as well
+    may stay a zombie until init reaps it, and ``kill(pid, 0)`` still succeeds on zombies)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust kill()
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")

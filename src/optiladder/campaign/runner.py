@@ -10,7 +10,6 @@ done). Running it again continues where it stopped.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
@@ -18,7 +17,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .inputs import alexandria_jobs, file_jobs
-from .queue import JobQueue, QueueError, display_url, is_postgres, open_queue, sqlite_path
-from .task import SERIAL_ENV, TaskConfig, record_index, run_next
+from .queue import JobQueue, QueueError, display_url, open_queue
+from .task import SERIAL_ENV, TaskConfig, default_work_root, normalize_db, record_index, run_next
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +78,6 @@ class CampaignSummary:
         c = self.counts
         queue = f" | queue: {c.get('done', 0)} done, {c.get('running', 0)} running, {c.get('queued', 0)} queued, {c.get('failed', 0)} failed"
         return f"campaign: {head} in {self.seconds / 60:.1f} min{tail}{rel}{queue}"
-
-
-def normalize_db(db: str | os.PathLike) -> str:
-    """An absolute SQLite path or a PostgreSQL URL (so that every worker opens the same database)."""
-    s = str(db)
-    if is_postgres(s):
-        return s
-    return str(sqlite_path(s).expanduser().resolve())
-
-
-def default_work_root(db: str) -> Path:
-    """``$TMPDIR/optiladder-campaign-<hash of the database>``: node-local, one per campaign database."""
-    h = hashlib.sha1(normalize_db(db).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"optiladder-campaign-{h}"
 
 
 def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
@@ -287,7 +271,8 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
         db=db,
         store=str(store),
         protocol=get_protocol(opts.protocol).name,
-        work_root=str(work_root),
+        # on an external scheduler each node uses its own node-local default (unless --workdir was given)
+        work_root="" if (opts.scheduler and not opts.work_root) else str(work_root),
         run_id=run_id,
         lease=opts.lease,
         heartbeat=opts.heartbeat or max(1.0, opts.lease / 6),

@@ -10,6 +10,7 @@ worker is removed by the next claim of that job or by the next campaign start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -26,7 +28,7 @@ from typing import Any
 
 from ..data.store import record_index  # noqa: F401  (re-exported: the runner imports it from here)
 from . import child
-from .queue import JobQueue, Lease, QueueError, open_queue, owner_name
+from .queue import JobQueue, Lease, QueueError, is_postgres, open_queue, owner_name, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ SERIAL_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 class TaskConfig:
     """Everything a task needs (picklable: sent to the Dask workers).
 
-    Times in seconds; ``deadline``: epoch seconds after which no new job is claimed (``None``: no limit).
+    Times in seconds; ``deadline``: epoch seconds after which no new job is claimed (``None``: no limit);
+    ``work_root`` empty: the node-local default (:func:`default_work_root`) of the worker's machine.
     """
 
     db: str
@@ -52,6 +55,20 @@ class TaskConfig:
     max_atoms: int = 64
     deadline: float | None = None
     allow_test: bool = False
+
+
+def normalize_db(db: str | os.PathLike) -> str:
+    """An absolute SQLite path or a PostgreSQL URL (so that every worker opens the same database)."""
+    s = str(db)
+    if is_postgres(s):
+        return s
+    return str(sqlite_path(s).expanduser().resolve())
+
+
+def default_work_root(db: str) -> Path:
+    """``$TMPDIR/optiladder-campaign-<hash of the database>``: node-local, one per campaign database."""
+    h = hashlib.sha1(normalize_db(db).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"optiladder-campaign-{h}"
 
 
 def job_dir_name(mat_id: str, token: str) -> str:
@@ -166,7 +183,7 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
         ok = q.complete(lease.token, record_index(rec, path), seconds=0.0)
         return {**base, "outcome": "done" if ok else "lost", "seconds": 0.0, "existing": True}
 
-    work_root = Path(cfg.work_root)
+    work_root = Path(cfg.work_root) if cfg.work_root else default_work_root(cfg.db)
     work_root.mkdir(parents=True, exist_ok=True)
     name = job_dir_name(job.id, lease.token)
     clean_stale_dirs(work_root, job.id, keep=name)
