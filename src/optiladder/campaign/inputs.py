@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -100,7 +101,10 @@ def file_jobs(items: Iterable[str | Path]) -> tuple[list[NewJob], list[tuple[New
             raise ValueError(f"{path}: same material id {mat_id!r} as {seen[mat_id]}")
         seen[mat_id] = path
         try:
-            s = from_any(path)
+            with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity etc.
+                warnings.simplefilter("ignore")
+                s = from_any(path)
+                formula = s.composition.reduced_formula
         except StructureError as exc:
             bad.append((NewJob(mat_id, str(path.resolve()), nsites=0, split=split_of(mat_id)), str(exc)))
             continue
@@ -111,7 +115,7 @@ def file_jobs(items: Iterable[str | Path]) -> tuple[list[NewJob], list[tuple[New
                 nsites=len(s),
                 volume=round(float(s.lattice.volume), 4),
                 split=split_of(mat_id),
-                formula=s.composition.reduced_formula,
+                formula=formula,
             )
         )
     return jobs, bad

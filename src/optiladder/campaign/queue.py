@@ -357,14 +357,17 @@ class JobQueue:
                 self._conn.executemany(self._sql(sql), rows)
         return self.count() - before
 
-    def add_failed(self, job: NewJob, error: str) -> None:
-        """Record an input that cannot become a job (unreadable structure): ``failed``, permanent, with reason."""
-        self._exec(
+    def add_failed(self, job: NewJob, error: str) -> bool:
+        """Record an input that cannot become a job (unreadable structure): ``failed``, permanent, with reason.
+
+        Returns False if the job was known already (nothing changed)."""
+        cur = self._exec(
             "INSERT INTO jobs (id, kind, source, split, formula, nsites, volume, state, attempts, max_attempts,"
             " error, permanent, created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'failed', 0, 0, ?, 1,"
             " {now}, {now}) ON CONFLICT (id) DO NOTHING",
             (job.id, job.kind, job.source, job.split, job.formula, int(job.nsites), job.volume, error),
         )
+        return cur.rowcount == 1
 
     def count(self, state: str | None = None, kind: str | None = None) -> int:
         sql, params = "SELECT count(*) FROM jobs WHERE 1=1", []

@@ -179,8 +179,8 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
         if opts.inputs:
             jobs, bad = file_jobs(opts.inputs)
             for job, reason in bad:
-                log.warning("%s", reason)
-                q.add_failed(job, reason)
+                if q.add_failed(job, reason):
+                    log.warning("%s", reason)
             report["bad_inputs"] = len(bad)
         else:
             jobs = alexandria_jobs()

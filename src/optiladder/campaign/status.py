@@ -163,7 +163,10 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
     ]
     for n, c in st.by_size.items():
         med = st.cost.medians.get(n)
-        cs = f"{med[0]:10.0f}" if med else f"{'~' + format(st.cost.seconds(n), '.0f'):>10}"
+        if med:
+            cs = f"{med[0]:10.0f}"
+        else:
+            cs = f"{'~' + format(st.cost.seconds(n), '.0f') if n > 0 else '':>10}"  # 0: unreadable inputs
         lines.append(
             f"{n:>6} {c['done']:>6} {c['running']:>8} {c['queued']:>7} {c['failed']:>7} {sum(c.values()):>6}  {cs}"
         )

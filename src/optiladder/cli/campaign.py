@@ -66,14 +66,16 @@ def run(
         typer.Option(help="Work root for the private job folders (default: a node-local temp folder)"),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every job")] = True,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Log only warnings (not every finished job)")
+    ] = False,
 ) -> None:
     """Run the campaign: claim, compute, store, until the queue is empty, the budget is spent or a signal."""
     from ..campaign.inputs import parse_duration
     from ..campaign.queue import QueueError
     from ..campaign.runner import CampaignError, CampaignOptions, run_campaign
 
-    _logging(verbose)
+    _logging(not quiet)
     try:
         opts = CampaignOptions(
             db=db,
