@@ -47,7 +47,7 @@ def import_(
     for err in report.invalid:
         typer.echo(f"skipped: {err}", err=True)
     typer.echo(f"{source} -> {st.root}: {report.line()}")
-    if db and Path(db).exists() or (db or "").startswith("postgres"):
+    if db:
         from ..campaign.queue import QueueError, open_queue
         from ..campaign.runner import index_store
 
