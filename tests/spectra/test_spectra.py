@@ -51,7 +51,7 @@ def test_kk_lorentz_oscillator():
     m = w <= 20
     re = kk_real_from_imag(w, eps.imag)
     im = kk_imag_from_real(w, eps.real)
-    # measured: max |ΔRe| 0.0061, max |ΔIm| 0.0095 (peak Im ε ≈ 30); ε(0) = 4 to 3e-5
+    # measured: max |ΔRe| 0.0061, max |ΔIm| 0.0095 (peak Im ε ≈ 30); ε(0) = 4 to 1.3e-4
     assert np.abs(re - eps.real)[m].max() < 0.015
     assert np.abs(im - eps.imag)[m].max() < 0.02
     assert re[0] == pytest.approx(4.0, abs=1e-3)
