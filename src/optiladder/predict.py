@@ -405,16 +405,26 @@ class Predictor:
         except GraphError as exc:
             raise StructureError(name, str(exc)) from None
 
-    def forward(self, graphs: Sequence[dict[str, Any]], *, embed: bool = False) -> dict[str, np.ndarray]:
-        """Stage 3: model name → output ``[n, 2001]`` (spectra) or ``[n]`` (sc); with ``embed`` also
-        ``"embedding"`` ``[n, 384]``, the sc model's (else the first model's) pooled latent vector."""
+    def forward(
+        self,
+        graphs: Sequence[dict[str, Any]],
+        *,
+        embed: bool = False,
+        models: Iterable[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Stage 3: model name → output ``[n, 2001]`` (spectra) or ``[n]`` (sc) for ``models`` (default: all
+        loaded); with ``embed`` also ``"embedding"`` ``[n, 384]``, the sc model's (else the first model's)
+        pooled latent vector."""
         import torch
 
         out: dict[str, np.ndarray] = {}
         batches: dict[str, GraphBatch] = {}
         embed_model = "sc" if "sc" in self.models else next(iter(self.models))
+        wanted = set(self.models if models is None else models) | ({embed_model} if embed else set())
         with torch.inference_mode():
             for name, m in self.models.items():
+                if name not in wanted:
+                    continue
                 h = self._model_feat[name]
                 if h not in batches:
                     batches[h] = GraphBatch.from_graphs([g[h] for g in graphs], self.device)
@@ -437,13 +447,15 @@ class Predictor:
         levels: Sequence[str] | None = None,
         embed: bool = False,
         progress: Callable[[int], None] | None = None,
+        validated: bool = False,
     ) -> list[Prediction]:
         """Predict every input; a bad input gets an error result and the batch goes on.
 
         ``sources``: paths, pymatgen ``Structure``, ASE ``Atoms`` or pymatgen dicts. ``names``: labels (default:
         the path or formula). ``levels``: spectra to return (default: every loaded level). ``progress``:
-        called with the number of inputs finished after each batch. Returns one :class:`Prediction` per input,
-        in order.
+        called with the number of inputs finished after each batch. ``validated``: the sources are pymatgen
+        ``Structure`` objects already checked by :func:`parse_text` or :func:`read_structure` (skips reading).
+        Returns one :class:`Prediction` per input, in order.
         """
         sources = list(sources)
         labels = list(names) if names is not None else [source_name(s, i) for i, s in enumerate(sources)]
@@ -455,7 +467,7 @@ class Predictor:
         for start in range(0, len(sources), self.batch_size):
             end = start + self.batch_size
             chunk = list(zip(sources[start:end], labels[start:end], strict=True))
-            results.extend(self._predict_chunk(chunk, want, embed))
+            results.extend(self._predict_chunk(chunk, want, embed, validated))
             if progress is not None:
                 progress(len(chunk))
         return results
@@ -473,7 +485,7 @@ class Predictor:
         except StructureError as exc:
             return Prediction(name=name, error=str(exc), threshold=self.threshold)
         self.timings["read"] += time.perf_counter() - t0
-        return self.predict([structure], [name], **kwargs)[0]
+        return self.predict([structure], [name], validated=True, **kwargs)[0]
 
     def _smooth(self, im: np.ndarray) -> np.ndarray:
         """Gaussian smoothing of ``[n, n_grid]`` spectra with σ = :attr:`smooth_ev` (eV)."""
@@ -484,7 +496,9 @@ class Predictor:
         step = float(self.grid[1] - self.grid[0])
         return gaussian_filter1d(im, self.smooth_ev / step, axis=-1, mode="nearest")
 
-    def _predict_chunk(self, chunk, want: tuple[str, ...], embed: bool) -> list[Prediction]:
+    def _predict_chunk(
+        self, chunk, want: tuple[str, ...], embed: bool, validated: bool = False
+    ) -> list[Prediction]:
         results: list[Prediction] = []
         ok: list[tuple[int, dict[str, Any]]] = []
         for source, label in chunk:
@@ -492,7 +506,7 @@ class Predictor:
             results.append(res)
             try:
                 t0 = time.perf_counter()
-                s = self.read(source, name=label)
+                s = source if validated else self.read(source, name=label)
                 t1 = time.perf_counter()
                 g = self.graph(s, label)
                 t2 = time.perf_counter()
@@ -509,7 +523,8 @@ class Predictor:
         if not ok:
             return results
         t0 = time.perf_counter()
-        out = self.forward([g for _, g in ok], embed=embed)
+        needed = [*want, *(["sc"] if "sc" in self.models else [])]
+        out = self.forward([g for _, g in ok], embed=embed, models=needed)
         t1 = time.perf_counter()
         for lv in want:
             im = self._smooth(out[lv])

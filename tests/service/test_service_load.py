@@ -11,9 +11,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_200_requests_without_errors(predictor, examples):
-    with ThreadedServer(create_app(predictor)) as server:
+    app = create_app(predictor)
+    with ThreadedServer(app) as server:
+        run_load(server.url, example_files(examples), requests=16, concurrency=4)  # warm up (first calls)
         res = run_load(server.url, example_files(examples), requests=200, concurrency=8, deadline=240)
+        sizes = list(app.state.optiladder.batcher.batch_sizes)
     assert res.errors == 0, res.first_error
+    assert sum(sizes) == 216 and max(sizes) > 1  # concurrent requests shared forward passes
     assert res.requests == 200
     # generous bound for a loaded 2-core CI machine; bench/predict/run.py records the measured numbers
     assert res.p99_ms < 5000
@@ -22,3 +26,25 @@ def test_200_requests_without_errors(predictor, examples):
 def test_load_test_refuses_non_loopback_targets():
     with pytest.raises(ValueError, match="loopback"):
         run_load("http://10.0.0.1:8000", [("a.cif", b"x")], requests=1)
+
+
+def test_micro_batcher_gives_the_same_answers(predictor, examples):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optiladder.predict import read_structure
+    from optiladder.service.batching import MicroBatcher
+
+    files = sorted(examples.glob("*.cif")) + sorted(examples.glob("*.POSCAR"))
+    structures = [read_structure(f) for f in files] * 4
+    batcher = MicroBatcher(predictor, max_batch=8, max_wait_ms=20)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = list(pool.map(lambda s: batcher.submit(s, s.formula), structures))
+        results = [f.result(timeout=60) for f in futures]
+    finally:
+        batcher.close()
+    assert max(batcher.batch_sizes) > 1 and sum(batcher.batch_sizes) == len(structures)
+    direct = predictor.predict(structures)
+    for a, b in zip(results, direct, strict=True):
+        assert a.formula == b.formula
+        assert abs(a.sc - b.sc) < 1e-5

@@ -14,6 +14,8 @@ Endpoints (JSON unless said otherwise; OpenAPI schema at ``/openapi.json``, an o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import threading
@@ -50,7 +52,8 @@ class _State:
         self.map_path = Path(map_path)
         self.max_upload = int(max_upload)
         self.levels = levels
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._batcher: Any = None
         self._map: dict | None = None
         self._map_mtime: float | None = None
 
@@ -63,6 +66,22 @@ class _State:
 
                     self._predictor = Predictor.from_pretrained(self.levels, sc=True)
         return self._predictor
+
+    @property
+    def batcher(self):
+        """The :class:`~.batching.MicroBatcher` in front of the predictor (started on first use)."""
+        if self._batcher is None:
+            with self._lock:
+                if self._batcher is None:
+                    from .batching import MicroBatcher
+
+                    self._batcher = MicroBatcher(self.predictor)
+        return self._batcher
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
 
     @property
     def store(self):
@@ -80,6 +99,12 @@ class _State:
             self._map = load_map(self.map_path)
             self._map_mtime = mtime
         return self._map
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    app.state.optiladder.close()
 
 
 def create_app(
@@ -107,6 +132,7 @@ def create_app(
         ),
         docs_url=None,  # FastAPI's Swagger page loads its JS from a CDN; /docs is an offline page instead
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.optiladder = state
     if preload:
@@ -183,8 +209,15 @@ def create_app(
             raise HTTPException(422, f"{name}: not a text file (CIF or POSCAR expected)") from None
         from starlette.concurrency import run_in_threadpool
 
+        from ..predict import parse_text
+        from ..structures import StructureError
+
         p = state.predictor
-        res = await run_in_threadpool(p.predict_text, content, name)
+        try:  # parsing runs in parallel in the thread pool; the forward pass is batched across requests
+            structure = await run_in_threadpool(parse_text, content, name, max_atoms=p.max_atoms)
+        except StructureError as exc:
+            raise HTTPException(422, _one_line(str(exc))) from None
+        res = await asyncio.wrap_future(state.batcher.submit(structure, name))
         if not res.ok:
             raise HTTPException(422, _one_line(res.error))
         out = res.to_dict(optics=optics, stride=stride)
