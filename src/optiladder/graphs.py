@@ -1,0 +1,409 @@
+"""Crystal structure → graph, exactly as the OptiMate model (Grunert, Großmann & Runge 2025) builds it.
+
+* **Edges**: every neighbour j of atom i within ``cutoff`` (5 Å), each periodic image its own edge (a
+  multigraph); an atom's own periodic images are neighbours too, only the atom itself at distance 0 is not.
+  ``edge_index[0]`` is the centre atom i, ``edge_index[1]`` the neighbour j (the neighbour list is
+  symmetric, so every edge also exists reversed).
+* **Edge features**: ``n_gaussians`` (51) Gaussians ``prefactor · exp(−width (d − μ_k)²)`` of the distance d (Å),
+  ``μ_k = 0, 0.1, …, 5 Å``, ``width = 10 Å⁻²``. The public OptiMate code multiplies by ``sqrt(width/π)``
+  (a normalised Gaussian); :class:`Featurizer` keeps that prefactor so graphs match it.
+* **Node features**: one-hot of the main group (8: groups 1, 2, 13–18) followed by one-hot of the row
+  (5: periods 1–5), 13 values per atom. Only main-group elements of periods 1–5 are known (34 elements,
+  the chemistry of the Alexandria ≤ 8-atom semiconductor set); any other element raises :class:`GraphError`.
+
+The neighbour search is vectorised NumPy over (image, i, j) (no Python loop over atom pairs): the images
+needed are bounded from the interplanar spacings of the cell. :func:`structure_graph` returns plain NumPy
+arrays (:class:`Graph`); :func:`to_data` turns one into a ``torch_geometric.data.Data`` (torch is imported
+only there). :class:`GraphCache` keeps the graphs of a dataset on disk, keyed by featurizer hash and by each
+record's id and structure hash.
+
+Units: Å for lengths and distances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: The main-group elements of periods 1–5: symbol → (group index 0–7, row index 0–4).
+#: Group index: groups 1, 2 → 0, 1; groups 13…18 → 2…7 (as OptiMate: ``group − 1``, minus 10 above 1).
+MAIN_GROUP_TABLE: tuple[tuple[str, int, int], ...] = (
+    ("H", 0, 0), ("He", 7, 0),
+    ("Li", 0, 1), ("Be", 1, 1), ("B", 2, 1), ("C", 3, 1), ("N", 4, 1), ("O", 5, 1), ("F", 6, 1), ("Ne", 7, 1),
+    ("Na", 0, 2), ("Mg", 1, 2), ("Al", 2, 2), ("Si", 3, 2), ("P", 4, 2), ("S", 5, 2), ("Cl", 6, 2), ("Ar", 7, 2),
+    ("K", 0, 3), ("Ca", 1, 3), ("Ga", 2, 3), ("Ge", 3, 3), ("As", 4, 3), ("Se", 5, 3), ("Br", 6, 3), ("Kr", 7, 3),
+    ("Rb", 0, 4), ("Sr", 1, 4), ("In", 2, 4), ("Sn", 3, 4), ("Sb", 4, 4), ("Te", 5, 4), ("I", 6, 4), ("Xe", 7, 4),
+)  # fmt: skip
+
+
+class GraphError(ValueError):
+    """A structure that cannot be turned into a graph (unknown element, bad lattice, no sites)."""
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    """How a structure becomes a graph; saved with every model so inference builds graphs as training did.
+
+    ``cutoff``: neighbour cutoff in Å (inclusive). ``centers``: Gaussian centres μ_k in Å, shape
+    ``[n_gaussians]``. ``width``: γ in exp(−γ (d − μ)²), Å⁻². ``prefactor``: constant factor of every
+    Gaussian (OptiMate: sqrt(γ/π) ≈ 1.784). ``elements``: (symbol, group index, row index) rows;
+    ``n_groups``/``n_rows``: one-hot sizes.
+    """
+
+    cutoff: float = 5.0
+    centers: tuple[float, ...] = tuple(round(0.1 * k, 10) for k in range(51))
+    width: float = 10.0
+    prefactor: float = float(np.sqrt(10.0 / np.pi))
+    elements: tuple[tuple[str, int, int], ...] = MAIN_GROUP_TABLE
+    n_groups: int = 8
+    n_rows: int = 5
+    _index: dict[str, int] = field(default=None, init=False, repr=False, compare=False, hash=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "centers", tuple(float(c) for c in self.centers))
+        object.__setattr__(self, "elements", tuple((str(s), int(g), int(r)) for s, g, r in self.elements))
+        if self.cutoff <= 0:
+            raise ValueError("cutoff must be positive")
+        for s, g, r in self.elements:
+            if not (0 <= g < self.n_groups and 0 <= r < self.n_rows):
+                raise ValueError(f"element {s}: group {g} / row {r} outside the one-hot sizes")
+        object.__setattr__(self, "_index", {s: i for i, (s, _, _) in enumerate(self.elements)})
+
+    # ---- sizes --------------------------------------------------------------------------------
+    @property
+    def node_dim(self) -> int:
+        """Length of a node feature vector (13)."""
+        return self.n_groups + self.n_rows
+
+    @property
+    def edge_dim(self) -> int:
+        """Length of an edge feature vector (51)."""
+        return len(self.centers)
+
+    # ---- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (lists, floats, str), the form saved in checkpoints."""
+        d = asdict(self)
+        d.pop("_index", None)
+        d["centers"] = list(self.centers)
+        d["elements"] = [list(e) for e in self.elements]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Featurizer:
+        d = dict(d)
+        d["centers"] = tuple(d["centers"])
+        d["elements"] = tuple(tuple(e) for e in d["elements"])
+        return cls(**d)
+
+    def hash(self) -> str:
+        """sha256 (hex, first 16 characters) of the canonical JSON of :meth:`to_dict`."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    # ---- features --------------------------------------------------------------------------------
+    def species_index(self, symbols: Sequence[str]) -> np.ndarray:
+        """Row of each element in :attr:`elements`, shape ``[n_atoms]`` (int64); unknown elements raise."""
+        try:
+            return np.array([self._index[s] for s in symbols], dtype=np.int64)
+        except KeyError as exc:
+            raise GraphError(
+                f"element {exc.args[0]} is not in the featurizer's table (main groups, periods 1–5 only)"
+            ) from None
+
+    def node_features(self, species: np.ndarray) -> np.ndarray:
+        """One-hot group ‖ one-hot row of element rows ``species`` ``[n]`` → ``[n, 13]`` float32."""
+        table = np.asarray([(g, r) for _, g, r in self.elements], dtype=np.int64).reshape(-1, 2)
+        gr = table[np.asarray(species, dtype=np.int64)]
+        out = np.zeros((gr.shape[0], self.node_dim), dtype=np.float32)
+        rows = np.arange(gr.shape[0])
+        out[rows, gr[:, 0]] = 1.0
+        out[rows, self.n_groups + gr[:, 1]] = 1.0
+        return out
+
+    def edge_features(self, distances: np.ndarray) -> np.ndarray:
+        """Gaussian expansion of distances ``[n_edges]`` (Å) → ``[n_edges, n_gaussians]`` float32."""
+        d = np.asarray(distances, dtype=np.float64)[:, None]
+        mu = np.asarray(self.centers, dtype=np.float64)[None, :]
+        return (self.prefactor * np.exp(-self.width * (d - mu) ** 2)).astype(np.float32)
+
+
+DEFAULT_FEATURIZER = Featurizer()
+
+
+@dataclass
+class Graph:
+    """One crystal graph as plain arrays.
+
+    ``species``: element row per atom ``[n_atoms]`` int64; ``x``: node features ``[n_atoms, 13]`` float32;
+    ``edge_index``: ``[2, n_edges]`` int64 (centre, neighbour); ``distances``: ``[n_edges]`` float32 (Å);
+    ``edge_attr``: ``[n_edges, 51]`` float32.
+    """
+
+    species: np.ndarray
+    x: np.ndarray
+    edge_index: np.ndarray
+    distances: np.ndarray
+    edge_attr: np.ndarray
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.species.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    def compressed(self, decimals: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Identical edges collapsed: ``(edge_index [2, m], edge_attr [m, 51], multiplicity [m])``.
+
+        Edges with the same centre, neighbour and distance (rounded to ``decimals`` Å digits) are one row
+        with their count as multiplicity (float32); :class:`optiladder.nn.GATv2` treats it exactly as that
+        many copies. The first edge of each group gives the features.
+        """
+        if self.num_edges == 0:
+            return self.edge_index, self.edge_attr, np.zeros(0, np.float32)
+        key = np.stack(
+            [
+                self.edge_index[0],
+                self.edge_index[1],
+                np.round(self.distances.astype(np.float64) * 10**decimals),
+            ]
+        )
+        _, first, counts = np.unique(key, axis=1, return_index=True, return_counts=True)
+        return self.edge_index[:, first], self.edge_attr[first], counts.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# structure parsing (fast path for pymatgen dicts, no Structure object needed)
+# ------------------------------------------------------------------------------------------------
+def _lattice_and_sites(structure: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(lattice rows ``[3, 3]`` Å, Cartesian positions ``[n, 3]`` Å, element symbols) of a structure.
+
+    Accepts a pymatgen ``Structure``, its ``as_dict()`` form, or an ASE ``Atoms``.
+    """
+    if isinstance(structure, dict):
+        try:
+            lattice = np.asarray(structure["lattice"]["matrix"], dtype=np.float64)
+            sites = structure["sites"]
+            frac = np.asarray([s["abc"] for s in sites], dtype=np.float64)
+            symbols = []
+            for s in sites:
+                species = s["species"]
+                if len(species) != 1 or float(species[0].get("occu", 1)) != 1.0:
+                    raise GraphError("disordered sites (partial occupancy) are not supported")
+                symbols.append(str(species[0]["element"]))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise GraphError(f"not a pymatgen structure dict ({type(exc).__name__}: {exc})") from None
+        cart = frac.reshape(-1, 3) @ lattice
+    elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):  # pymatgen Structure
+        if not structure.is_ordered:
+            raise GraphError("disordered sites (partial occupancy) are not supported")
+        lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
+        cart = np.asarray(structure.cart_coords, dtype=np.float64)
+        symbols = [sp.symbol for sp in structure.species]
+    elif hasattr(structure, "get_cell") and hasattr(structure, "get_positions"):  # ASE Atoms
+        lattice = np.asarray(structure.get_cell(), dtype=np.float64)
+        cart = np.asarray(structure.get_positions(), dtype=np.float64)
+        symbols = list(structure.get_chemical_symbols())
+    else:
+        raise GraphError(f"cannot read a structure from {type(structure).__name__}")
+    if lattice.shape != (3, 3) or not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
+        raise GraphError("lattice is not a finite, non-degenerate 3×3 matrix")
+    if len(symbols) == 0:
+        raise GraphError("structure has no sites")
+    if not np.all(np.isfinite(cart)):
+        raise GraphError("atomic positions are not finite")
+    return lattice, cart.reshape(-1, 3), symbols
+
+
+def neighbor_list(
+    lattice: np.ndarray, cart: np.ndarray, cutoff: float, *, tol: float = 1e-8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i, j, image) with 0 < |r_j + image − r_i| ≤ cutoff under periodic boundary conditions.
+
+    ``lattice``: rows a₁, a₂, a₃ in Å ``[3, 3]``; ``cart``: positions ``[n, 3]`` in Å. Returns
+    ``(i, j, d)``: centre indices ``[n_edges]``, neighbour indices ``[n_edges]``, distances ``[n_edges]`` (Å),
+    sorted by (i, j, d). Each periodic image is its own entry; i = j with d > 0 (own images) is kept.
+    """
+    lattice = np.asarray(lattice, dtype=np.float64)
+    cart = np.asarray(cart, dtype=np.float64)
+    # wrap into the cell: fractional coordinates in [0, 1)
+    inv = np.linalg.inv(lattice)
+    frac = cart @ inv
+    frac -= np.floor(frac)
+    wrapped = frac @ lattice
+    # interplanar spacings h_k = V / |a_l × a_m|; images needed: differences of wrapped coordinates lie
+    # in (−1, 1), so ceil(cutoff / h_k) + 1 images each way are always enough
+    volume = abs(np.linalg.det(lattice))
+    cross = np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]])
+    spacing = volume / np.linalg.norm(cross, axis=1)
+    nmax = np.ceil(cutoff / spacing).astype(int) + 1
+    ranges = [np.arange(-m, m + 1) for m in nmax]
+    images = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
+    shifts = images @ lattice  # [n_img, 3]
+    # displacement r_j + shift − r_i: [n_img, n, n, 3]
+    disp = wrapped[None, None, :, :] - wrapped[None, :, None, :] + shifts[:, None, None, :]
+    dist = np.sqrt(np.einsum("kijx,kijx->kij", disp, disp))
+    mask = (dist <= cutoff + tol) & (dist > tol)
+    _, i, j = np.nonzero(mask)
+    d = dist[mask]
+    order = np.lexsort((d, j, i))
+    return i[order].astype(np.int64), j[order].astype(np.int64), d[order]
+
+
+def structure_graph(structure: Any, featurizer: Featurizer = DEFAULT_FEATURIZER) -> Graph:
+    """The OptiMate graph of a structure (pymatgen ``Structure``/dict or ASE ``Atoms``) as NumPy arrays."""
+    lattice, cart, symbols = _lattice_and_sites(structure)
+    species = featurizer.species_index(symbols)
+    i, j, d = neighbor_list(lattice, cart, featurizer.cutoff)
+    return Graph(
+        species=species,
+        x=featurizer.node_features(species),
+        edge_index=np.stack([i, j]),
+        distances=d.astype(np.float32),
+        edge_attr=featurizer.edge_features(d),
+    )
+
+
+def to_data(graph: Graph, *, compress: bool = True, **attrs: Any):
+    """A ``torch_geometric.data.Data`` with ``x``, ``edge_index``, ``edge_attr`` (+ tensors/values in ``attrs``).
+
+    ``compress=True`` collapses identical edges (:meth:`Graph.compressed`) and adds ``edge_mult``
+    ``[n_edges]``: the OptiMate model gives the same output (exactly, up to float rounding) at a fraction of
+    the cost. ``compress=False`` keeps the full multigraph (what ``torch_geometric.nn.GATv2Conv`` expects).
+    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, 2001]``) become float32 tensors; others are kept as is.
+    """
+    import torch
+    from torch_geometric.data import Data
+
+    extra = {}
+    for k, v in attrs.items():
+        extra[k] = torch.as_tensor(np.asarray(v, dtype=np.float32)) if isinstance(v, np.ndarray) else v
+    if compress:
+        eidx, eattr, mult = graph.compressed()
+        extra["edge_mult"] = torch.from_numpy(mult)
+    else:
+        eidx, eattr = graph.edge_index, graph.edge_attr
+    return Data(
+        x=torch.from_numpy(graph.x),
+        edge_index=torch.from_numpy(np.ascontiguousarray(eidx)),
+        edge_attr=torch.from_numpy(np.ascontiguousarray(eattr)),
+        num_nodes=graph.num_nodes,
+        **extra,
+    )
+
+
+def collate(graphs: Sequence[Graph], *, compress: bool = True):
+    """A ``torch_geometric.data.Batch`` of several graphs (for a forward pass without targets)."""
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list([to_data(g, compress=compress) for g in graphs])
+
+
+# ------------------------------------------------------------------------------------------------
+# cache
+# ------------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """``$OPTILADDER_CACHE`` or ``$XDG_CACHE_HOME/optiladder`` (default ``~/.cache/optiladder``); never in git."""
+    env = os.environ.get("OPTILADDER_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "optiladder"
+
+
+def structure_key(mat_id: str, structure: dict) -> str:
+    """Cache key of a record: ``"<id>:<sha256 of the structure's canonical JSON, 16 hex>"``."""
+    text = json.dumps(structure, sort_keys=True, separators=(",", ":"))
+    return f"{mat_id}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+class GraphCache:
+    """Graphs of dataset records, kept in one ``graphs-<featurizer hash>.npz`` file under ``root``.
+
+    Stored compactly (species, edge_index, distances); features are re-expanded on load (cheap). A record
+    is keyed by its id and a hash of its structure, so a changed structure is rebuilt, and a growing dataset
+    only builds the new records. Writes are atomic (temporary file + rename).
+    """
+
+    def __init__(self, featurizer: Featurizer = DEFAULT_FEATURIZER, root: str | Path | None = None):
+        self.featurizer = featurizer
+        self.root = Path(root) if root is not None else default_cache_dir() / "graphs"
+        self.path = self.root / f"graphs-{featurizer.hash()}.npz"
+        self._entries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    def _load(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        if self._entries is not None:
+            return self._entries
+        entries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if self.path.exists():
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    keys = [str(k) for k in z["keys"]]
+                    nodes, edges = z["node_ptr"], z["edge_ptr"]
+                    species, eidx, dist = z["species"], z["edge_index"], z["distances"]
+                    for k, key in enumerate(keys):
+                        entries[key] = (
+                            species[nodes[k] : nodes[k + 1]].astype(np.int64),
+                            eidx[:, edges[k] : edges[k + 1]].astype(np.int64),
+                            dist[edges[k] : edges[k + 1]],
+                        )
+            except (OSError, KeyError, ValueError) as exc:
+                log.warning("graph cache %s unreadable (%s); rebuilding", self.path, exc)
+                entries = {}
+        self._entries = entries
+        return entries
+
+    def _save(self) -> None:
+        entries = self._load()
+        keys = sorted(entries)
+        species = [entries[k][0] for k in keys]
+        eidx = [entries[k][1] for k in keys]
+        dist = [entries[k][2] for k in keys]
+        node_ptr = np.concatenate([[0], np.cumsum([len(s) for s in species])]).astype(np.int64)
+        edge_ptr = np.concatenate([[0], np.cumsum([e.shape[1] for e in eidx])]).astype(np.int64)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.npz")
+        np.savez(
+            tmp,
+            keys=np.array(keys, dtype=str),
+            node_ptr=node_ptr,
+            edge_ptr=edge_ptr,
+            species=np.concatenate(species).astype(np.int16) if species else np.zeros(0, np.int16),
+            edge_index=np.concatenate(eidx, axis=1).astype(np.int32) if eidx else np.zeros((2, 0), np.int32),
+            distances=np.concatenate(dist).astype(np.float32) if dist else np.zeros(0, np.float32),
+        )
+        os.replace(tmp, self.path)
+
+    def graphs(self, ids: Iterable[str], structures: Iterable[dict], *, save: bool = True) -> list[Graph]:
+        """Graphs of records (``ids`` and their pymatgen structure dicts, same order); builds what is missing."""
+        entries = self._load()
+        out, built = [], 0
+        f = self.featurizer
+        for mat_id, struct in zip(ids, structures, strict=True):
+            key = structure_key(mat_id, struct)
+            if key not in entries:
+                g = structure_graph(struct, f)
+                entries[key] = (g.species, g.edge_index, g.distances)
+                built += 1
+            species, eidx, dist = entries[key]
+            out.append(Graph(species, f.node_features(species), eidx, dist, f.edge_features(dist)))
+        if built:
+            log.info("graph cache: built %d new graph(s), %d cached", built, len(out) - built)
+            if save:
+                try:
+                    self._save()
+                except OSError as exc:  # a read-only cache is not fatal
+                    log.warning("graph cache %s not written (%s)", self.path, exc)
+        return out

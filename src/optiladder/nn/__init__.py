@@ -1,0 +1,29 @@
+"""Neural networks: the OptiMate graph attention network and its parts (one layer per file).
+
+``OptiMate(**config)`` rebuilds a model from its recorded ``config``; :func:`spectrum_model` and
+:func:`scalar_model` give the two head variants. Importing this package imports torch.
+"""
+
+from __future__ import annotations
+
+from .gatv2 import GATv2
+from .heads import Head
+from .mlp import MLP
+from .optimate import BODY_MODULES, TRAINABLE_CHOICES, OptiMate, Trainable, scalar_model, spectrum_model
+from .pooling import AttentionPool
+
+MODEL_CLASSES: dict[str, type] = {"OptiMate": OptiMate}
+
+__all__ = [
+    "BODY_MODULES",
+    "MODEL_CLASSES",
+    "MLP",
+    "TRAINABLE_CHOICES",
+    "AttentionPool",
+    "GATv2",
+    "Head",
+    "OptiMate",
+    "Trainable",
+    "scalar_model",
+    "spectrum_model",
+]

@@ -1,0 +1,184 @@
+"""The training loop as plain functions: :func:`train_one_epoch`, :func:`evaluate`, :func:`predict`, :func:`fit`.
+
+Loss: L1 (mean absolute error over all grid points and materials, the paper's MAE up to the grid factor).
+Optimiser: Adam with weight decay. Early stopping on the validation loss; the best weights are kept and
+restored. Deterministic on CPU for a given seed (batches are drawn from a NumPy generator seeded with
+``seed``; weights from ``torch.manual_seed(seed)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimiser and stopping settings of one training run.
+
+    ``lr``: Adam learning rate; ``weight_decay``: Adam's L2 term; ``batch_size``: graphs per step;
+    ``max_epochs``; ``patience``: epochs without a validation improvement larger than ``min_delta`` before
+    stopping; ``max_seconds``: wall-clock budget (None: none); ``seed``: weights and batch order.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 32
+    max_epochs: int = 300
+    patience: int = 40
+    min_delta: float = 0.0
+    max_seconds: float | None = None
+    seed: int = 0
+
+    @classmethod
+    def paper_transfer(cls, **overrides: Any) -> TrainSettings:
+        """The paper's fine-tuning: all weights, lr 1e-5, weight decay 1e-4, batch 128, up to 500 epochs."""
+        return cls(**{"lr": 1e-5, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 500, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did: ``history`` rows (epoch, train_loss, val_loss, seconds), best epoch and loss."""
+
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    seconds: float
+    stopped: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (weights, dropout) and make CPU kernels deterministic where torch can."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def batches(data: Sequence, batch_size: int, rng: np.random.Generator | None = None) -> list:
+    """Collated ``Batch`` objects of near-equal size (sizes differ by ≤ 1, so no batch of 1 graph when
+    ``len(data) ≥ 2``: batch norm needs two); shuffled when ``rng`` is given."""
+    from torch_geometric.data import Batch
+
+    n = len(data)
+    if n == 0:
+        return []
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    n_batches = max(1, math.ceil(n / batch_size))
+    return [Batch.from_data_list([data[i] for i in chunk]) for chunk in np.array_split(order, n_batches)]
+
+
+def l1_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean |pred − y| over all entries (``[n_graphs, out_dim]`` each)."""
+    return nn.functional.l1_loss(pred, y)
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, loss_fn=l1_loss) -> float:
+    """One pass over ``loader`` (iterable of batches with ``y``); returns the graph-weighted mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in loader:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(batch), batch.y)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * batch.num_graphs
+        count += batch.num_graphs
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, loss_fn=l1_loss) -> float:
+    """Graph-weighted mean loss over ``loader`` in eval mode."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        total += float(loss_fn(model(batch), batch.y)) * batch.num_graphs
+        count += batch.num_graphs
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Sequence, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for ``data`` (``Data`` objects) in order, ``[n, out_dim]`` float64."""
+    model.eval()
+    outs = [model(b).double().numpy() for b in batches(data, batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, 0))
+
+
+@torch.no_grad()
+def embed(model: nn.Module, data: Sequence, batch_size: int = 256) -> np.ndarray:
+    """Pooled crystal embeddings ``[n, embedding_dim]`` of ``data`` (needs ``model.embed``)."""
+    model.eval()
+    outs = [model.embed(b).double().numpy() for b in batches(data, batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, 0))
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters only (the fused kernel: ~6× faster than the loop on CPU)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    try:
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - older torch without CPU fused Adam
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def fit(model: nn.Module, train: Sequence, val: Sequence, settings: TrainSettings) -> FitResult:
+    """Train ``model`` in place on ``train`` with early stopping on ``val``; restores the best weights.
+
+    ``train``/``val``: lists of ``Data`` with ``y``. Validation batches are collated once; training batches are
+    reshuffled every epoch from ``np.random.default_rng(settings.seed)``.
+    """
+    if len(train) < 2:
+        raise ValueError(f"need at least 2 training graphs, got {len(train)}")
+    seed_everything(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    optimizer = make_optimizer(model, settings)
+    val_batches = batches(val, 256)
+    best_state = copy.deepcopy(model.state_dict())
+    best_loss, best_epoch = math.inf, 0
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    stopped = "max_epochs"
+    epoch = 0
+    for epoch in range(1, settings.max_epochs + 1):
+        tl = train_one_epoch(model, batches(train, settings.batch_size, rng), optimizer)
+        vl = evaluate(model, val_batches) if val_batches else tl
+        history.append(
+            {"epoch": epoch, "train_loss": tl, "val_loss": vl, "seconds": time.perf_counter() - t0}
+        )
+        if vl < best_loss - settings.min_delta:
+            best_loss, best_epoch = vl, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if not math.isfinite(tl):
+            stopped = "non-finite loss"
+            break
+        if epoch - best_epoch >= settings.patience:
+            stopped = "early stopping"
+            break
+        if settings.max_seconds is not None and time.perf_counter() - t0 > settings.max_seconds:
+            stopped = "time budget"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    res = FitResult(best_epoch, best_loss, epoch, time.perf_counter() - t0, stopped, history)
+    log.info(
+        "fit: %d train / %d val, best epoch %d of %d (val L1 %.4g), %s, %.1f s",
+        len(train), len(val), best_epoch, epoch, best_loss, stopped, res.seconds,
+    )  # fmt: skip
+    return res
