@@ -13,6 +13,8 @@ from . import dataset as _dataset  # noqa: F401  (optiladder dataset import|stat
 from . import predict as _predict  # noqa: F401  (optiladder predict)
 from . import pretrained as _pretrained  # noqa: F401  (optiladder pretrained list|rebuild|map)
 from . import serve as _serve  # noqa: F401  (optiladder serve)
+from . import study as _study  # noqa: F401  (optiladder study paper)
+from . import tune as _tune  # noqa: F401  (optiladder tune)
 from ._app import app
 
 
