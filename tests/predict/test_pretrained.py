@@ -99,3 +99,29 @@ def test_save_and_load_round_trip(tmp_path, examples):
     with torch.no_grad():
         a, b = model(g).numpy(), loaded.model(g).numpy()
     assert np.allclose(a, b, rtol=2e-2, atol=2e-3 * np.abs(a).max())
+
+
+@pytest.mark.slow
+def test_rebuild_recipe_end_to_end(tmp_path):
+    """The rebuild recipe on the real dataset with a tiny budget: three model folders, cards, checksums, parent."""
+    from optiladder.pretrained.rebuild import RebuildSettings, rebuild
+
+    shipped = {n: sha256_file(model_dir(n) / "weights.pt") for n in MODEL_NAMES}
+    settings = RebuildSettings(
+        max_epochs=2, tl_max_epochs=2, head_hidden=(32,), sc_head_hidden=(16,), max_seconds=60
+    )
+    cards = rebuild(out=tmp_path, settings=settings)
+    assert sorted(cards) == sorted(MODEL_NAMES)
+    assert available(tmp_path) == sorted(MODEL_NAMES)
+    for name in MODEL_NAMES:
+        lm = load_model(name, root=tmp_path)
+        assert (
+            lm.card["metrics"]["split"] == "test" and lm.card["metrics"]["n"] == cards[name]["data"]["test"]
+        )
+        check_trainable(lm.card["training"]["train_ids"], context=name)
+        assert lm.card["training"]["fit"]["epochs_run"] <= 2
+    assert cards["rpa"]["parent"] == "ipa"
+    assert cards["rpa"]["parent_detail"]["train_ids_sha256"] == cards["ipa"]["training"]["train_ids_sha256"]
+    assert "baseline_ipa_dft_as_rpa" in cards["rpa"]["metrics"]
+    # the shipped models were not touched
+    assert {n: sha256_file(model_dir(n) / "weights.pt") for n in MODEL_NAMES} == shipped

@@ -48,3 +48,39 @@ def test_micro_batcher_gives_the_same_answers(predictor, examples):
     for a, b in zip(results, direct, strict=True):
         assert a.formula == b.formula
         assert abs(a.sc - b.sc) < 1e-5
+
+
+def test_serve_command_starts_answers_and_stops(examples, tmp_path):
+    """``optiladder serve`` as a user runs it: a real uvicorn process on a free loopback port."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from optiladder.service.loadtest import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-c", "from optiladder.cli import main; main()", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).json()["models_loaded"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() - t0 < 120, "server did not start"
+            time.sleep(0.2)
+        r = httpx.post(
+            url + "/predict", files={"file": ("KInSe.POSCAR", (examples / "KInSe.POSCAR").read_bytes())}
+        )
+        assert r.status_code == 200 and r.json()["formula"] == "KInSe"
+        assert httpx.get(url + "/map").json()["n"] >= 50
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode in (0, -15)

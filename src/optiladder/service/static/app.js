@@ -229,7 +229,16 @@ const OL = (() => {
           div.appendChild(d);
           const params = (op.parameters || []).map((p) => `${p.name} (${p.in})${p.required ? ", required" : ""}: ${(p.description || "")}`);
           const body = op.requestBody && op.requestBody.content;
-          if (body) params.push("body: " + Object.keys(body).join(", "));
+          if (body) {
+            for (const [ctype, c] of Object.entries(body)) {
+              const ref = c.schema && c.schema.$ref ? c.schema.$ref.split("/").pop() : null;
+              const schema = ref ? (spec.components.schemas[ref] || {}) : (c.schema || {});
+              for (const [field, f] of Object.entries(schema.properties || {})) {
+                params.push(`${field} (${ctype} field): ${f.description || ""}`);
+              }
+              if (!schema.properties) params.push(`body: ${ctype}`);
+            }
+          }
           if (params.length) {
             const ul = document.createElement("ul");
             for (const t of params) { const li = document.createElement("li"); li.textContent = t; ul.appendChild(li); }
