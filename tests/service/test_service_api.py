@@ -80,6 +80,18 @@ def test_predict_malformed_crystals(client, fixtures, fixture, needle):
     assert r.json()["detail"].startswith(f"{fixture}: ") and needle in r.json()["detail"]
 
 
+def test_upload_limits_before_reading_the_body(client):
+    big = b"#" * (100 * 1024)  # above the limit plus the multipart allowance: refused from its header
+    r = client.post("/predict", files={"file": ("huge.cif", big)})
+    assert r.status_code == 413 and r.json()["detail"].startswith("request: ")
+    chunked = client.post(
+        "/predict",
+        content=iter([b"--x\r\n", b"data"]),  # a generator body is sent chunked, without Content-Length
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert chunked.status_code == 411 and "Content-Length required" in chunked.json()["detail"]
+
+
 def test_request_validation_errors_are_one_line(client, examples):
     r = client.post("/predict?stride=0", files={"file": ("SiC.cif", (examples / "SiC.cif").read_bytes())})
     assert r.status_code == 422

@@ -39,6 +39,34 @@ DEFAULT_MAX_UPLOAD = 256 * 1024
 MAT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+#: Allowance for the multipart envelope (boundaries, headers, other form fields) on top of the structure.
+MULTIPART_OVERHEAD = 16 * 1024
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse an upload before its body is read — 411 without ``Content-Length`` (a chunked
+    body of unknown size), 413 when the declared size exceeds ``limit`` bytes. (The HTTP server enforces that
+    the body is as long as declared.)"""
+
+    def __init__(self, app: Any, *, limit: int, paths: tuple[str, ...]):
+        self.app, self.limit, self.paths = app, int(limit), paths
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            status, detail = None, ""
+            if length is None or not length.isdigit():
+                status, detail = 411, "request: Content-Length required (chunked uploads are not accepted)"
+            elif int(length) > self.limit:
+                status, detail = 413, f"request: {int(length)} bytes exceed the limit of {self.limit}"
+            if status is not None:
+                response = JSONResponse({"detail": detail}, status_code=status)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
@@ -135,6 +163,7 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.optiladder = state
+    app.add_middleware(_BodyLimit, limit=max_upload + MULTIPART_OVERHEAD, paths=("/predict",))
     if preload:
         _ = state.predictor
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -188,9 +217,6 @@ def create_app(
         ``eps_re`` (Kramers–Kronig), ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss`` on the 0–20 eV grid, the
         predicted ``sc_rpa_ipa`` and ``ipa_good_enough`` (SC ≥ threshold).
         """
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > state.max_upload + 16 * 1024:
-            raise HTTPException(413, f"request: {int(length)} bytes exceed the limit of {state.max_upload}")
         if file is not None and text:
             raise HTTPException(400, "request: send either a file or text, not both")
         if file is not None:
