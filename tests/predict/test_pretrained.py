@@ -108,7 +108,7 @@ def test_rebuild_recipe_end_to_end(tmp_path):
 
     shipped = {n: sha256_file(model_dir(n) / "weights.pt") for n in MODEL_NAMES}
     settings = RebuildSettings(
-        max_epochs=2, tl_max_epochs=2, head_hidden=(32,), sc_head_hidden=(16,), max_seconds=60
+        max_epochs=2, tl_max_epochs=2, head_hidden=(32,), sc_head_hidden=(16,), max_seconds=60, n_seeds=2
     )
     cards = rebuild(out=tmp_path, settings=settings)
     assert sorted(cards) == sorted(MODEL_NAMES)
@@ -123,5 +123,11 @@ def test_rebuild_recipe_end_to_end(tmp_path):
     assert cards["rpa"]["parent"] == "ipa"
     assert cards["rpa"]["parent_detail"]["train_ids_sha256"] == cards["ipa"]["training"]["train_ids_sha256"]
     assert "baseline_ipa_dft_as_rpa" in cards["rpa"]["metrics"]
+    # seed selection on the validation split: the ipa and rpa models shipped come from the same chain
+    sel = cards["rpa"]["training"]["selection"]
+    assert sel["seeds"] == [0, 1] and sel["chosen_seed"] in (0, 1)
+    assert sel["val_l1"][sel["seeds"].index(sel["chosen_seed"])] == min(sel["val_l1"])
+    assert cards["ipa"]["training"]["selection"]["chosen_seed"] == sel["chosen_seed"]
+    assert cards["rpa"]["training"]["settings"]["seed"] == sel["chosen_seed"]
     # the shipped models were not touched
     assert {n: sha256_file(model_dir(n) / "weights.pt") for n in MODEL_NAMES} == shipped

@@ -8,6 +8,9 @@ Recipe (``optiladder pretrained rebuild``):
    materials (the paper's "full transfer"), early-stopped on ``validation``.
 3. ``sc``: the same body with a 1-value head, trained directly on SC[RPA_DFT; IPA_DFT] of each material.
 
+Each step runs with :attr:`RebuildSettings.n_seeds` seeds (the ipa → rpa chain as a whole) and keeps the run
+with the lowest validation L1; every card records the seeds, their validation losses and the one kept.
+
 The ``test`` split is touched only after training, to write the test metrics into each card; the metrics are
 computed from the shipped (float16-stored) weights through :class:`optiladder.predict.Predictor`, exactly the
 path users take. The training functions are those of :mod:`optiladder.training` (leakage guard included).
@@ -19,6 +22,7 @@ well and keeps the three shipped models at a few MB in total.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -47,7 +51,9 @@ class RebuildSettings:
     """Training settings of the three shipped models (seconds are wall-clock budgets per model).
 
     ``lr``/``batch_size``/``max_epochs``/``patience``: direct training (``ipa``, ``sc``). ``tl_lr``,
-    ``tl_max_epochs``, ``tl_patience``: the transfer step (``rpa``). ``threads``: torch threads.
+    ``tl_max_epochs``, ``tl_patience``: the transfer step (``rpa``). ``n_seeds``: independent runs (seeds
+    ``seed``, ``seed + 1``, …) of which the one with the lowest validation L1 is kept (the run-to-run spread of
+    the validation median SC is ~0.04 with a few hundred training spectra). ``threads``: torch threads.
     """
 
     lr: float = 1e-3
@@ -61,6 +67,8 @@ class RebuildSettings:
     tl_patience: int = 60
     max_seconds: float = 240.0
     seed: int = 0
+    n_seeds: int = 3
+    dropout: float = 0.0
     threads: int = 1
     head_hidden: tuple[int, ...] = HEAD_HIDDEN
     sc_head_hidden: tuple[int, ...] = SC_HEAD_HIDDEN
@@ -180,51 +188,76 @@ def rebuild(
     }
     tmp = Path(tempfile.mkdtemp(prefix=".rebuild-", dir=out if out.is_dir() else None))
     cards: dict[str, dict] = {}
-    trained: dict[str, Any] = {}
-    try:
-        for name in names:
-            t0 = time.perf_counter()
-            if name == "ipa":
-                res = train_model(
-                    data,
-                    target="ipa",
-                    settings=direct,
-                    model_kwargs={"head_hidden": list(settings.head_hidden)},
-                    name="ipa",
-                    data_note=data_block["source"],
-                )
-                parent = None
-            elif name == "rpa":
-                parent_ckpt = trained.get("ipa")
-                if parent_ckpt is None:
-                    lm = load_model("ipa", root=out)
+    seeds = [settings.seed + k for k in range(max(1, settings.n_seeds))]
 
-                    parent_ckpt = Checkpoint(lm.model, lm.featurizer, lm.card)
-                    parent_ckpt.card.setdefault("name", "ipa")
-                res = train_model(
-                    data,
-                    target="rpa",
-                    parent=parent_ckpt,
-                    trainable="all",
-                    settings=transfer,
-                    name="rpa",
-                    data_note=data_block["source"],
-                )
-                parent = "ipa"
-            elif name == "sc":
-                res = train_model(
-                    data,
-                    target="sc_rpa_ipa",
-                    settings=direct,
-                    model_kwargs={"head_hidden": list(settings.sc_head_hidden)},
-                    name="sc",
-                    data_note=data_block["source"],
-                )
-                parent = None
-            else:
-                raise ValueError(f"unknown model {name!r}")
-            trained[name] = res.checkpoint
-            seconds = time.perf_counter() - t0
+    def train(name: str, seed: int, parent_ckpt: Any = None) -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        target = {"ipa": "ipa", "rpa": "rpa", "sc": "sc_rpa_ipa"}[name]
+        st = transfer if name == "rpa" else direct
+        kwargs: dict[str, Any] = {}
+        if name == "rpa":
+            kwargs = {"parent": parent_ckpt, "trainable": "all"}
+        else:
+            hidden = settings.sc_head_hidden if name == "sc" else settings.head_hidden
+            kwargs = {"model_kwargs": {"head_hidden": list(hidden), "dropout": settings.dropout}}
+        res = train_model(
+            data,
+            target=target,
+            settings=dataclasses.replace(st, seed=seed),
+            name=name,
+            data_note=data_block["source"],
+            **kwargs,
+        )
+        log.info("%s (seed %d): val L1 %.4g, %s", name, seed, res.fit.best_val_loss, res.card.get("fit"))
+        return res, time.perf_counter() - t0
+
+    def val_l1(res: Any) -> float:
+        return float(res.fit.best_val_loss)
+
+    chosen: dict[str, tuple[Any, float, dict]] = {}
+    try:
+        # ipa → rpa chains, one per seed; the chain whose last model has the lowest validation L1 is kept
+        if "ipa" in names or "rpa" in names:
+            chains = []
+            for seed in seeds:
+                if "ipa" in names:
+                    ipa, t_ipa = train("ipa", seed)
+                    parent_ckpt = ipa.checkpoint
+                else:
+                    ipa, t_ipa = None, 0.0
+                    lm = load_model("ipa", root=out)
+                    parent_ckpt = Checkpoint(lm.model, lm.featurizer, {**lm.card, "name": "ipa"})
+                rpa, t_rpa = train("rpa", seed, parent_ckpt) if "rpa" in names else (None, 0.0)
+                chains.append((seed, ipa, t_ipa, rpa, t_rpa))
+            key = 3 if "rpa" in names else 1
+            scores = [val_l1(c[key]) for c in chains]
+            best = int(np.argmin(scores))
+            selection = {
+                "seeds": seeds,
+                "val_l1": [round(v, 5) for v in scores],
+                "criterion": f"lowest validation L1 of the {'rpa' if key == 3 else 'ipa'} model",
+                "chosen_seed": chains[best][0],
+            }
+            if "ipa" in names:
+                chosen["ipa"] = (chains[best][1], chains[best][2], selection)
+            if "rpa" in names:
+                chosen["rpa"] = (chains[best][3], chains[best][4], selection)
+        if "sc" in names:
+            runs = [(seed, *train("sc", seed)) for seed in seeds]
+            scores = [val_l1(r[1]) for r in runs]
+            best = int(np.argmin(scores))
+            chosen["sc"] = (
+                runs[best][1],
+                runs[best][2],
+                {
+                    "seeds": seeds,
+                    "val_l1": [round(v, 5) for v in scores],
+                    "criterion": "lowest validation L1",
+                    "chosen_seed": runs[best][0],
+                },
+            )
+        for name in names:
+            res, seconds, selection = chosen[name]
             target = {"ipa": "ipa", "rpa": "rpa", "sc": "sc_rpa_ipa"}[name]
             card = {
                 "name": name,
@@ -237,7 +270,7 @@ def rebuild(
                     "transfer-learned from ipa (all weights retrained)",
                     "sc": "similarity coefficient SC[RPA_DFT; IPA_DFT] of a material (one value)",
                 }[name],
-                "parent": parent,
+                "parent": "ipa" if name == "rpa" else None,
                 "parent_detail": res.card.get("parent"),
                 "created": today.isoformat(),
                 "data": data_block,
@@ -245,6 +278,7 @@ def rebuild(
                     "settings": res.card.get("settings"),
                     "fit": res.card.get("fit"),
                     "val_l1": res.card.get("metrics", {}).get("val_l1"),
+                    "selection": selection,
                     "train_ids_sha256": res.card.get("train_ids_sha256"),
                     "train_ids": res.card.get("train_ids"),
                     "seconds": round(seconds, 1),
@@ -254,7 +288,6 @@ def rebuild(
                 "citation": "Grunert, Großmann & Runge, Nat. Commun. 16, 8142 (2025) (OptiMate architecture)",
             }
             save_model(tmp / name, res.model, res.featurizer, card, dtype=settings.dtype)
-            log.info("%s trained in %.0f s (%s)", name, seconds, res.card.get("fit"))
         # test metrics from the stored weights through the Predictor (the users' path)
         loaded = {
             n: load_model(n, root=_root_for(tmp, out, n))
