@@ -37,6 +37,7 @@ def paper(
     tl_lr: Annotated[float, typer.Option(help="Learning rate of transfer learning")] = 2e-4,
     tl_weight_decay: Annotated[float, typer.Option()] = 1e-4,
     tl_trainable: Annotated[str, typer.Option(help="What TL retrains: all | head")] = "all",
+    norm: Annotated[str, typer.Option(help="MLP normalisation: layer_norm | batch_norm (published) | none")] = "layer_norm",
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,
     save_models: Annotated[bool, typer.Option(help="Write checkpoints to OUT/models/")] = True,
@@ -48,6 +49,8 @@ def paper(
 
     if verbose:
         logging.getLogger("optiladder").setLevel(logging.INFO)
+    if norm not in ("layer_norm", "batch_norm", "none"):
+        raise typer.BadParameter("norm must be layer_norm, batch_norm or none")
     if tl_trainable not in ("all", "head"):
         raise typer.BadParameter("tl-trainable must be 'all' or 'head'")
     try:
@@ -64,6 +67,7 @@ def paper(
             tl_weight_decay=tl_weight_decay,
             tl_trainable=tl_trainable,
             seed=seed,
+            norm=norm,
             threads=threads,
             save_models=save_models,
         )
