@@ -4,8 +4,8 @@ The folds split the training pool (train + none, optionally a seeded subset of `
 parts; a trial trains k models (each on k − 1 parts, early stopping on the remaining part) and scores the mean
 validation L1 loss. Validation and test splits are never touched. Modes:
 
-* ``dl`` / ``ipa`` / ``sc`` (from scratch): learning rate, weight decay, batch size and the head's width and
-  depth are searched;
+* ``dl`` / ``ipa`` / ``sc`` (from scratch): learning rate, weight decay, batch size, the head's width and
+  depth and the MLP normalisation are searched;
 * ``tl`` (transfer from ``parent``): only the optimiser settings (learning rate, weight decay, batch size) —
   the architecture is the parent's. The parent saw the IPA spectra of the whole pool, validation folds
   included (not their RPA spectra), so TL fold scores are slightly optimistic.
@@ -86,6 +86,7 @@ def run_tune(data, options: TuneOptions, parent=None) -> dict[str, Any]:
             width = trial.suggest_categorical("head_width", [256, 512, 1024])
             depth = trial.suggest_int("head_depth", 1, 3)
             model_kwargs["head_hidden"] = [width] * depth
+            model_kwargs["norm"] = trial.suggest_categorical("norm", ["layer_norm", "batch_norm"])
         remaining = options.timeout - (time.perf_counter() - t0)
         settings = TrainSettings(
             lr=lr, weight_decay=wd, batch_size=bs, max_epochs=options.max_epochs,
@@ -111,11 +112,11 @@ def run_tune(data, options: TuneOptions, parent=None) -> dict[str, Any]:
                 raise optuna.TrialPruned()
         return float(np.mean(losses))
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=options.seed)
     study = optuna.create_study(
         direction="minimize", sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=3)
     )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=options.trials, timeout=options.timeout)
     trials = [
         {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
