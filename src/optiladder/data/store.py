@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..engine.records import (
     record_path,
     record_spectra,
     validate_record,
+    write_bytes_atomic,
     write_record,
 )
 from ..spectra import MODEL_GRID, interpolate
@@ -272,16 +272,4 @@ def _canonical(rec: dict) -> str:
 def _write_bytes_once(data: bytes, path: Path) -> None:
     """Write validated gzip'ed record bytes atomically to a new file (``os.link``: never replaces one)."""
     validate_record(json.loads(gzip.decompress(data)), str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise RecordError(path, "exists already (records are append-only)") from None
-    finally:
-        os.unlink(tmp)
+    write_bytes_atomic(data, path)

@@ -116,8 +116,17 @@ def write_record(rec: dict, path: str | Path, *, overwrite: bool = False) -> Pat
     validate_record(rec, str(path))
     if path.exists() and not overwrite:
         raise RecordError(path, "exists already (records are append-only)")
+    return write_bytes_atomic(encode_record(rec), path, overwrite=overwrite)
+
+
+def write_bytes_atomic(data: bytes, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write bytes to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    Without ``overwrite`` the final step is ``os.link``, which fails if the target exists, so two writers of the
+    same material cannot race: the second gets :class:`RecordError` and the first file stays as it was.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = encode_record(rec)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -127,17 +136,13 @@ def write_record(rec: dict, path: str | Path, *, overwrite: bool = False) -> Pat
         if overwrite:
             os.replace(tmp, path)
         else:
-            # link() fails if the target exists: no race between two writers of the same material
             try:
                 os.link(tmp, path)
             except FileExistsError:
                 raise RecordError(path, "exists already (records are append-only)") from None
-            finally:
-                os.unlink(tmp)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return path
 
 
