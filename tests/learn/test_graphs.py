@@ -72,11 +72,18 @@ def test_matches_pymatgen_neighbours_on_real_records(arrays):
     for s in arrays.structures[:20]:
         st = Structure.from_dict(s)
         ref = sorted(
-            (i, n.index, round(n.nn_distance, 5)) for i, nb in enumerate(st.get_all_neighbors(5.0)) for n in nb
+            (i, n.index, round(n.nn_distance, 5))
+            for i, nb in enumerate(st.get_all_neighbors(5.0))
+            for n in nb
         )
         g = structure_graph(s)
         mine = sorted(
-            zip(g.edge_index[0].tolist(), g.edge_index[1].tolist(), np.round(g.distances, 5).tolist(), strict=True)
+            zip(
+                g.edge_index[0].tolist(),
+                g.edge_index[1].tolist(),
+                np.round(g.distances, 5).tolist(),
+                strict=True,
+            )
         )
         assert len(mine) == len(ref)
         assert [m[:2] for m in mine] == [r[:2] for r in ref]

@@ -58,6 +58,18 @@ def test_training_on_held_out_ids_raises(arrays):
         train_model(arrays, target="rpa", train_splits=("bogus",), settings=QUICK, model_kwargs=SMALL)
 
 
+def test_fit_itself_refuses_held_out_graphs(arrays):
+    from optiladder.graphs import structure_graph
+    from optiladder.nn import OptiMate
+    from optiladder.training import fit, make_data, target_values
+
+    test = arrays.split("test")
+    data = make_data([structure_graph(s) for s in test.structures[:4]], target_values(test, "rpa")[:4],
+                     test.ids[:4])  # fmt: skip
+    with pytest.raises(LeakageError):
+        fit(OptiMate(**SMALL), data, data, QUICK)
+
+
 def test_transfer_refuses_a_parent_trained_on_held_out_ids(tmp_path, arrays):
     """A parent whose card lists a test id (e.g. an IPA model trained elsewhere) cannot be fine-tuned."""
     from optiladder.nn import OptiMate

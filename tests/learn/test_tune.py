@@ -30,11 +30,11 @@ def test_tiny_search_and_cli(arrays, tmp_path):
     with pytest.raises(ValueError, match="parent"):
         run_tune(arrays, TuneOptions(mode="tl"))
 
+    from pathlib import Path
+
     from typer.testing import CliRunner
 
     from optiladder.cli import app
-
-    from pathlib import Path
 
     FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
 

@@ -141,11 +141,15 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
 def fit(model: nn.Module, train: Sequence, val: Sequence, settings: TrainSettings) -> FitResult:
     """Train ``model`` in place on ``train`` with early stopping on ``val``; restores the best weights.
 
-    ``train``/``val``: lists of ``Data`` with ``y``. Validation batches are collated once; training batches are
+    ``train``/``val``: lists of ``Data`` with ``y``; a training ``Data`` whose ``mat_id`` is a validation or
+    test material raises :class:`~optiladder.data.splits.LeakageError`. Validation batches are collated once; training batches are
     reshuffled every epoch from ``np.random.default_rng(settings.seed)``.
     """
     if len(train) < 2:
         raise ValueError(f"need at least 2 training graphs, got {len(train)}")
+    from ..data.splits import check_trainable
+
+    check_trainable([d.mat_id for d in train if getattr(d, "mat_id", None)], context="fit")
     seed_everything(settings.seed)
     rng = np.random.default_rng(settings.seed)
     optimizer = make_optimizer(model, settings)
