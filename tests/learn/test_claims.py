@@ -80,7 +80,7 @@ def test_study_runs_and_never_trains_on_held_out_ids(tmp_path):
 
     fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
     opts = StudyOptions(
-        sizes=(16, 100), max_atoms=(2, 3), budget_minutes=2.0, max_epochs=6, patience=3, threads=1,
+        sizes=(16, 100), max_atoms=(2, 3), budget_minutes=2.0, max_epochs=6, patience=3, threads=1, seeds=2,
         model_kwargs={"node_hidden": [16, 16], "gat_channels": [8, 8], "gat_heads": [2, 2], "head_hidden": [64]},
     )  # fmt: skip
     res = run_paper_study(tmp_path, opts, Store(fixtures))
@@ -94,6 +94,8 @@ def test_study_runs_and_never_trains_on_held_out_ids(tmp_path):
     for name, trained_on in ids.items():
         assert trained_on and not set(trained_on) & held_out, name
     assert len(ids["dl-16"]) == 16 and len(ids["ipa"]) == 48
+    tl16 = next(r for r in res["runs"] if r["name"] == "tl-16")
+    assert len(tl16["test_seeds"]) == 2 and tl16["test_spread"]["median_sc"][0] <= tl16["test"]["median_sc"]
     for f in ("README.md", "results.json", "test_scores.csv", "learning_curves.png", "example_spectra.png",
               "sc_pairs.png", "cell_size_boxplot.png", "sc_parity.png"):  # fmt: skip
         assert (tmp_path / f).stat().st_size > 0, f
@@ -105,3 +107,5 @@ def test_study_runs_and_never_trains_on_held_out_ids(tmp_path):
 
     _, _, card = load_checkpoint(tmp_path / "models" / "tl-16.pt")
     assert card["parent"]["name"] == "optimate-ipa" and card["dataset_size"] == 16
+    _, _, card1 = load_checkpoint(tmp_path / "models" / "tl-16-seed1.pt")
+    assert card1["parent"]["name"] == "optimate-ipa-seed1" and card1["settings"]["seed"] == 1

@@ -37,8 +37,11 @@ def paper(
     tl_lr: Annotated[float, typer.Option(help="Learning rate of transfer learning")] = 2e-4,
     tl_weight_decay: Annotated[float, typer.Option()] = 1e-4,
     tl_trainable: Annotated[str, typer.Option(help="What TL retrains: all | head")] = "all",
-    norm: Annotated[str, typer.Option(help="MLP normalisation: layer_norm | batch_norm (published) | none")] = "layer_norm",
+    norm: Annotated[
+        str, typer.Option(help="MLP normalisation: layer_norm | batch_norm (published) | none")
+    ] = "layer_norm",
     seed: Annotated[int, typer.Option()] = 0,
+    seeds: Annotated[int, typer.Option(help="Train every model with this many seeds; report the mean")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,
     save_models: Annotated[bool, typer.Option(help="Write checkpoints to OUT/models/")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -67,6 +70,7 @@ def paper(
             tl_weight_decay=tl_weight_decay,
             tl_trainable=tl_trainable,
             seed=seed,
+            seeds=seeds,
             norm=norm,
             threads=threads,
             save_models=save_models,

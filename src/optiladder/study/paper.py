@@ -13,6 +13,10 @@ Protocol (Grunert, Großmann & Runge 2025, adapted to a small CPU budget):
   trained is not trained twice but reported as the same model;
 * SC predictor: the same network with a 1-value head, trained on SC[RPA_DFT; IPA_DFT] of the pool.
 
+With ``seeds`` > 1 every run is trained that many times (seed ``seed + j``; TL seed j starts from IPA
+seed j); tables report the mean over seeds of each test median and its [min, max] (``test_spread``), the
+per-material files and figures show seed 0.
+
 Each run's wall-clock time is capped so that the whole study fits ``budget_minutes`` (shared out by the
 number of training materials of the runs still to do); ``max_epochs`` and ``patience`` bound it further.
 """
@@ -63,6 +67,7 @@ class StudyOptions:
     norm: str = "layer_norm"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     save_models: bool = True
+    seeds: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +103,20 @@ class Run:
     note: str = ""
     same_as: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+
+
+def _mean_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of every numeric entry (``n`` kept)."""
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        vals = [r[key] for r in rows]
+        out[key] = vals[0] if key == "n" else float(np.mean(vals))
+    return out
+
+
+def _spread_over_seeds(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """[min, max] over seeds of every numeric entry but ``n``."""
+    return {k: [float(min(r[k] for r in rows)), float(max(r[k] for r in rows))] for k in rows[0] if k != "n"}
 
 
 def plan_runs(pool_ids: list[str], pool_nsites: np.ndarray, options: StudyOptions) -> list[Run]:
@@ -211,54 +230,66 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
     score_frames.append(baseline)
     sc_pred = None
     data_note = "GPAW " + ", ".join(sorted(info["protocols"]))
+    n_seeds = max(1, int(options.seeds))
     for k, run in enumerate(runs):
         if run.status != "planned":
             continue
         todo = [r for r in runs[k:] if r.status == "planned"]
         weight = {r.name: max(len(r.ids), 1) for r in todo}
         remaining = budget - (time.perf_counter() - t_start) - 10.0 * len(todo)  # evaluation and figures
-        max_seconds = max(5.0, remaining * weight[run.name] / sum(weight.values()))
-        settings = tl_settings if run.parent else base_settings
-        settings = replace(settings, max_seconds=max_seconds)
+        max_seconds = max(5.0, remaining * weight[run.name] / sum(weight.values()) / n_seeds)
         check_trainable(run.ids, context=f"study run {run.name}")
-        log.info("study: %s on %d materials (≤ %.0f s)", run.name, len(run.ids), max_seconds)
-        res = train_model(
-            data,
-            target=run.target,
-            train_splits=("train", "none"),
-            ids=run.ids,
-            parent=models[run.parent].checkpoint if run.parent else None,
-            trainable=options.tl_trainable if run.parent else "all",
-            settings=settings,
-            model_kwargs={"norm": options.norm, **options.model_kwargs},
-            name=f"optimate-{run.name}",
-            data_note=data_note,
-        )
-        models[run.name] = res
-        pred = predict_arrays(res.model, res.featurizer, test)
-        if run.target == "sc_rpa_ipa":
-            ref = target_values(test, "sc_rpa_ipa")[:, 0]
-            train_mean = float(np.mean(target_values(pool.subset(np.isin(pool.ids, run.ids)), "sc_rpa_ipa")))
-            metrics = scalar_scores(pred[:, 0], ref, train_mean=train_mean)
-            sc_pred = pd.DataFrame(
-                {"mat_id": test.ids, "nsites": test.nsites, "sc_dft": ref, "sc_ml": pred[:, 0]}
+        per_seed: list[dict[str, Any]] = []
+        for j in range(n_seeds):
+            settings = tl_settings if run.parent else base_settings
+            settings = replace(settings, max_seconds=max_seconds, seed=options.seed + j)
+            log.info("study: %s seed %d on %d materials (≤ %.0f s)", run.name, j, len(run.ids), max_seconds)
+            res = train_model(
+                data,
+                target=run.target,
+                train_splits=("train", "none"),
+                ids=run.ids,
+                parent=models[(run.parent, j)].checkpoint if run.parent else None,
+                trainable=options.tl_trainable if run.parent else "all",
+                settings=settings,
+                model_kwargs={"norm": options.norm, **options.model_kwargs},
+                name=f"optimate-{run.name}" + (f"-seed{j}" if j else ""),
+                data_note=data_note,
             )
-            run.result = {"test": metrics}
-        else:
-            level = run.target
-            frame = scores_for(pred, test, level).assign(model=run.name)
-            score_frames.append(frame)
-            run.result = {
-                "test": summary(frame),
-                "by_cell_size": by_cell_size(frame).to_dict(orient="records"),
-            }
-            preds[run.name] = pred  # kept for the figures
-        run.result["fit"] = res.card["fit"]
-        run.result["train_ids_sha256"] = res.card["train_ids_sha256"]
+            models[(run.name, j)] = res
+            pred = predict_arrays(res.model, res.featurizer, test)
+            if run.target == "sc_rpa_ipa":
+                ref = target_values(test, "sc_rpa_ipa")[:, 0]
+                train_mean = float(
+                    np.mean(target_values(pool.subset(np.isin(pool.ids, run.ids)), "sc_rpa_ipa"))
+                )
+                metrics = scalar_scores(pred[:, 0], ref, train_mean=train_mean)
+                if j == 0:
+                    sc_pred = pd.DataFrame(
+                        {"mat_id": test.ids, "nsites": test.nsites, "sc_dft": ref, "sc_ml": pred[:, 0]}
+                    )
+            else:
+                frame = scores_for(pred, test, run.target).assign(model=run.name)
+                metrics = summary(frame)
+                if j == 0:  # per-material tables and figures show the first seed
+                    score_frames.append(frame)
+                    run.result["by_cell_size"] = by_cell_size(frame).to_dict(orient="records")
+                    preds[run.name] = pred
+            per_seed.append(metrics)
+            res.card["metrics"].update({f"test_{m}": v for m, v in metrics.items()})
+            if j == 0:
+                run.result["fit"] = res.card["fit"]
+                run.result["train_ids_sha256"] = res.card["train_ids_sha256"]
+            if options.save_models:
+                suffix = f"-seed{j}" if j else ""
+                save_checkpoint(
+                    out / "models" / f"{run.name}{suffix}.pt", res.model, res.featurizer, res.card
+                )
         run.result["n_train"] = len(run.ids)
-        res.card["metrics"].update({f"test_{k}": v for k, v in run.result["test"].items()})
-        if options.save_models:
-            save_checkpoint(out / "models" / f"{run.name}.pt", res.model, res.featurizer, res.card)
+        run.result["test"] = _mean_over_seeds(per_seed)
+        if n_seeds > 1:
+            run.result["test_seeds"] = per_seed
+            run.result["test_spread"] = _spread_over_seeds(per_seed)
         run.status = "ok"
         log.info("study: %s done: %s", run.name, run.result["test"])
 

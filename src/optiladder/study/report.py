@@ -12,6 +12,15 @@ def _f(v: Any, digits: int = 3) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def _v(run: dict[str, Any] | None, key: str, digits: int = 3) -> str:
+    """A run's test metric, with its [min–max] over seeds when there are several."""
+    if not run:
+        return "–"
+    val = _f(run["test"].get(key), digits)
+    spread = run.get("test_spread", {}).get(key)
+    return f"{val} ({spread[0]:.{digits}f}–{spread[1]:.{digits}f})" if spread else val
+
+
 def _run(results: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((r for r in results["runs"] if r["name"] == name), None)
 
@@ -70,10 +79,10 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
         else:
             label = str(s)
         a(
-            f"| {label} | {_f(dl and dl['test']['median_sc'])} | {_f(published.MEDIAN_SC['dl'].get(pub_size))} "
-            f"| {_f(tl and tl['test']['median_sc'])} | {_f(published.MEDIAN_SC['tl'].get(pub_size))} "
-            f"| {_f(dl and dl['test']['median_mse'])} | {_f(published.MEDIAN_MSE['dl'].get(pub_size))} "
-            f"| {_f(tl and tl['test']['median_mse'])} | {_f(published.MEDIAN_MSE['tl'].get(pub_size))} |"
+            f"| {label} | {_v(dl, 'median_sc')} | {_f(published.MEDIAN_SC['dl'].get(pub_size))} "
+            f"| {_v(tl, 'median_sc')} | {_f(published.MEDIAN_SC['tl'].get(pub_size))} "
+            f"| {_v(dl, 'median_mse')} | {_f(published.MEDIAN_MSE['dl'].get(pub_size))} "
+            f"| {_v(tl, 'median_mse')} | {_f(published.MEDIAN_MSE['tl'].get(pub_size))} |"
         )
     b = results["baseline"]
     a(
@@ -85,7 +94,7 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
     if ipa and ipa["status"] == "ok":
         a(
             f"IPA model (pretraining, {ipa['n_train']} IPA spectra): median SC[IPA_ML; IPA_DFT] = "
-            f"{_f(ipa['test']['median_sc'])}, median MSE {_f(ipa['test']['median_mse'])}."
+            f"{_v(ipa, 'median_sc')}, median MSE {_v(ipa, 'median_mse')}."
         )
         a("")
     a("![learning curves](learning_curves.png)")
@@ -113,7 +122,7 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
         n = len(r.get("ids", [])) if r else 0
         n = rr["n_train"] if rr else n
         a(
-            f"| ≤ {k} atoms{note} | {n} | {_f(rr and rr['test']['median_sc'])} "
+            f"| ≤ {k} atoms{note} | {n} | {_v(rr, 'median_sc')} "
             f"| ~{pub[0] if pub[0] else '–'} | {_f(pub[1])} |"
         )
     a("")
@@ -144,7 +153,7 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
         t = sc["test"]
         a("| | MAE | median absolute error |")
         a("|---|---|---|")
-        a(f"| ours | {_f(t['mae'])} | {_f(t['median_abs_error'])} |")
+        a(f"| ours | {_v(sc, 'mae')} | {_v(sc, 'median_abs_error')} |")
         a(
             f"| predicting the training mean (ours) | {_f(t.get('mean_baseline_mae'))} | {_f(t.get('mean_baseline_median_abs_error'))} |"
         )
@@ -171,7 +180,13 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
         f"Adam + L1 loss; from scratch (IPA, DL, SC): lr {opt['lr']:g}, weight decay {opt['weight_decay']:g}; "
         f"TL ({opt['tl_trainable']} weights from the IPA model): lr {opt['tl_lr']:g}, weight decay "
         f"{opt['tl_weight_decay']:g}; batch {opt['batch_size']}, ≤ {opt['max_epochs']} epochs, patience "
-        f"{opt['patience']}, best validation checkpoint; seed {opt['seed']}; study budget "
+        f"{opt['patience']}, best validation checkpoint; seed {opt['seed']}"
+        + (
+            f" + {opt.get('seeds', 1) - 1} more (mean over {opt.get('seeds', 1)} seeds, [min–max] in brackets; per-material files and figures: first seed)"
+            if opt.get("seeds", 1) > 1
+            else ""
+        )
+        + f"; study budget "
         f"{opt['budget_minutes']:g} min on {results['threads']} CPU thread(s); total {results['seconds_total']:.0f} s. "
         f"The paper fine-tunes with lr {published.TRANSFER_SETTINGS['lr']:g}, batch "
         f"{published.TRANSFER_SETTINGS['batch_size']:g}, ≤ {published.TRANSFER_SETTINGS['max_epochs']:g} epochs on a GPU; "
