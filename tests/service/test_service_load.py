@@ -79,7 +79,7 @@ def test_serve_command_starts_answers_and_stops(examples, tmp_path):
             url + "/predict", files={"file": ("KInSe.POSCAR", (examples / "KInSe.POSCAR").read_bytes())}
         )
         assert r.status_code == 200 and r.json()["formula"] == "KInSe"
-        assert httpx.get(url + "/map").json()["n"] >= 50
+        assert httpx.get(url + "/map", timeout=60).json()["n"] >= 50
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -67,6 +67,16 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
+def _warm_up(predictor: Any) -> None:
+    """One prediction of diamond Si at start, so the first request does not pay torch's first-call costs."""
+    from pymatgen.core import Lattice, Structure
+
+    si = Structure(Lattice.cubic(5.43), ["Si"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]]).get_primitive_structure()
+    res = predictor.predict_one(si, "warm-up")
+    if not res.ok:  # pragma: no cover - would mean a broken model
+        log.warning("warm-up prediction failed: %s", res.error)
+
+
 def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
@@ -165,7 +175,7 @@ def create_app(
     app.state.optiladder = state
     app.add_middleware(_BodyLimit, limit=max_upload + MULTIPART_OVERHEAD, paths=("/predict",))
     if preload:
-        _ = state.predictor
+        _warm_up(state.predictor)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # ---- pages ---------------------------------------------------------------------------------
