@@ -228,13 +228,21 @@ def write_md(results: dict, path: Path) -> None:
             f"| {t['threads']} | {t['batch_size']} | {t['materials']} | {t['seconds']} | **{t['per_second']}** | "
             f"{stages} |"
         )
+    lines += [
+        "",
+        "One torch thread per process is the default everywhere (`optiladder predict --threads 1`, `serve`): these",
+        "graphs are tiny, and two OpenMP threads on a machine whose cores are busy with other jobs spend their time",
+        "waiting for each other (the 2-thread row). Use processes (or the service's micro-batching) for more cores.",
+    ]
     lt = results["load"]
     lines += [
         "",
         "## Load test of `optiladder serve` on loopback",
         "",
         f"{lt['requests']} `POST /predict` uploads of the five example crystals, {lt['concurrency']} in flight, "
-        "server and client on this machine (uvicorn, one torch thread per request).",
+        "server (uvicorn, one torch thread, concurrent requests micro-batched into shared forward passes) and "
+        "client on this machine; every response carries both levels on the full 2001-point grid with optics "
+        "(~240 kB of JSON), whose encoding and decoding cost more than the prediction itself.",
         "",
         "| requests | concurrency | errors | p50 | p90 | p99 | max | requests/s |",
         "|---|---|---|---|---|---|---|---|",
@@ -253,8 +261,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.render:
+        write_md(json.loads((args.out / "results.json").read_text()), args.out / "results.md")
+        return
     import datetime
 
     results = {"date": datetime.date.today().isoformat(), "machine": machine()}

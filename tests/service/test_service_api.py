@@ -185,3 +185,24 @@ def test_openapi_docs_and_pages(client):
     js = client.get("/static/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly.js" in js.content[:200]
     assert client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_build_map_is_reproducible(predictor, tmp_path):
+    """`optiladder pretrained map` on a 30-record store: same seed → same embeddings and same 2-D map."""
+    import shutil
+
+    from optiladder.service.mapdata import build_map, load_map
+
+    src = Store()
+    (tmp_path / "records").mkdir()
+    for p in src.paths()[:30]:
+        shutil.copy(p, tmp_path / "records" / p.name)
+    store = Store(tmp_path / "records")
+    a = build_map(predictor, store, tmp_path / "a.json.gz", n_neighbors=5)
+    b = build_map(predictor, store, tmp_path / "b.json.gz", n_neighbors=5)
+    assert load_map(tmp_path / "a.json.gz") == a
+    assert a["n"] == 30 and a["ids"] == store.ids()
+    assert a["embedding"] == b["embedding"]
+    assert np.allclose(a["x"], b["x"]) and np.allclose(a["y"], b["y"])
+    assert np.all(np.isfinite(a["x"])) and np.ptp(a["x"]) > 0
