@@ -88,6 +88,25 @@ def rebuild_cmd(
         map_cmd()
 
 
+@pretrained_app.command("metrics")
+def metrics_cmd() -> None:
+    """Recompute the shipped models' test-split metrics on the current dataset and rewrite their cards."""
+    import torch
+
+    from ..pretrained import PretrainedError
+    from ..pretrained.rebuild import refresh_metrics
+
+    torch.set_num_threads(1)
+    try:
+        cards = refresh_metrics()
+    except (PretrainedError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for name, c in cards.items():
+        m = c["metrics"]
+        typer.echo(f"{name}: test n={m['n']}  {json.dumps(m.get('spectrum', m.get('sc')))}")
+
+
 @pretrained_app.command("map")
 def map_cmd(
     out: Annotated[Path | None, typer.Option(help="Map file (default: the shipped one)")] = None,

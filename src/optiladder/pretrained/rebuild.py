@@ -115,6 +115,7 @@ def test_metrics(predictor: Any, data: Any) -> dict[str, dict[str, float]]:
             "median_abs_error": round(float(np.median(err)), 4),
             "verdict_accuracy": round(float(np.mean(good_true == good_pred)), 4),
             "true_fraction_ipa_good_enough": round(float(good_true.mean()), 4),
+            "pearson_r": round(float(np.corrcoef([r.sc for r in results], true)[0, 1]), 4),
         }
     out["ipa_as_rpa"] = _spectrum_metrics(data.ipa, data.rpa, data.grid)
     return out
@@ -136,7 +137,6 @@ def rebuild(
     import torch
 
     from ..data.store import Store
-    from ..predict import Predictor
     from ..training import Checkpoint, TrainSettings, train_model
     from . import load_model
 
@@ -289,24 +289,8 @@ def rebuild(
             }
             save_model(tmp / name, res.model, res.featurizer, card, dtype=settings.dtype)
         # test metrics from the stored weights through the Predictor (the users' path)
-        loaded = {
-            n: load_model(n, root=_root_for(tmp, out, n))
-            for n in MODEL_NAMES
-            if (_root_for(tmp, out, n) / n / "card.json").exists()
-        }
-        m = test_metrics(Predictor(loaded), data.split("test"))
-        for name in names:
-            card_path = tmp / name / "card.json"
-            card = json.loads(card_path.read_text())
-            card["metrics"] = {"split": "test", "n": m["n"]["materials"]}
-            if name in ("ipa", "rpa"):
-                card["metrics"]["spectrum"] = m[name]
-            else:
-                card["metrics"]["sc"] = m["sc"]
-            if name == "rpa":
-                card["metrics"]["baseline_ipa_dft_as_rpa"] = m["ipa_as_rpa"]
-            card_path.write_text(json.dumps(card, indent=1) + "\n")
-            cards[name] = card
+        roots = {n: _root_for(tmp, out, n) for n in MODEL_NAMES}
+        cards.update(write_test_metrics(data, roots, names))
         out.mkdir(parents=True, exist_ok=True)
         for name in names:
             dest = out / name
@@ -316,6 +300,55 @@ def rebuild(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cards
+
+
+def write_test_metrics(data: Any, roots: dict[str, Path], names: tuple[str, ...]) -> dict[str, dict]:
+    """Compute the test-split metrics of models ``names`` (folders ``roots[name] / name``) and write them into
+    their cards (the weights, and so the checksums, are untouched). Returns name → updated card."""
+    from ..predict import Predictor
+    from . import load_model
+
+    loaded = {n: load_model(n, root=r) for n, r in roots.items() if (r / n / "card.json").exists()}
+    test = data.split("test")
+    m = test_metrics(Predictor(loaded), test)
+    cards = {}
+    for name in names:
+        card_path = roots[name] / name / "card.json"
+        card = json.loads(card_path.read_text())
+        card["metrics"] = {
+            "split": "test",
+            "n": m["n"]["materials"],
+            "computed": _dt.date.today().isoformat(),
+            "test_ids_sha256": _ids_sha256(test.ids),
+        }
+        if name in ("ipa", "rpa"):
+            card["metrics"]["spectrum"] = m[name]
+        else:
+            card["metrics"]["sc"] = m["sc"]
+        if name == "rpa":
+            card["metrics"]["baseline_ipa_dft_as_rpa"] = m["ipa_as_rpa"]
+        tmp = card_path.with_name(f".{card_path.name}.tmp")
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
+        tmp.replace(card_path)
+        cards[name] = card
+    return cards
+
+
+def refresh_metrics(*, store: Any = None, root: str | Path | None = None) -> dict[str, dict]:
+    """Recompute the shipped models' test metrics on the current dataset (e.g. after the campaign added test
+    records) and rewrite their cards; no training."""
+    from ..data.store import Store
+
+    store = store or Store()
+    base = Path(root) if root is not None else package_dir()
+    names = tuple(n for n in MODEL_NAMES if (base / n / "card.json").exists())
+    return write_test_metrics(store.table(), dict.fromkeys(names, base), names)
+
+
+def _ids_sha256(ids: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
 def _root_for(tmp: Path, out: Path, name: str) -> Path:
