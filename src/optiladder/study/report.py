@@ -58,7 +58,12 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
         "Same split ids, same metrics (eqs. 6–8 on 0–20 eV, 2001 points), same network."
     )
     a("")
-    a("Regenerate: `optiladder study paper --out reports/paper` (options: `optiladder study paper --help`).")
+    seeds = opt.get("seeds", 1)
+    a(
+        "Regenerate: `optiladder study paper --out reports/paper"
+        + (f" --seeds {seeds}" if seeds > 1 else "")
+        + "` (options: `optiladder study paper --help`)."
+    )
     a("")
     # ---- learning curves
     a("## Direct (DL) vs transfer learning (TL) from the IPA model")
