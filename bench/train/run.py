@@ -63,9 +63,7 @@ def main() -> None:
     n = len(rpa)
     reps = int(np.ceil(300 / n)) if n else 0
     rpa300 = (rpa * reps)[:300]
-    note = (
-        f"{n} training spectra exist; replicated ×{reps} and cut to 300" if n < 300 else "300 of the pool"
-    )
+    note = f"{n} training spectra exist; replicated ×{reps} and cut to 300" if n < 300 else "300 of the pool"
     parent = OptiMate(norm="layer_norm").state_dict()
     load = os.getloadavg()
     rows = []
