@@ -38,7 +38,9 @@ def test_examples_predict_with_physical_outputs(predictor, examples):
             assert sp.omega.shape == (2001,) and sp.omega[-1] == 20.0
             im = sp.trace_im()
             assert np.all(im >= 0) and im.max() > 0.5  # an absorbing crystal, Im ε ≥ 0
-            assert np.allclose(sp.trace_re(), kk_real_from_imag(MODEL_GRID, im), atol=1e-3)
+            re = sp.trace_re()
+            assert np.allclose(re, kk_real_on_grid(im), atol=1e-4)
+            assert abs(re[-1] - re[-2]) < 0.01  # no Kramers–Kronig spike at the grid's end (20 eV)
             opt = sp.optics()
             assert all(np.all(np.isfinite(v)) for v in opt.values())
             assert np.all(opt["alpha_cm"] >= 0) and np.all((opt["R"] >= 0) & (opt["R"] <= 1 + 1e-9))
@@ -120,9 +122,30 @@ def test_levels_and_result_dict(predictor, examples):
 def test_cached_kramers_kronig_equals_reference():
     rng = np.random.default_rng(1)
     im = np.abs(rng.normal(size=(3, MODEL_GRID.size))).cumsum(axis=1) / 300
-    assert np.allclose(kk_real_on_grid(im), kk_real_from_imag(MODEL_GRID, im), rtol=1e-5, atol=1e-4)
-    grid = np.linspace(0, 10, 101) ** 1.2  # non-uniform: falls back to the reference
-    assert np.allclose(kk_real_on_grid(im[:, :101], grid), kk_real_from_imag(grid, im[:, :101]))
+    # cut at 20 eV: exactly the reference discretisation
+    assert np.allclose(kk_real_on_grid(im, tail=0), kk_real_from_imag(MODEL_GRID, im), rtol=1e-5, atol=1e-4)
+    # with the ω⁻³ tail: a dense reference grid up to 400 eV (0.1 eV steps)
+    ext = np.concatenate([MODEL_GRID, np.arange(20.1, 400.0, 0.1)])
+    im_ext = np.concatenate([im, im[:, -1:] * (20.0 / ext[MODEL_GRID.size :]) ** 3], axis=1)
+    ref = kk_real_from_imag(ext, im_ext, MODEL_GRID)
+    assert np.abs(kk_real_on_grid(im) - ref).max() < 5e-3
+    grid = np.linspace(0, 10, 101) ** 1.2 / 10**0.2  # non-uniform: the reference path, same answer
+    assert np.allclose(kk_real_on_grid(im[:, :101], grid, tail=0), kk_real_from_imag(grid, im[:, :101]))
+
+
+def test_kramers_kronig_tail_reproduces_gpaw_real_part(fixtures):
+    """KK of the GPAW Im ε (trace) with the ω⁻³ tail gives GPAW's own Re ε better than KK cut at 20 eV."""
+    from optiladder.engine import read_record, record_spectra
+    from optiladder.spectra import interpolate
+
+    for path in sorted((fixtures / "records").glob("*.json.gz")):
+        sp = record_spectra(read_record(path))["rpa"]
+        im = interpolate(sp.omega, sp.trace_im(), MODEL_GRID)
+        re_dft = np.interp(MODEL_GRID, sp.omega, sp.trace_re())
+        tail, cut = kk_real_on_grid(im), kk_real_on_grid(im, tail=0)
+        m = MODEL_GRID <= 19.0
+        assert abs(tail[0] - re_dft[0]) < 0.1 and abs(tail[0] - re_dft[0]) < abs(cut[0] - re_dft[0])
+        assert np.mean(np.abs(tail - re_dft)[m]) < np.mean(np.abs(cut - re_dft)[m])
 
 
 def test_rounding_keeps_significant_digits():
