@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
@@ -193,6 +193,10 @@ def create_app(
     @app.get("/ui/materials/{mat_id}", include_in_schema=False)
     def material_page(mat_id: str) -> FileResponse:
         return _page("material.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon; answering keeps browsers' consoles free of 404s
 
     @app.get("/docs", include_in_schema=False)
     def docs_page() -> FileResponse:
