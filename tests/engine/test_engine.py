@@ -25,7 +25,14 @@ pytestmark = [pytest.mark.gpaw]
 def test_protocols_are_frozen_data():
     p = get_protocol("gpaw-pbe-v1")
     # PROTOCOL.md, fixed: never change in place
-    assert (p.pw_ecut, p.gs_kdensity, p.nscf_kdensity, p.smearing, p.eta, p.lfe_ecut) == (300, 2.5, 4.0, 0.01, 0.3, 50)
+    assert (p.pw_ecut, p.gs_kdensity, p.nscf_kdensity, p.smearing, p.eta, p.lfe_ecut) == (
+        300,
+        2.5,
+        4.0,
+        0.01,
+        0.3,
+        50,
+    )
     assert (p.domega0, p.omega2, p.omegamax) == (0.05, 10, 25)
     assert p.nbands(nocc=8, volume=35.26) == 18 and p.nbands(nocc=8, volume=60.0) == 30
     with pytest.raises(AttributeError):
@@ -125,17 +132,39 @@ def test_records_validated_and_append_only(fixtures, tmp_path):
 @pytest.mark.slow
 def test_cli_batch_goes_on_past_bad_input(fixtures, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    inputs = [str(fixtures / "bad" / "overlapping.cif"), str(fixtures / "structures" / "Ne_agm004442517.extxyz"),
-              str(fixtures / "bad" / "empty.cif")]
+    inputs = [
+        str(fixtures / "bad" / "overlapping.cif"),
+        str(fixtures / "structures" / "Ne_agm004442517.extxyz"),
+        str(fixtures / "bad" / "empty.cif"),
+    ]
     res = subprocess.run(
-        [sys.executable, "-m", "optiladder", "compute", *inputs, "--protocol", "test", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "optiladder",
+            "compute",
+            *inputs,
+            "--protocol",
+            "test",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert res.returncode == 1
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 2 and "overlapping.cif: overlapping atoms" in errors[0] and "empty.cif: empty file" in errors[1]
+    assert (
+        len(errors) == 2
+        and "overlapping.cif: overlapping atoms" in errors[0]
+        and "empty.cif: empty file" in errors[1]
+    )
     (line,) = [ln for ln in res.stdout.splitlines() if ln.strip()]
     assert line.startswith("agm004442517  Ne") and "eps_inf IPA" in line
-    assert (tmp_path / "agm004442517.json.gz").exists() and (tmp_path / "agm004442517.png").stat().st_size > 5000
+    assert (tmp_path / "agm004442517.json.gz").exists() and (
+        tmp_path / "agm004442517.png"
+    ).stat().st_size > 5000
     assert read_record(tmp_path / "agm004442517.json.gz")["protocol"]["name"] == "test"
     assert not any(p.name.startswith(".") for p in Path(tmp_path).iterdir())
