@@ -22,13 +22,12 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
 
-from .spectra import MODEL_GRID, Spectrum
+from .spectra import MODEL_GRID, Spectrum, kk_real_from_imag
 from .structures import DEFAULT_MAX_ATOMS, StructureError
 
 log = logging.getLogger(__name__)
@@ -46,6 +45,10 @@ IPA_GOOD_ENOUGH_SC = 0.9
 #: point separately and leaves point-to-point noise, which the smoothing removes (and with it the noise it
 #: would put into α and R at high energy). It changes the test-split median SC by < 0.01.
 SMOOTH_EV = 0.1
+
+#: Predicted Im ε (0–20 eV) is continued beyond 20 eV as (20 eV/ω)³ for Kramers–Kronig
+#: (see :func:`optiladder.spectra.kk_real_from_imag`): no spike at 20 eV, and ε∞ within ~0.6 % of GPAW's.
+KK_TAIL = 3.0
 
 LevelChoice = Literal["rpa", "ipa", "both"]
 LEVEL_CHOICES: tuple[str, ...] = get_args(LevelChoice)
@@ -167,65 +170,6 @@ def expand_inputs(items: Iterable[str | Path]) -> list[str]:
         else:
             out.append(str(item))
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Kramers–Kronig on the model grid (kernel cached: one matrix–vector product per spectrum)
-# --------------------------------------------------------------------------------------------------
-#: Im ε beyond the grid's end ω_max is continued as Im ε(ω_max)·(ω_max/ω)³, its asymptotic decay, up to
-#: this multiple of ω_max. A Kramers–Kronig integral cut at ω_max has a log singularity there (a spike in Re ε,
-#: n and R at 20 eV) and misses the tail's share of ε∞. Over 80 dataset records, KK of the GPAW Im ε with
-#: the tail reproduces GPAW's own Re ε with a median ε∞ error of 0.03 (0.09 cut at 20 eV) and a median
-#: |ΔRe ε| below 19 eV of 0.03 (0.13 cut).
-KK_TAIL_FACTOR = 20.0
-
-
-def _tail_nodes(w_max: float, factor: float, step: float) -> np.ndarray:
-    """Grid of the tail (ω_max, factor·ω_max]: first step ``step``, then geometric (400 nodes)."""
-    delta = np.geomspace(step / w_max, factor - 1.0, 400)
-    return w_max * (1.0 + delta)
-
-
-@lru_cache(maxsize=4)
-def _kk_kernel(n: int, w_max: float, tail: float) -> np.ndarray:
-    """``K`` with Re ε = 1 + Im ε @ K on ``linspace(0, w_max, n)``, shape ``[n, n]``, built once.
-
-    The discretisation of :func:`optiladder.spectra.kk_real_from_imag` (Im ε piecewise linear) on the grid
-    extended by the ω⁻³ tail (:data:`KK_TAIL_FACTOR`; ``tail = 0``: cut at ω_max). The tail is linear in
-    Im ε(ω_max), so it folds into the kernel's last row.
-    """
-    from .spectra import _cauchy_matrix
-
-    grid = np.linspace(0.0, w_max, n)
-    nodes = grid if tail <= 0 else np.concatenate([grid, _tail_nodes(w_max, tail, grid[1] - grid[0])])
-    kernel = (_cauchy_matrix(nodes, grid) + _cauchy_matrix(nodes, -grid)) / np.pi  # [n_out, n_nodes]
-    k = kernel[:, :n].copy()
-    if tail > 0:
-        k[:, -1] += kernel[:, n:] @ (w_max / nodes[n:]) ** 3
-    # float32 halves the memory traffic of the product (the kernel is read once per call); relative error
-    # of Re ε ~1e-6, far below the model's error
-    return np.ascontiguousarray(k.T, dtype=np.float32)
-
-
-def kk_real_on_grid(
-    eps_im: np.ndarray, grid: np.ndarray = MODEL_GRID, *, tail: float = KK_TAIL_FACTOR
-) -> np.ndarray:
-    """Re ε ``[..., n]`` from Im ε ``[..., n]`` on a grid from 0 (eV), Im ε continued beyond the grid by the
-    ω⁻³ tail (:data:`KK_TAIL_FACTOR`; ``tail=0`` cuts it at the grid's end, exactly
-    :func:`~optiladder.spectra.kk_real_from_imag`). The kernel of a uniform grid is cached across calls."""
-    from .spectra import kk_real_from_imag
-
-    grid = np.asarray(grid, float)
-    uniform = grid[0] == 0.0 and np.allclose(np.diff(grid), grid[1] - grid[0], rtol=1e-9, atol=1e-12)
-    if not uniform:
-        if tail <= 0:
-            return kk_real_from_imag(grid, eps_im)
-        eps_im = np.asarray(eps_im, float)
-        nodes = _tail_nodes(float(grid[-1]), tail, float(grid[-1] - grid[-2]))
-        ext = np.concatenate([eps_im, eps_im[..., -1:] * (grid[-1] / nodes) ** 3], axis=-1)
-        return kk_real_from_imag(np.concatenate([grid, nodes]), ext, grid)
-    kernel = _kk_kernel(grid.size, float(grid[-1]), float(tail))
-    return 1.0 + (np.asarray(eps_im, np.float32) @ kernel).astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,7 +503,7 @@ class Predictor:
         for lv in want:
             im = self._smooth(out[lv])
             im = np.clip(im, 0.0, None)  # Im ε ≥ 0 (the leaky-ReLU head lets tiny negatives through)
-            re = kk_real_on_grid(im, self.grid)
+            re = kk_real_from_imag(self.grid, im, tail=KK_TAIL)
             card = self.models[lv].card
             for row, (idx, _) in enumerate(ok):
                 results[idx].spectra[lv] = Spectrum(
@@ -625,7 +569,6 @@ __all__ = [
     "Prediction",
     "Predictor",
     "expand_inputs",
-    "kk_real_on_grid",
     "levels_of",
     "parse_text",
     "plot_prediction",
