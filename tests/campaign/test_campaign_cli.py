@@ -212,15 +212,20 @@ def test_per_job_time_limit_kills_and_retries(tmp_path, tiny_inputs):
 
 
 def test_time_budget_stops_cleanly(tmp_path, tiny_inputs):
+    """After the budget no job is claimed; what is left stays queued, nothing runs on, nothing is left over."""
     db, store, work = str(tmp_path / "c.db"), tmp_path / "store", tmp_path / "work"
-    r = run_cli(*_args(tiny_inputs, db, store, work, "--time-budget", "10s"), cwd=tmp_path)
+    t0 = time.time()
+    r = run_cli(*_args(tiny_inputs, db, store, work, "--time-budget", "6s"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "stopped by time budget" in r.stdout
     with open_queue(db, create=False) as q:
         s = q.summary()
         attempts = q.attempts()
-    assert s["running"] == 0 and s["queued"] >= 1  # 10 s cannot do all three
+    assert s["running"] == 0
+    if s["queued"]:  # (on a fast, idle machine all three may finish within the budget)
+        assert "stopped by time budget" in r.stdout
     assert not [a for a in attempts if a["outcome"] == "running"]
+    # the budget counts from the campaign's own start, a little after t0: no claim after it
+    assert attempts and max(a["claimed_at"] for a in attempts) < t0 + 6.0
     assert not work.exists() or list(work.iterdir()) == []
 
 

@@ -300,11 +300,14 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
             finally:
                 redirect.close()
                 bar.close()
+                # release before the workers go: a calculation killed by the shutdown then finds its lease
+                # gone, so its task records nothing (no failed attempt for a clean stop)
+                summary.released = q.release_run(run_id)
                 _close_dask(client, cluster)  # kills the calculations of LocalCluster workers with them
         finally:
-            # whatever this run still holds goes back to the queue (after the workers are gone, so no task
-            # of this run can claim anything afterwards)
-            summary.released = q.release_run(run_id)
+            # and whatever a task claimed meanwhile (after the workers are gone, no task of this run can
+            # claim anything more)
+            summary.released += [j for j in q.release_run(run_id) if j not in summary.released]
             if summary.released:
                 log.warning("released back to the queue: %s", ", ".join(summary.released))
             q.close()
