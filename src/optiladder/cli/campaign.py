@@ -112,9 +112,29 @@ def status(
     failures: Annotated[int, typer.Option(help="How many recent failures to list (-1: all)")] = 10,
 ) -> None:
     """Done / running / queued / failed by cell size and split, core-hours spent, and an ETA."""
-    from ..campaign.queue import QueueError, open_queue
-    from ..campaign.status import campaign_status, format_status
+    import tempfile
+    from pathlib import Path
 
+    from ..campaign.inputs import alexandria_jobs
+    from ..campaign.queue import QueueError, open_queue
+    from ..campaign.runner import check_meta, index_store
+    from ..campaign.status import campaign_status, format_status
+    from ..data.store import default_root
+    from ..engine.protocols import DEFAULT_PROTOCOL
+
+    if "://" not in db and not Path(db).exists():
+        # no campaign here (e.g. a fresh clone): the status the repository's records give, in a throw-away queue
+        with tempfile.TemporaryDirectory() as tmp, open_queue(str(Path(tmp) / "view.db")) as q:
+            check_meta(q, DEFAULT_PROTOCOL, default_root())
+            q.add_jobs(alexandria_jobs())
+            n, _ = index_store(q, default_root())
+            st = campaign_status(q, max_failures=failures)
+        typer.echo(
+            f"{db}: no campaign database here; status of the bundled structure list from the {n} records "
+            f"in {default_root()} (no running, failure or cost information)"
+        )
+        typer.echo(format_status(st, workers=workers))
+        return
     try:
         with open_queue(db, create=False) as q:
             st = campaign_status(q, max_failures=failures)
