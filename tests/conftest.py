@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -37,3 +38,20 @@ def gpaw_available() -> bool:
 needs_gpaw = pytest.mark.skipif(
     not gpaw_available(), reason="GPAW is not installed (pip install '.[compute]')"
 )
+
+
+@pytest.fixture(scope="session")
+def predictor():
+    """The shipped ipa, rpa and sc models (checksum-verified), loaded once, one torch thread."""
+    import torch
+
+    from optiladder.predict import Predictor
+
+    torch.set_num_threads(1)
+    return Predictor.from_pretrained(("ipa", "rpa"), sc=True)
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    """The bundled example crystals (examples/)."""
+    return EXAMPLES
