@@ -119,3 +119,21 @@ def test_index_rows(record_dir):
 def test_verify_counts(damaged_dir):
     n, errors = Store(damaged_dir).verify()
     assert n == 2 and len(errors) == 3
+
+
+def test_records_with_unknown_ids_are_reported_and_skipped(tmp_path, record_dir, caplog):
+    """The project's dataset only holds bundled Alexandria materials: a stray id is reported, not read."""
+    from optiladder.data.store import alexandria_ids
+
+    rec = load(IDS[0])
+    rec["mat_id"] = "agm999999999"
+    write_json_gz(record_dir / "agm999999999.json.gz", rec)
+    store = Store(record_dir, known_ids=alexandria_ids())
+    with caplog.at_level(logging.WARNING):
+        ids = [r["mat_id"] for r in store.iter_records()]
+    assert sorted(ids) == sorted(IDS)
+    assert any("agm999999999.json.gz: unknown material id agm999999999" in e for e in store.errors)
+    # another folder (a user's own campaign) takes any id
+    assert "agm999999999" in [r["mat_id"] for r in Store(record_dir).iter_records()]
+    # the project's dataset folder checks by default
+    assert Store().known_ids is not None and IDS[0] in Store().known_ids

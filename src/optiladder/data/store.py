@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ from .splits import split_of
 log = logging.getLogger(__name__)
 
 
+@lru_cache(maxsize=1)
+def alexandria_ids() -> frozenset[str]:
+    """Ids of the bundled Alexandria structure list and of the published split lists."""
+    from ..structures import alexandria
+    from .splits import split_ids
+
+    return frozenset(e["mat_id"] for e in alexandria()).union(*split_ids().values())
+
+
 def default_root() -> Path:
     """``$OPTILADDER_DATASET`` or the repository's ``dataset/records`` (or ``./dataset/records``)."""
     env = os.environ.get("OPTILADDER_DATASET")
@@ -53,9 +63,14 @@ class Store:
 
     root: Path = field(default_factory=default_root)
     errors: list[str] = field(default_factory=list)
+    #: ids a record may have; ``None``: the bundled Alexandria ids for the project's dataset folder, any id
+    #: for another folder (a user's own campaign)
+    known_ids: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        if self.known_ids is None and self.root.resolve() == default_root().resolve():
+            self.known_ids = alexandria_ids()
 
     def paths(self) -> list[Path]:
         if not self.root.is_dir():
@@ -72,14 +87,14 @@ class Store:
         return len(self.paths())
 
     def get(self, mat_id: str) -> dict:
-        return read_record(record_path(self.root, mat_id))
+        return read_record(record_path(self.root, mat_id), self.known_ids)
 
     def iter_records(self, ids: Iterable[str] | None = None) -> Iterator[dict]:
         """Valid records (sorted by id); invalid files are logged as ``file: problem``, kept in ``errors``, skipped."""
         paths = self.paths() if ids is None else [record_path(self.root, i) for i in ids]
         for p in paths:
             try:
-                rec = read_record(p)
+                rec = read_record(p, self.known_ids)
             except RecordError as exc:
                 self.errors.append(str(exc))
                 log.warning("%s", exc)
