@@ -219,6 +219,8 @@ class Prediction:
     ``spectra``: level (``"ipa"``/``"rpa"``) → :class:`~optiladder.spectra.Spectrum` with the trace of Im ε and
     of Re ε (Kramers–Kronig) on the model grid (eV). ``sc``: predicted SC[RPA; IPA] (None without the ``sc``
     model). ``error``: one line ``"<name>: <problem>"`` if the input failed (then ``spectra`` is empty).
+    ``warnings``: one line each where the crystal lies outside the models' training domain
+    (:func:`optiladder.domain.static_warnings`); the verdict then says it is uncertain.
     """
 
     name: str
@@ -230,6 +232,7 @@ class Prediction:
     error: str | None = None
     structure: Any = None
     embedding: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -246,14 +249,19 @@ class Prediction:
             return self.error
         if self.sc is None:
             return "no verdict (the sc model is not loaded)"
+        caveat = (
+            f"; UNCERTAIN: outside the training domain ({len(self.warnings)} warning(s))"
+            if self.warnings
+            else ""
+        )
         if self.ipa_good_enough:
             return (
                 f"IPA is good enough: predicted SC[RPA;IPA] = {self.sc:.3f} >= {self.threshold:.2f} "
-                "(local-field effects change the spectrum little)"
+                f"(local-field effects change the spectrum little){caveat}"
             )
         return (
             f"IPA is not good enough: predicted SC[RPA;IPA] = {self.sc:.3f} < {self.threshold:.2f} "
-            "(local-field effects matter; use RPA)"
+            f"(local-field effects matter; use RPA){caveat}"
         )
 
     def to_dict(self, *, optics: bool = True, stride: int = 1, digits: int = 5) -> dict:
@@ -270,6 +278,8 @@ class Prediction:
             "threshold": self.threshold,
             "ipa_good_enough": self.ipa_good_enough,
             "verdict": self.verdict(),
+            "in_domain": self.ok and not self.warnings,
+            "warnings": list(self.warnings),
             "spectra": {},
         }
         for lv, sp in self.spectra.items():
@@ -341,6 +351,7 @@ class Predictor:
         self._model_feat = {name: m.featurizer.hash() for name, m in self.models.items()}
         self.grid = MODEL_GRID
         self.timings: dict[str, float] = {"read": 0.0, "graph": 0.0, "forward": 0.0, "post": 0.0}
+        self._domain: Any = None
 
     @classmethod
     def from_pretrained(
@@ -364,6 +375,18 @@ class Predictor:
 
     def cards(self) -> dict[str, dict]:
         return {name: m.card for name, m in self.models.items()}
+
+    @property
+    def domain(self):
+        """The models' :class:`~optiladder.domain.TrainingDomain` (from the cards' training ids; None if unknown)."""
+        if self._domain is None:
+            from .domain import TrainingDomain
+
+            self._domain = TrainingDomain.from_cards(
+                getattr(m, "card", None) or {} for m in self.models.values()
+            )
+            self._domain = self._domain or False
+        return self._domain or None
 
     # ---- stages (public so that benchmarks can time them) ------------------------------------------
     def read(self, source: Any, name: str | None = None):
@@ -461,6 +484,40 @@ class Predictor:
         self.timings["read"] += time.perf_counter() - t0
         return self.predict([structure], [name], validated=True, **kwargs)[0]
 
+    def _prepare_one(
+        self, source: Any, label: str, res: Prediction, validated: bool
+    ) -> dict[str, Any] | None:
+        """Read, validate and build the graphs of one input into ``res``; its own failure becomes ``res.error``.
+
+        Caught: what reading, validation and graph building of this one input raise for a bad input
+        (:class:`StructureError`, GraphError and other ``ValueError``, ``ArithmeticError``, ``MemoryError``);
+        anything else is a bug and propagates.
+        """
+        from .domain import static_warnings
+
+        try:
+            t0 = time.perf_counter()
+            s = source if validated else self.read(source, name=label)
+            t1 = time.perf_counter()
+            g = self.graph(s, label)
+            t2 = time.perf_counter()
+            with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
+                warnings.simplefilter("ignore", UserWarning)
+                res.formula = s.composition.reduced_formula
+            res.warnings = static_warnings(s, self.domain)
+        except StructureError as exc:
+            res.error = str(exc)
+            return None
+        except (ValueError, ArithmeticError, MemoryError) as exc:
+            log.info("%s: %s", label, exc, exc_info=True)
+            detail = " ".join(str(exc).split())[:200]
+            res.error = f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
+            return None
+        self.timings["read"] += t1 - t0
+        self.timings["graph"] += t2 - t1
+        res.structure, res.nsites = s, len(s)
+        return g
+
     def _smooth(self, im: np.ndarray) -> np.ndarray:
         """Gaussian smoothing of ``[n, n_grid]`` spectra with σ = :attr:`smooth_ev` (eV)."""
         if self.smooth_ev <= 0:
@@ -478,22 +535,9 @@ class Predictor:
         for source, label in chunk:
             res = Prediction(name=label, threshold=self.threshold)
             results.append(res)
-            try:
-                t0 = time.perf_counter()
-                s = source if validated else self.read(source, name=label)
-                t1 = time.perf_counter()
-                g = self.graph(s, label)
-                t2 = time.perf_counter()
-            except StructureError as exc:
-                res.error = str(exc)
-                continue
-            self.timings["read"] += t1 - t0
-            self.timings["graph"] += t2 - t1
-            with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
-                warnings.simplefilter("ignore", UserWarning)
-                res.formula = s.composition.reduced_formula
-            res.structure, res.nsites = s, len(s)
-            ok.append((len(results) - 1, g))
+            g = self._prepare_one(source, label, res, validated)
+            if g is not None:
+                ok.append((len(results) - 1, g))
         if not ok:
             return results
         t0 = time.perf_counter()
