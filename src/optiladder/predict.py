@@ -315,6 +315,63 @@ def _rounded(values: np.ndarray, digits: int) -> list[float]:
     return out.tolist()
 
 
+def prepare_input(
+    source: Any,
+    label: str,
+    featurizers: dict[str, Any],
+    domain: Any = None,
+    *,
+    max_atoms: int = DEFAULT_MAX_ATOMS,
+    validated: bool = False,
+    text: bool = False,
+    threshold: float = IPA_GOOD_ENOUGH_SC,
+    timings: dict[str, float] | None = None,
+) -> tuple[Prediction, dict[str, Any] | None]:
+    """Read, validate and build the graphs of one input: ``(Prediction without spectra, graphs or None)``.
+
+    ``source``: what :meth:`Predictor.predict` takes, or CIF/POSCAR text with ``text=True`` (:func:`parse_text`,
+    ``label`` as its file name); ``validated``: a checked ``Structure``. ``featurizers``: hash → featurizer;
+    ``domain``: the :class:`~optiladder.domain.TrainingDomain` for the warnings; ``timings``: ``"read"`` and
+    ``"graph"`` seconds are added to it. Per-input isolation: what this input's own steps raise for a bad input
+    (:class:`StructureError`, ``GraphError`` and other ``ValueError``, ``ArithmeticError``, ``MemoryError``)
+    becomes the result's one-line ``error``; anything else is a bug and propagates. Needs no torch (the
+    service runs it in worker processes).
+    """
+    from .domain import static_warnings
+    from .graphs import GraphError, structure_graph
+
+    res = Prediction(name=label, threshold=threshold)
+    try:
+        t0 = time.perf_counter()
+        if text:
+            s = parse_text(source, label, max_atoms=max_atoms)
+        else:
+            s = source if validated else read_structure(source, name=label, max_atoms=max_atoms)
+        t1 = time.perf_counter()
+        try:
+            graphs = {h: structure_graph(s, f) for h, f in featurizers.items()}
+        except GraphError as exc:
+            raise StructureError(label, str(exc)) from None
+        t2 = time.perf_counter()
+        with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
+            warnings.simplefilter("ignore", UserWarning)
+            res.formula = s.composition.reduced_formula
+        res.warnings = static_warnings(s, domain)
+    except StructureError as exc:
+        res.error = str(exc)
+        return res, None
+    except (ValueError, ArithmeticError, MemoryError) as exc:
+        log.info("%s: %s", label, exc, exc_info=True)
+        detail = " ".join(str(exc).split())[:200]
+        res.error = f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
+        return res, None
+    if timings is not None:
+        timings["read"] = timings.get("read", 0.0) + t1 - t0
+        timings["graph"] = timings.get("graph", 0.0) + t2 - t1
+    res.structure, res.nsites = s, len(s)
+    return res, graphs
+
+
 # --------------------------------------------------------------------------------------------------
 # predictor
 # --------------------------------------------------------------------------------------------------
@@ -484,40 +541,6 @@ class Predictor:
         self.timings["read"] += time.perf_counter() - t0
         return self.predict([structure], [name], validated=True, **kwargs)[0]
 
-    def _prepare_one(
-        self, source: Any, label: str, res: Prediction, validated: bool
-    ) -> dict[str, Any] | None:
-        """Read, validate and build the graphs of one input into ``res``; its own failure becomes ``res.error``.
-
-        Caught: what reading, validation and graph building of this one input raise for a bad input
-        (:class:`StructureError`, GraphError and other ``ValueError``, ``ArithmeticError``, ``MemoryError``);
-        anything else is a bug and propagates.
-        """
-        from .domain import static_warnings
-
-        try:
-            t0 = time.perf_counter()
-            s = source if validated else self.read(source, name=label)
-            t1 = time.perf_counter()
-            g = self.graph(s, label)
-            t2 = time.perf_counter()
-            with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
-                warnings.simplefilter("ignore", UserWarning)
-                res.formula = s.composition.reduced_formula
-            res.warnings = static_warnings(s, self.domain)
-        except StructureError as exc:
-            res.error = str(exc)
-            return None
-        except (ValueError, ArithmeticError, MemoryError) as exc:
-            log.info("%s: %s", label, exc, exc_info=True)
-            detail = " ".join(str(exc).split())[:200]
-            res.error = f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
-            return None
-        self.timings["read"] += t1 - t0
-        self.timings["graph"] += t2 - t1
-        res.structure, res.nsites = s, len(s)
-        return g
-
     def _smooth(self, im: np.ndarray) -> np.ndarray:
         """Gaussian smoothing of ``[n, n_grid]`` spectra with σ = :attr:`smooth_ev` (eV)."""
         if self.smooth_ev <= 0:
@@ -533,11 +556,36 @@ class Predictor:
         results: list[Prediction] = []
         ok: list[tuple[int, dict[str, Any]]] = []
         for source, label in chunk:
-            res = Prediction(name=label, threshold=self.threshold)
+            res, g = prepare_input(
+                source,
+                label,
+                self.featurizers,
+                self.domain,
+                max_atoms=self.max_atoms,
+                validated=validated,
+                threshold=self.threshold,
+                timings=self.timings,
+            )
             results.append(res)
-            g = self._prepare_one(source, label, res, validated)
             if g is not None:
                 ok.append((len(results) - 1, g))
+        return self._finish(results, ok, want, embed)
+
+    def predict_prepared(
+        self, prepared: Sequence[tuple[Prediction, dict[str, Any]]], *, embed: bool = False
+    ) -> list[Prediction]:
+        """Forward pass and spectra for inputs prepared by :func:`prepare_input` (e.g. in a worker process):
+        ``(Prediction, graphs)`` pairs; fills and returns the predictions, in order."""
+        results = [res for res, _ in prepared]
+        return self._finish(results, [(i, g) for i, (_, g) in enumerate(prepared)], self.levels, embed)
+
+    def _finish(
+        self,
+        results: list[Prediction],
+        ok: list[tuple[int, dict[str, Any]]],
+        want: tuple[str, ...],
+        embed: bool,
+    ) -> list[Prediction]:
         if not ok:
             return results
         t0 = time.perf_counter()
@@ -616,5 +664,6 @@ __all__ = [
     "levels_of",
     "parse_text",
     "plot_prediction",
+    "prepare_input",
     "read_structure",
 ]
