@@ -11,6 +11,7 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -186,19 +187,22 @@ def cell_geometry(lattice: np.ndarray) -> dict[str, np.ndarray | float]:
     spacings ``[3]`` (Å, V / |a_j × a_k|) and volume (Å³) of a cell given as rows ``[3, 3]`` in Å."""
     m = np.asarray(lattice, dtype=np.float64)
     with np.errstate(all="ignore"):
-        lengths = np.linalg.norm(m, axis=1)
+        gram = m @ m.T
+        lengths = np.sqrt(np.diag(gram))
         volume = float(abs(np.linalg.det(m)))
-        pairs = ((1, 2), (0, 2), (0, 1))
-        cos = np.array([m[i] @ m[j] / (lengths[i] * lengths[j]) for i, j in pairs])
+        cos = np.array([gram[1, 2], gram[0, 2], gram[0, 1]]) / (lengths[[1, 0, 0]] * lengths[[2, 2, 1]])
         angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-        cross = np.cross(m[[1, 2, 0]], m[[2, 0, 1]])
-        spacings = volume / np.linalg.norm(cross, axis=1)
+        # |a_j × a_k| = sqrt(|a_j|²|a_k|² − (a_j·a_k)²)
+        cross = np.sqrt(
+            np.maximum(lengths[[1, 2, 0]] ** 2 * lengths[[2, 0, 1]] ** 2 - gram[[1, 2, 0], [2, 0, 1]] ** 2, 0)
+        )
+        spacings = volume / cross
     return {"lengths": lengths, "angles": angles, "spacings": spacings, "volume": volume}
 
 
-def _cell_problem(lattice: np.ndarray) -> str | None:
+def _cell_problem(lattice: np.ndarray, g: dict | None = None) -> str | None:
     """The first cell bound a lattice breaks (lengths, angles, spacings), as words; None if within all."""
-    g = cell_geometry(lattice)
+    g = g or cell_geometry(lattice)
     lengths, angles, spacings = g["lengths"], g["angles"], g["spacings"]
     if lengths.min() < MIN_CELL_LENGTH:
         return f"cell vector of {lengths.min():.3g} Å is shorter than {MIN_CELL_LENGTH} Å"
@@ -228,9 +232,10 @@ def check_geometry(structure, name: str):
     frac = np.asarray(structure.frac_coords, dtype=np.float64)
     if not np.all(np.isfinite(frac)):
         raise StructureError(name, "atomic coordinates are not finite (NaN or infinite)")
-    volume = cell_geometry(matrix)["volume"]
+    geometry = cell_geometry(matrix)
+    volume = geometry["volume"]
     if not np.isfinite(volume) or volume < 1e-3:
-        raise StructureError(name, "not 3-D periodic (cell volume is zero)")
+        raise StructureError(name, f"not 3-D periodic (cell volume {volume:.3g} Å³)")
     per_atom = volume / len(structure)
     if per_atom < MIN_VOLUME_PER_ATOM:
         raise StructureError(
@@ -243,10 +248,10 @@ def check_geometry(structure, name: str):
             f"volume per atom {per_atom:.4g} Å³ is above {MAX_VOLUME_PER_ATOM:g} Å³ "
             "(isolated atoms or vacuum: not a bulk crystal)",
         )
-    problem = _cell_problem(matrix)
+    problem = _cell_problem(matrix, geometry)
     if problem is None:
         return structure
-    lengths = cell_geometry(matrix)["lengths"]
+    lengths = geometry["lengths"]
     if lengths.max() <= _MAX_REDUCIBLE_LENGTH and lengths.min() >= 1e-3:
         reduced = structure.get_reduced_structure(reduction_algo="LLL")
         if _cell_problem(reduced.lattice.matrix) is None:
@@ -254,6 +259,13 @@ def check_geometry(structure, name: str):
             return reduced
         problem = _cell_problem(reduced.lattice.matrix)
     raise StructureError(name, problem)
+
+
+@lru_cache(maxsize=64)
+def _images(n1: int, n2: int, n3: int) -> np.ndarray:
+    """Integer image offsets ``[-n..n]³`` as rows ``[(2n1+1)(2n2+1)(2n3+1), 3]`` (float64)."""
+    ranges = [np.arange(-k, k + 1) for k in (n1, n2, n3)]
+    return np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
 
 
 def min_distance(lattice: np.ndarray, frac: np.ndarray, cutoff: float) -> float | None:
@@ -265,15 +277,21 @@ def min_distance(lattice: np.ndarray, frac: np.ndarray, cutoff: float) -> float 
     m = np.asarray(lattice, dtype=np.float64)
     f = np.asarray(frac, dtype=np.float64)
     cart = (f - np.floor(f)) @ m
-    spacings = cell_geometry(m)["spacings"]
-    nmax = np.ceil(cutoff / spacings).astype(int) + 1
+    nmax = np.ceil(cutoff / cell_geometry(m)["spacings"]).astype(int) + 1
+    shifts = _images(*(int(k) for k in nmax)) @ m  # [n_img, 3]
     diff = cart[None, :, :] - cart[:, None, :]  # r_j − r_i, [n, n, 3]
+    n = len(cart)
+    self_pair = np.eye(n, dtype=bool)
+    step = max(1, (1 << 18) // max(1, n * n))  # images per chunk: memory ~ 32 B × 2^18
     best = np.inf
-    for image in np.ndindex(*(2 * nmax + 1)):
-        shift = (np.asarray(image) - nmax) @ m
-        d = np.sqrt(np.einsum("ijx,ijx->ij", diff + shift, diff + shift))
-        if tuple(image) == tuple(nmax):  # zero shift: an atom and itself is no pair
-            np.fill_diagonal(d, np.inf)
+    for start in range(0, len(shifts), step):
+        sh = shifts[start : start + step]
+        d = np.sqrt(
+            np.einsum("kijx,kijx->kij", diff[None] + sh[:, None, None], diff[None] + sh[:, None, None])
+        )
+        zero = len(shifts) // 2 - start  # the zero shift is the middle image
+        if 0 <= zero < len(sh):
+            d[zero][self_pair] = np.inf  # an atom and itself is no pair
         best = min(best, float(d.min()))
     return best if best <= cutoff else None
 
