@@ -52,11 +52,19 @@ def corpus() -> list[tuple[str, str]]:
 
 
 def _replace_number(text: str, rng: random.Random) -> str:
+    """One number replaced: by an extreme or non-finite value, or scaled by a factor in [0.2, 5]."""
     found = list(NUMBER.finditer(text))
     if not found:
         return text
     m = rng.choice(found)
-    return text[: m.start()] + rng.choice(EXTREMES) + text[m.end() :]
+    if rng.random() < 0.5:
+        new = rng.choice(EXTREMES)
+    else:
+        try:
+            new = repr(float(m.group()) * rng.uniform(0.2, 5.0))
+        except ValueError:
+            new = m.group()
+    return text[: m.start()] + new + text[m.end() :]
 
 
 def _shear(text: str, rng: random.Random) -> str:
@@ -64,7 +72,10 @@ def _shear(text: str, rng: random.Random) -> str:
     lines = text.splitlines()
     if "_cell_angle_" in text:
         return re.sub(
-            r"(_cell_angle_\w+\s+)\S+", lambda m: m.group(1) + rng.choice(["0.5", "179.5", "1e-4"]), text, count=1
+            r"(_cell_angle_\w+\s+)\S+",
+            lambda m: m.group(1) + rng.choice(["0.5", "179.5", "1e-4"]),
+            text,
+            count=1,
         )
     if len(lines) > 4:
         try:
@@ -86,11 +97,11 @@ def _symbol(text: str, rng: random.Random) -> str:
 
 
 def mutate(text: str, rng: random.Random) -> str:
-    """One to three random mutations of ``text``."""
-    for _ in range(rng.randint(1, 3)):
+    """One to three random mutations of ``text`` (half of them change a number)."""
+    for _ in range(rng.choice((1, 1, 2, 3))):
         lines = text.splitlines(keepends=True)
-        kind = rng.randrange(10)
-        if kind in (0, 1, 2):
+        kind = rng.randrange(14)
+        if kind >= 10 or kind in (0, 1):
             text = _replace_number(text, rng)
         elif kind == 3 and lines:
             del lines[rng.randrange(len(lines))]

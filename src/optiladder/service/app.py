@@ -369,11 +369,15 @@ def create_app(
             content = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise HTTPException(422, f"{name}: not a text file (CIF or POSCAR expected)") from None
+        from starlette.concurrency import run_in_threadpool
+
         from .workers import WorkerFailure
 
-        p = state.predictor
+        # loading the models and starting the workers (first request only) must not block the event loop
+        p = state._predictor or await run_in_threadpool(lambda: state.predictor)
+        pool = state._pool or await run_in_threadpool(lambda: state.pool)
         try:  # read and build graphs in a killable worker process; the forward pass is batched across requests
-            res, graphs = await asyncio.wrap_future(state.pool.submit(content, name))
+            res, graphs = await asyncio.wrap_future(pool.submit(content, name))
         except WorkerFailure as exc:
             raise HTTPException(422, _one_line(str(exc))) from None
         if not res.ok:
