@@ -209,12 +209,15 @@ class _State:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
-                    from .workers import PreparePool
+                    from .workers import InlinePool, PreparePool
 
                     p = self.predictor
-                    self._pool = PreparePool(
-                        p.featurizers, p.domain, max_atoms=p.max_atoms, **self.worker_options
-                    )
+                    opts = dict(self.worker_options)
+                    # workers=0: the in-process baseline of bench/service (unsafe: no isolation)
+                    pool = InlinePool if opts.get("workers", 1) == 0 else PreparePool
+                    if pool is InlinePool:
+                        opts = {"threads": opts.get("threads", 4)}
+                    self._pool = pool(p.featurizers, p.domain, max_atoms=p.max_atoms, **opts)
         return self._pool
 
     def close(self) -> None:
@@ -266,7 +269,8 @@ def create_app(
     at start with ``preload``). ``store``: an :class:`optiladder.data.store.Store` (default: the dataset).
     ``map_path``: the map file. ``max_upload``: size limit of a structure in bytes (larger → 413).
     ``body_timeout``: seconds for a request body to arrive (else 408). ``workers``: options of the
-    :class:`~.workers.PreparePool` (``workers``, ``timeout`` s, ``memory_mb``).
+    :class:`~.workers.PreparePool` (``workers``, ``timeout`` s, ``memory_mb``); ``{"workers": 0}`` reads in
+    threads of the server process instead (the unsafe baseline the benchmark compares with).
     """
     state = _State(predictor, store, Path(map_path), max_upload, tuple(levels), workers)
     app = FastAPI(

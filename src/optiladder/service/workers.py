@@ -223,3 +223,35 @@ class PreparePool:
             self._tasks.put(None)
         for slot in self._slots:
             slot.thread.join(timeout=10)
+
+
+class InlinePool:
+    """The unsafe baseline, for benchmarks only: :func:`optiladder.predict.prepare_input` in a thread pool of
+    the server process (what the service did before the worker processes; a hostile input can stall it)."""
+
+    def __init__(
+        self, featurizers: dict[str, Any], domain: Any = None, *, max_atoms: int = 64, threads: int = 4
+    ):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.featurizers, self.domain, self.max_atoms = featurizers, domain, int(max_atoms)
+        self.restarts = 0
+        self._executor = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix="optiladder-inline")
+
+    def submit(self, text: str, name: str) -> Future:
+        from ..predict import prepare_input
+
+        def run() -> tuple[Any, dict | None]:
+            res, graphs = prepare_input(
+                text, name, self.featurizers, self.domain, max_atoms=self.max_atoms, text=True
+            )
+            res.structure = None
+            return res, graphs
+
+        return self._executor.submit(run)
+
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
