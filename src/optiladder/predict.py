@@ -550,22 +550,29 @@ class Predictor:
         step = float(self.grid[1] - self.grid[0])
         return gaussian_filter1d(im, self.smooth_ev / step, axis=-1, mode="nearest")
 
+    def prepare(
+        self, source: Any, label: str, *, validated: bool = False, text: bool = False
+    ) -> tuple[Prediction, dict[str, Any] | None]:
+        """:func:`prepare_input` with this predictor's featurizers, domain, atom limit and threshold (timed)."""
+        return prepare_input(
+            source,
+            label,
+            self.featurizers,
+            self.domain,
+            max_atoms=self.max_atoms,
+            validated=validated,
+            text=text,
+            threshold=self.threshold,
+            timings=self.timings,
+        )
+
     def _predict_chunk(
         self, chunk, want: tuple[str, ...], embed: bool, validated: bool = False
     ) -> list[Prediction]:
         results: list[Prediction] = []
         ok: list[tuple[int, dict[str, Any]]] = []
         for source, label in chunk:
-            res, g = prepare_input(
-                source,
-                label,
-                self.featurizers,
-                self.domain,
-                max_atoms=self.max_atoms,
-                validated=validated,
-                threshold=self.threshold,
-                timings=self.timings,
-            )
+            res, g = self.prepare(source, label, validated=validated)
             results.append(res)
             if g is not None:
                 ok.append((len(results) - 1, g))

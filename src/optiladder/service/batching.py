@@ -46,18 +46,7 @@ class MicroBatcher:
 
     def submit(self, structure: Any, name: str) -> Future:
         """Queue one validated structure (its graphs are built here, in the caller's thread)."""
-        from ..predict import prepare_input
-
-        p = self.predictor
-        res, graphs = prepare_input(
-            structure,
-            name,
-            p.featurizers,
-            p.domain,
-            max_atoms=p.max_atoms,
-            validated=True,
-            threshold=p.threshold,
-        )
+        res, graphs = self.predictor.prepare(structure, name, validated=True)
         if graphs is None:
             fut: Future = Future()
             fut.set_result(res)
