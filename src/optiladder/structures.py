@@ -226,6 +226,8 @@ def check_geometry(structure, name: str):
     cell that only breaks the angle or spacing bounds as given (a valid crystal written with skewed vectors) is
     replaced by its LLL-reduced cell: the same crystal, so graphs and spectra do not change.
     """
+    if len(structure) == 0:
+        raise StructureError(name, "no atoms")
     matrix = np.asarray(structure.lattice.matrix, dtype=np.float64)
     if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
         raise StructureError(name, "lattice is not finite (NaN or infinite cell parameters)")

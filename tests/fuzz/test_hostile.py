@@ -96,3 +96,17 @@ def test_domain_comes_from_the_cards_training_ids(predictor):
     assert d is not None and d.n_train == len(set(card["training"]["train_ids"]))
     assert d.max_nsites == card["data"]["max_nsites"]
     assert {"Si", "O", "H"} <= d.elements
+
+
+def test_campaign_inputs_name_hostile_files_before_queueing(tmp_path, examples):
+    from optiladder.campaign.inputs import file_jobs
+
+    for key in ("a_1e30", "a_nan", "coordinate_inf"):
+        filename, text, _ = HOSTILE[key]
+        (tmp_path / filename).write_text(text)
+    (tmp_path / "SiC.cif").write_text((examples / "SiC.cif").read_text())
+    jobs, bad = file_jobs([tmp_path])
+    assert [j.id for j in jobs] == ["SiC"]
+    reasons = sorted(reason for _, reason in bad)
+    assert len(reasons) == 3 and all("\n" not in r for r in reasons)
+    assert any("volume per atom" in r for r in reasons) and sum("not finite" in r for r in reasons) == 2
