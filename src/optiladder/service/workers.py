@@ -97,7 +97,7 @@ class _Slot:
         self.conn: Any = None
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"optiladder-prepare-{index}")
 
-    def _start(self) -> None:
+    def _start(self, wait: bool = True) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the child before it imports numpy
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         ctx = mp.get_context("spawn")
@@ -112,9 +112,18 @@ class _Slot:
         self.proc.start()
         child.close()
         self.conn = parent
-        if not parent.poll(p.start_timeout) or parent.recv()[0] != "ready":
+        if wait:
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        timeout = self.pool.start_timeout
+        try:
+            ready = self.conn.poll(timeout) and self.conn.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
             self._kill()
-            raise RuntimeError(f"prepare worker {self.index} did not start within {p.start_timeout} s")
+            raise RuntimeError(f"prepare worker {self.index} did not start within {timeout} s")
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.is_alive():
@@ -204,8 +213,10 @@ class PreparePool:
         self.restarts = 0
         self._tasks: queue.Queue[_Task | None] = queue.Queue()
         self._slots = [_Slot(self, i) for i in range(max(1, int(workers)))]
+        for slot in self._slots:  # start all, then wait: the children import and warm up in parallel
+            slot._start(wait=False)
         for slot in self._slots:
-            slot._start()
+            slot._wait_ready()
             slot.thread.start()
         self.restarts = 0
 
