@@ -190,3 +190,11 @@ def test_prediction_carries_domain_warnings_and_models_state_the_domain(client):
     assert "UNCERTAIN" in d["verdict"]
     m = client.get("/models").json()["domain"]
     assert m["max_nsites"] == 3 and m["n_train"] > 100 and "Si" in m["elements"]
+
+
+def test_missing_map_is_a_503_without_the_server_path(predictor, tmp_path):
+    missing = tmp_path / "secret-folder" / "map.json.gz"
+    with TestClient(create_app(predictor, map_path=missing, workers={"workers": 1})) as c:
+        r = c.get("/map")
+    assert r.status_code == 503 and r.json()["detail"].startswith("map: no map yet")
+    assert "secret-folder" not in r.text

@@ -387,6 +387,7 @@ def create_app(
         if not res.ok:
             raise HTTPException(422, _one_line(res.error))
         res = await asyncio.wrap_future(state.batcher.submit_prepared(res, graphs))
+
         def render() -> bytes:  # ~240 kB of JSON: encoded off the event loop, so /health never waits for it
             out = res.to_dict(optics=optics, stride=stride)
             out["models"] = {k: v.get("full_name", k) for k, v in p.cards().items()}
@@ -463,8 +464,10 @@ def create_app(
 
         try:
             data = dict(state.map())
-        except MapError as exc:
-            raise HTTPException(503, _one_line(str(exc))) from None
+        except MapError as exc:  # the problem without the server's path to the map file
+            log.warning("%s", exc)
+            problem = str(exc).split(": ", 1)[-1]
+            raise HTTPException(503, _one_line(f"map: {problem}")) from None
         if not embeddings:
             data.pop("embedding", None)
         return data
