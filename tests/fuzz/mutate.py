@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,8 @@ SYMBOLS = ("Xx", "Tc", "H", "Og", "Al", "Na", "Mg", "Si", "Fe", "U", "D", "", "1
 JUNK = ("\x00", "\ufffd", "#", ";", "'", '"', "loop_", "_cell_length_a", "data_", "\t", "\r", "é", "{", "[")
 
 
-def corpus() -> list[tuple[str, str]]:
+@lru_cache(maxsize=1)
+def corpus() -> tuple[tuple[str, str], ...]:
     """Real CIF/POSCAR texts: examples/, tests/fixtures/structures and 8 bundled Alexandria crystals."""
     import warnings
 
@@ -48,7 +50,7 @@ def corpus() -> list[tuple[str, str]]:
                 out.append((f"{e['mat_id']}.cif", str(CifWriter(s))))
             else:
                 out.append((f"POSCAR_{e['mat_id']}", Poscar(s).get_str()))
-    return out
+    return tuple(out)
 
 
 def _replace_number(text: str, rng: random.Random) -> str:
