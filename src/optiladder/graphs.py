@@ -46,6 +46,12 @@ MAIN_GROUP_TABLE: tuple[tuple[str, int, int], ...] = (
 )  # fmt: skip
 
 
+#: Largest neighbour search accepted: periodic images × atoms² (a 64-atom cell with 1 Å spacings needs 9e6).
+MAX_PAIR_IMAGES = 5e7
+#: (image, i, j) triples evaluated at once in :func:`neighbor_list` (bounds its memory to ~32 B each).
+PAIR_CHUNK = 1 << 20
+
+
 class GraphError(ValueError):
     """A structure that cannot be turned into a graph (unknown element, bad lattice, no sites)."""
 
@@ -248,16 +254,34 @@ def neighbor_list(
     volume = abs(np.linalg.det(lattice))
     cross = np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]])
     spacing = volume / np.linalg.norm(cross, axis=1)
-    nmax = np.ceil(cutoff / spacing).astype(int) + 1
-    ranges = [np.arange(-m, m + 1) for m in nmax]
+    with np.errstate(all="ignore"):
+        nmax = np.ceil(cutoff / spacing) + 1
+    n = len(wrapped)
+    # bound the work and memory before allocating anything (structures.check_geometry keeps real inputs far
+    # below: ≤ 13³ images for spacings ≥ 1 Å)
+    if not np.all(np.isfinite(nmax)) or float(np.prod(2 * nmax + 1)) * n * n > MAX_PAIR_IMAGES:
+        raise GraphError(
+            f"neighbour search too large (interplanar spacings {np.round(spacing, 3).tolist()} Å, {n} atoms)"
+        )
+    ranges = [np.arange(-m, m + 1) for m in nmax.astype(int)]
     images = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
     shifts = images @ lattice  # [n_img, 3]
-    # displacement r_j + shift − r_i: [n_img, n, n, 3]
-    disp = wrapped[None, None, :, :] - wrapped[None, :, None, :] + shifts[:, None, None, :]
-    dist = np.sqrt(np.einsum("kijx,kijx->kij", disp, disp))
-    mask = (dist <= cutoff + tol) & (dist > tol)
-    _, i, j = np.nonzero(mask)
-    d = dist[mask]
+    step = max(1, PAIR_CHUNK // max(1, n * n))  # images per chunk: peak memory ~ 32 B · PAIR_CHUNK
+    parts_i, parts_j, parts_d = [], [], []
+    for start in range(0, len(shifts), step):
+        # displacement r_j + shift − r_i: [chunk, n, n, 3]
+        disp = (
+            wrapped[None, None, :, :]
+            - wrapped[None, :, None, :]
+            + shifts[start : start + step, None, None, :]
+        )
+        dist = np.sqrt(np.einsum("kijx,kijx->kij", disp, disp))
+        mask = (dist <= cutoff + tol) & (dist > tol)
+        _, ci, cj = np.nonzero(mask)
+        parts_i.append(ci)
+        parts_j.append(cj)
+        parts_d.append(dist[mask])
+    i, j, d = np.concatenate(parts_i), np.concatenate(parts_j), np.concatenate(parts_d)
     order = np.lexsort((d, j, i))
     return i[order].astype(np.int64), j[order].astype(np.int64), d[order]
 

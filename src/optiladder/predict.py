@@ -219,6 +219,8 @@ class Prediction:
     ``spectra``: level (``"ipa"``/``"rpa"``) → :class:`~optiladder.spectra.Spectrum` with the trace of Im ε and
     of Re ε (Kramers–Kronig) on the model grid (eV). ``sc``: predicted SC[RPA; IPA] (None without the ``sc``
     model). ``error``: one line ``"<name>: <problem>"`` if the input failed (then ``spectra`` is empty).
+    ``warnings``: one line each where the crystal lies outside the models' training domain
+    (:func:`optiladder.domain.static_warnings`); the verdict then says it is uncertain.
     """
 
     name: str
@@ -230,6 +232,7 @@ class Prediction:
     error: str | None = None
     structure: Any = None
     embedding: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -246,14 +249,19 @@ class Prediction:
             return self.error
         if self.sc is None:
             return "no verdict (the sc model is not loaded)"
+        caveat = (
+            f"; UNCERTAIN: outside the training domain ({len(self.warnings)} warning(s))"
+            if self.warnings
+            else ""
+        )
         if self.ipa_good_enough:
             return (
                 f"IPA is good enough: predicted SC[RPA;IPA] = {self.sc:.3f} >= {self.threshold:.2f} "
-                "(local-field effects change the spectrum little)"
+                f"(local-field effects change the spectrum little){caveat}"
             )
         return (
             f"IPA is not good enough: predicted SC[RPA;IPA] = {self.sc:.3f} < {self.threshold:.2f} "
-            "(local-field effects matter; use RPA)"
+            f"(local-field effects matter; use RPA){caveat}"
         )
 
     def to_dict(self, *, optics: bool = True, stride: int = 1, digits: int = 5) -> dict:
@@ -270,6 +278,8 @@ class Prediction:
             "threshold": self.threshold,
             "ipa_good_enough": self.ipa_good_enough,
             "verdict": self.verdict(),
+            "in_domain": self.ok and not self.warnings,
+            "warnings": list(self.warnings),
             "spectra": {},
         }
         for lv, sp in self.spectra.items():
@@ -303,6 +313,63 @@ def _rounded(values: np.ndarray, digits: int) -> list[float]:
     out[nz] = r
     out[~np.isfinite(x)] = x[~np.isfinite(x)]
     return out.tolist()
+
+
+def prepare_input(
+    source: Any,
+    label: str,
+    featurizers: dict[str, Any],
+    domain: Any = None,
+    *,
+    max_atoms: int = DEFAULT_MAX_ATOMS,
+    validated: bool = False,
+    text: bool = False,
+    threshold: float = IPA_GOOD_ENOUGH_SC,
+    timings: dict[str, float] | None = None,
+) -> tuple[Prediction, dict[str, Any] | None]:
+    """Read, validate and build the graphs of one input: ``(Prediction without spectra, graphs or None)``.
+
+    ``source``: what :meth:`Predictor.predict` takes, or CIF/POSCAR text with ``text=True`` (:func:`parse_text`,
+    ``label`` as its file name); ``validated``: a checked ``Structure``. ``featurizers``: hash → featurizer;
+    ``domain``: the :class:`~optiladder.domain.TrainingDomain` for the warnings; ``timings``: ``"read"`` and
+    ``"graph"`` seconds are added to it. Per-input isolation: what this input's own steps raise for a bad input
+    (:class:`StructureError`, ``GraphError`` and other ``ValueError``, ``ArithmeticError``, ``MemoryError``)
+    becomes the result's one-line ``error``; anything else is a bug and propagates. Needs no torch (the
+    service runs it in worker processes).
+    """
+    from .domain import static_warnings
+    from .graphs import GraphError, structure_graph
+
+    res = Prediction(name=label, threshold=threshold)
+    try:
+        t0 = time.perf_counter()
+        if text:
+            s = parse_text(source, label, max_atoms=max_atoms)
+        else:
+            s = source if validated else read_structure(source, name=label, max_atoms=max_atoms)
+        t1 = time.perf_counter()
+        try:
+            graphs = {h: structure_graph(s, f) for h, f in featurizers.items()}
+        except GraphError as exc:
+            raise StructureError(label, str(exc)) from None
+        t2 = time.perf_counter()
+        with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
+            warnings.simplefilter("ignore", UserWarning)
+            res.formula = s.composition.reduced_formula
+        res.warnings = static_warnings(s, domain)
+    except StructureError as exc:
+        res.error = str(exc)
+        return res, None
+    except (ValueError, ArithmeticError, MemoryError) as exc:
+        log.info("%s: %s", label, exc, exc_info=True)
+        detail = " ".join(str(exc).split())[:200]
+        res.error = f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
+        return res, None
+    if timings is not None:
+        timings["read"] = timings.get("read", 0.0) + t1 - t0
+        timings["graph"] = timings.get("graph", 0.0) + t2 - t1
+    res.structure, res.nsites = s, len(s)
+    return res, graphs
 
 
 # --------------------------------------------------------------------------------------------------
@@ -341,6 +408,7 @@ class Predictor:
         self._model_feat = {name: m.featurizer.hash() for name, m in self.models.items()}
         self.grid = MODEL_GRID
         self.timings: dict[str, float] = {"read": 0.0, "graph": 0.0, "forward": 0.0, "post": 0.0}
+        self._domain: Any = None
 
     @classmethod
     def from_pretrained(
@@ -364,6 +432,18 @@ class Predictor:
 
     def cards(self) -> dict[str, dict]:
         return {name: m.card for name, m in self.models.items()}
+
+    @property
+    def domain(self):
+        """The models' :class:`~optiladder.domain.TrainingDomain` (from the cards' training ids; None if unknown)."""
+        if self._domain is None:
+            from .domain import TrainingDomain
+
+            self._domain = TrainingDomain.from_cards(
+                getattr(m, "card", None) or {} for m in self.models.values()
+            )
+            self._domain = self._domain or False
+        return self._domain or None
 
     # ---- stages (public so that benchmarks can time them) ------------------------------------------
     def read(self, source: Any, name: str | None = None):
@@ -470,30 +550,49 @@ class Predictor:
         step = float(self.grid[1] - self.grid[0])
         return gaussian_filter1d(im, self.smooth_ev / step, axis=-1, mode="nearest")
 
+    def prepare(
+        self, source: Any, label: str, *, validated: bool = False, text: bool = False
+    ) -> tuple[Prediction, dict[str, Any] | None]:
+        """:func:`prepare_input` with this predictor's featurizers, domain, atom limit and threshold (timed)."""
+        return prepare_input(
+            source,
+            label,
+            self.featurizers,
+            self.domain,
+            max_atoms=self.max_atoms,
+            validated=validated,
+            text=text,
+            threshold=self.threshold,
+            timings=self.timings,
+        )
+
     def _predict_chunk(
         self, chunk, want: tuple[str, ...], embed: bool, validated: bool = False
     ) -> list[Prediction]:
         results: list[Prediction] = []
         ok: list[tuple[int, dict[str, Any]]] = []
         for source, label in chunk:
-            res = Prediction(name=label, threshold=self.threshold)
+            res, g = self.prepare(source, label, validated=validated)
             results.append(res)
-            try:
-                t0 = time.perf_counter()
-                s = source if validated else self.read(source, name=label)
-                t1 = time.perf_counter()
-                g = self.graph(s, label)
-                t2 = time.perf_counter()
-            except StructureError as exc:
-                res.error = str(exc)
-                continue
-            self.timings["read"] += t1 - t0
-            self.timings["graph"] += t2 - t1
-            with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
-                warnings.simplefilter("ignore", UserWarning)
-                res.formula = s.composition.reduced_formula
-            res.structure, res.nsites = s, len(s)
-            ok.append((len(results) - 1, g))
+            if g is not None:
+                ok.append((len(results) - 1, g))
+        return self._finish(results, ok, want, embed)
+
+    def predict_prepared(
+        self, prepared: Sequence[tuple[Prediction, dict[str, Any]]], *, embed: bool = False
+    ) -> list[Prediction]:
+        """Forward pass and spectra for inputs prepared by :func:`prepare_input` (e.g. in a worker process):
+        ``(Prediction, graphs)`` pairs; fills and returns the predictions, in order."""
+        results = [res for res, _ in prepared]
+        return self._finish(results, [(i, g) for i, (_, g) in enumerate(prepared)], self.levels, embed)
+
+    def _finish(
+        self,
+        results: list[Prediction],
+        ok: list[tuple[int, dict[str, Any]]],
+        want: tuple[str, ...],
+        embed: bool,
+    ) -> list[Prediction]:
         if not ok:
             return results
         t0 = time.perf_counter()
@@ -572,5 +671,6 @@ __all__ = [
     "levels_of",
     "parse_text",
     "plot_prediction",
+    "prepare_input",
     "read_structure",
 ]

@@ -11,6 +11,7 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,24 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ATOMS = 64
 #: Atoms closer than this (Å) are "overlapping".
 MIN_DISTANCE = 0.5
+
+# Geometry bounds checked before any neighbour search (:func:`check_geometry`, docs/structures.md). The 3,538
+# bundled Alexandria structures span: cell lengths 2.31–16.9 Å, volume per atom 5.72–95.8 Å³, angles between
+# cell vectors 17.8–166.1°, interplanar spacings 2.00–15.7 Å; every bound leaves a margin of 2× or more
+# (angles: 12°/9° on either side). With them the number of neighbours within 5 Å is bounded (at most
+# ~4/3·π·5.5³/MIN_VOLUME_PER_ATOM ≈ 350 per atom on average) and a 5 Å neighbour search needs at most
+# 13 periodic images along each cell vector.
+#: Shortest and longest accepted cell vector (Å).
+MIN_CELL_LENGTH, MAX_CELL_LENGTH = 1.0, 100.0
+#: Smallest and largest accepted volume per atom (Å³).
+MIN_VOLUME_PER_ATOM, MAX_VOLUME_PER_ATOM = 2.0, 500.0
+#: Smallest and largest accepted angle between two cell vectors (degrees).
+MIN_CELL_ANGLE, MAX_CELL_ANGLE = 5.0, 175.0
+#: Smallest accepted distance between lattice planes of the cell (Å): V / |a_i × a_j|.
+MIN_SPACING = 1.0
+#: A sheared or skewed cell is LLL-reduced (same crystal, other cell vectors) only when its vectors are within
+#: this length (Å); beyond, the cell is refused as it is.
+_MAX_REDUCIBLE_LENGTH = 1e4
 #: Tolerances tried in order when symmetrizing (Å), PROTOCOL.md step 0.
 SYMPRECS = (1e-5, 1e-3, 1e-2, 0.1)
 DEFAULT_SYMPREC = 1e-3
@@ -163,16 +182,132 @@ def from_any(source, name: str | None = None):
     raise StructureError(name or repr(type(source).__name__), "unsupported structure type")
 
 
-def validate(structure, name: str, *, max_atoms: int = DEFAULT_MAX_ATOMS, check_setups: bool = True):
-    """Check a pymatgen ``Structure`` for the problems that would waste or spoil a calculation.
+def cell_geometry(lattice: np.ndarray) -> dict[str, np.ndarray | float]:
+    """Lengths ``[3]`` (Å), angles ``[3]`` (α = ∠(b, c), β = ∠(a, c), γ = ∠(a, b), degrees), interplanar
+    spacings ``[3]`` (Å, V / |a_j × a_k|) and volume (Å³) of a cell given as rows ``[3, 3]`` in Å."""
+    m = np.asarray(lattice, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        gram = m @ m.T
+        lengths = np.sqrt(np.diag(gram))
+        volume = float(abs(np.linalg.det(m)))
+        cos = np.array([gram[1, 2], gram[0, 2], gram[0, 1]]) / (lengths[[1, 0, 0]] * lengths[[2, 2, 1]])
+        angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        # |a_j × a_k| = sqrt(|a_j|²|a_k|² − (a_j·a_k)²)
+        cross = np.sqrt(
+            np.maximum(lengths[[1, 2, 0]] ** 2 * lengths[[2, 0, 1]] ** 2 - gram[[1, 2, 0], [2, 0, 1]] ** 2, 0)
+        )
+        spacings = volume / cross
+    return {"lengths": lengths, "angles": angles, "spacings": spacings, "volume": volume}
 
-    Raises :class:`StructureError` (one line) for: no atoms, not 3-D periodic (zero volume), partial
-    occupancies, overlapping atoms (< 0.5 Å), elements without a GPAW setup, too many atoms.
+
+def _cell_problem(lattice: np.ndarray, g: dict | None = None) -> str | None:
+    """The first cell bound a lattice breaks (lengths, angles, spacings), as words; None if within all."""
+    g = g or cell_geometry(lattice)
+    lengths, angles, spacings = g["lengths"], g["angles"], g["spacings"]
+    if lengths.min() < MIN_CELL_LENGTH:
+        return f"cell vector of {lengths.min():.3g} Å is shorter than {MIN_CELL_LENGTH} Å"
+    if lengths.max() > MAX_CELL_LENGTH:
+        return f"cell vector of {lengths.max():.4g} Å is longer than {MAX_CELL_LENGTH:g} Å"
+    if angles.min() < MIN_CELL_ANGLE or angles.max() > MAX_CELL_ANGLE:
+        bad = angles.min() if angles.min() < MIN_CELL_ANGLE else angles.max()
+        return f"cell angle of {bad:.3g}° is outside {MIN_CELL_ANGLE:g}–{MAX_CELL_ANGLE:g}°"
+    if not np.all(spacings >= MIN_SPACING):
+        return f"interplanar spacing of {np.nanmin(spacings):.3g} Å is below {MIN_SPACING} Å (a flat or sheared cell)"
+    return None
+
+
+def check_geometry(structure, name: str):
+    """Bound a structure's geometry before any neighbour search; returns it (LLL-reduced if its cell was skewed).
+
+    Refuses (one-line :class:`StructureError`): non-finite lattice or coordinates; volume per atom outside
+    [:data:`MIN_VOLUME_PER_ATOM`, :data:`MAX_VOLUME_PER_ATOM`] Å³; and a cell whose vector lengths, angles or
+    interplanar spacings are outside [:data:`MIN_CELL_LENGTH`, :data:`MAX_CELL_LENGTH`] Å,
+    [:data:`MIN_CELL_ANGLE`, :data:`MAX_CELL_ANGLE`]° and ≥ :data:`MIN_SPACING` Å even after LLL reduction. A
+    cell that only breaks the angle or spacing bounds as given (a valid crystal written with skewed vectors) is
+    replaced by its LLL-reduced cell: the same crystal, so graphs and spectra do not change.
     """
     if len(structure) == 0:
         raise StructureError(name, "no atoms")
-    if structure.lattice.volume < 1e-3:
-        raise StructureError(name, "not 3-D periodic (cell volume is zero)")
+    matrix = np.asarray(structure.lattice.matrix, dtype=np.float64)
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+        raise StructureError(name, "lattice is not finite (NaN or infinite cell parameters)")
+    frac = np.asarray(structure.frac_coords, dtype=np.float64)
+    if not np.all(np.isfinite(frac)):
+        raise StructureError(name, "atomic coordinates are not finite (NaN or infinite)")
+    geometry = cell_geometry(matrix)
+    volume = geometry["volume"]
+    if not np.isfinite(volume) or volume < 1e-3:
+        raise StructureError(name, f"not 3-D periodic (cell volume {volume:.3g} Å³)")
+    per_atom = volume / len(structure)
+    if per_atom < MIN_VOLUME_PER_ATOM:
+        raise StructureError(
+            name,
+            f"volume per atom {per_atom:.3g} Å³ is below {MIN_VOLUME_PER_ATOM} Å³ (atoms packed too densely)",
+        )
+    if per_atom > MAX_VOLUME_PER_ATOM:
+        raise StructureError(
+            name,
+            f"volume per atom {per_atom:.4g} Å³ is above {MAX_VOLUME_PER_ATOM:g} Å³ "
+            "(isolated atoms or vacuum: not a bulk crystal)",
+        )
+    problem = _cell_problem(matrix, geometry)
+    if problem is None:
+        return structure
+    lengths = geometry["lengths"]
+    if lengths.max() <= _MAX_REDUCIBLE_LENGTH and lengths.min() >= 1e-3:
+        reduced = structure.get_reduced_structure(reduction_algo="LLL")
+        if _cell_problem(reduced.lattice.matrix) is None:
+            log.info("%s: %s; using the LLL-reduced cell", name, problem)
+            return reduced
+        problem = _cell_problem(reduced.lattice.matrix)
+    raise StructureError(name, problem)
+
+
+@lru_cache(maxsize=64)
+def _images(n1: int, n2: int, n3: int) -> np.ndarray:
+    """Integer image offsets ``[-n..n]³`` as rows ``[(2n1+1)(2n2+1)(2n3+1), 3]`` (float64)."""
+    ranges = [np.arange(-k, k + 1) for k in (n1, n2, n3)]
+    return np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
+
+
+def min_distance(lattice: np.ndarray, frac: np.ndarray, cutoff: float) -> float | None:
+    """Shortest distance (Å) ≤ ``cutoff`` between two atoms or an atom and its own periodic image; None if none.
+
+    ``lattice``: rows ``[3, 3]`` Å, ``frac``: fractional coordinates ``[n, 3]``. Loops over the periodic images
+    needed (bounded by the interplanar spacings; call after :func:`check_geometry`), memory ``[n, n]`` each.
+    """
+    m = np.asarray(lattice, dtype=np.float64)
+    f = np.asarray(frac, dtype=np.float64)
+    cart = (f - np.floor(f)) @ m
+    nmax = np.ceil(cutoff / cell_geometry(m)["spacings"]).astype(int) + 1
+    shifts = _images(*(int(k) for k in nmax)) @ m  # [n_img, 3]
+    diff = cart[None, :, :] - cart[:, None, :]  # r_j − r_i, [n, n, 3]
+    n = len(cart)
+    self_pair = np.eye(n, dtype=bool)
+    step = max(1, (1 << 18) // max(1, n * n))  # images per chunk: memory ~ 32 B × 2^18
+    best = np.inf
+    for start in range(0, len(shifts), step):
+        sh = shifts[start : start + step]
+        d = np.sqrt(
+            np.einsum("kijx,kijx->kij", diff[None] + sh[:, None, None], diff[None] + sh[:, None, None])
+        )
+        zero = len(shifts) // 2 - start  # the zero shift is the middle image
+        if 0 <= zero < len(sh):
+            d[zero][self_pair] = np.inf  # an atom and itself is no pair
+        best = min(best, float(d.min()))
+    return best if best <= cutoff else None
+
+
+def validate(structure, name: str, *, max_atoms: int = DEFAULT_MAX_ATOMS, check_setups: bool = True):
+    """Check a pymatgen ``Structure`` for the problems that would waste or spoil a calculation; return it.
+
+    Raises :class:`StructureError` (one line) for: no atoms, partial occupancies, too many atoms, a geometry
+    outside the bounds of :func:`check_geometry` (non-finite, too dense, too sparse, flat or sheared cells;
+    checked before any neighbour search), overlapping atoms (< 0.5 Å), elements without a GPAW setup. Returns
+    the structure, or its LLL-reduced copy when only its cell vectors were skewed.
+    """
+    if len(structure) == 0:
+        raise StructureError(name, "no atoms")
     if not structure.is_ordered:
         bad = next(s for s in structure if not s.is_ordered)
         raise StructureError(
@@ -180,12 +315,11 @@ def validate(structure, name: str, *, max_atoms: int = DEFAULT_MAX_ATOMS, check_
         )
     if len(structure) > max_atoms:
         raise StructureError(name, f"{len(structure)} atoms exceed the limit of {max_atoms}")
+    structure = check_geometry(structure, name)
     # every pair within MIN_DISTANCE, periodic images (and a site's own image in a tiny cell) included
-    _, _, _, dists = structure.get_neighbor_list(MIN_DISTANCE)
-    if len(dists):
-        raise StructureError(
-            name, f"overlapping atoms ({float(dists.min()):.3f} Å apart, minimum {MIN_DISTANCE} Å)"
-        )
+    closest = min_distance(structure.lattice.matrix, structure.frac_coords, MIN_DISTANCE)
+    if closest is not None:
+        raise StructureError(name, f"overlapping atoms ({closest:.3f} Å apart, minimum {MIN_DISTANCE} Å)")
     if check_setups:
         ok = gpaw_elements()
         missing = sorted({el.symbol for el in structure.composition.elements} - ok)

@@ -90,7 +90,7 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
 def file_jobs(items: Iterable[str | Path]) -> tuple[list[NewJob], list[tuple[NewJob, str]]]:
     """Jobs for structure files (id = file name without its suffixes); returns (jobs, [(bad input, reason)])."""
     from ..data.splits import split_of
-    from ..structures import StructureError, from_any
+    from ..structures import StructureError, check_geometry, from_any
 
     jobs: list[NewJob] = []
     bad: list[tuple[NewJob, str]] = []
@@ -103,7 +103,7 @@ def file_jobs(items: Iterable[str | Path]) -> tuple[list[NewJob], list[tuple[New
         try:
             with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity etc.
                 warnings.simplefilter("ignore")
-                s = from_any(path)
+                s = check_geometry(from_any(path), str(path))  # bounded geometry before it is queued
                 formula = s.composition.reduced_formula
         except StructureError as exc:
             bad.append((NewJob(mat_id, str(path.resolve()), nsites=0, split=split_of(mat_id)), str(exc)))

@@ -59,6 +59,10 @@ def compute(
         except (StructureError, EngineError, RecordError) as exc:
             failed += 1
             typer.echo(f"error: {exc}", err=True)
+        except (ValueError, ArithmeticError, MemoryError, OSError) as exc:  # this input's own steps failed
+            failed += 1
+            detail = " ".join(str(exc).split())[:200]
+            typer.echo(f"error: {item}: {type(exc).__name__} ({detail})", err=True)
     if failed:
         typer.echo(f"{failed} of {len(inputs)} inputs failed", err=True)
         raise typer.Exit(1)

@@ -46,6 +46,8 @@ def predict(
     """Predict IPA/RPA spectra and n, k, α, R, loss; print one verdict line per input.
 
     Bad inputs get a one-line error on stderr and the batch goes on; the exit code is 1 if any input failed.
+    A crystal outside the models' training domain gets its verdict marked UNCERTAIN and one ``warning:`` line
+    per reason on stderr (exit code unchanged).
     """
     from ..predict import LEVEL_CHOICES, expand_inputs, levels_of
 
@@ -81,6 +83,8 @@ def predict(
     for r in results:
         if r.ok:
             say(f"{r.name}  {r.formula:<10} {r.nsites:>3} atoms  {r.verdict()}")
+            for w in r.warnings:
+                typer.echo(f"warning: {r.name}: {w}", err=True)
         else:
             failed += 1
             typer.echo(f"error: {r.error}", err=True)
@@ -123,18 +127,18 @@ def _to_json(results) -> str:
 
 
 def _to_csv(results) -> str:
-    """Long table: one row per material, level and photon energy (eV)."""
+    """Long table: one row per material, level and photon energy (eV); ``in_domain``: no domain warning."""
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     cols = ["omega_eV", "eps_im", "eps_re", "n", "k", "alpha_cm", "R", "loss"]
-    w.writerow(["name", "formula", "level", "sc_rpa_ipa", "ipa_good_enough", *cols])
+    w.writerow(["name", "formula", "level", "sc_rpa_ipa", "ipa_good_enough", "in_domain", *cols])
     for r in results:
         d = r.to_dict()
         sc = "" if d["sc_rpa_ipa"] is None else d["sc_rpa_ipa"]
         for lv, table in d["spectra"].items():
             for row in zip(*(table[c] for c in cols), strict=True):
-                w.writerow([r.name, r.formula, lv, sc, d["ipa_good_enough"], *row])
+                w.writerow([r.name, r.formula, lv, sc, d["ipa_good_enough"], d["in_domain"], *row])
     return buf.getvalue()

@@ -11,7 +11,6 @@ record, the same rows the campaign database indexes).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..engine.records import (
     RecordError,
+    parse_record_bytes,
     read_record,
     record_path,
     record_spectra,
@@ -286,5 +286,5 @@ def _canonical(rec: dict) -> str:
 
 def _write_bytes_once(data: bytes, path: Path) -> None:
     """Write validated gzip'ed record bytes atomically to a new file (``os.link``: never replaces one)."""
-    validate_record(json.loads(gzip.decompress(data)), str(path))
+    validate_record(parse_record_bytes(data, str(path)), str(path))
     write_bytes_atomic(data, path)

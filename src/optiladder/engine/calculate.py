@@ -88,7 +88,7 @@ def prepare(
     else:
         structure = st.from_any(source, name=label)
     label = label or mat_id or structure.composition.reduced_formula
-    st.validate(structure, label, max_atoms=max_atoms)
+    structure = st.validate(structure, label, max_atoms=max_atoms)
     if spacegroup is None:
         entry = entry or (alexandria_entry(mat_id) if mat_id else None) or match_alexandria(structure)
         if entry is not None:

@@ -7,9 +7,15 @@ Endpoints (JSON unless said otherwise; OpenAPI schema at ``/openapi.json``, an o
   and the verdict "is IPA good enough". Bad input → 4xx with ``{"detail": "<name>: <problem>"}`` (one line).
 * ``GET /materials/{mat_id}`` — a stored GPAW record and its spectra (``?predict=true`` adds the model's).
 * ``GET /map`` — UMAP coordinates of the sc model's latent embeddings of the dataset, SC per material.
-* ``GET /health``, ``GET /models`` — status and model cards.
+* ``GET /health``, ``GET /models`` — status, model cards and the models' training domain.
 * Pages: ``/`` (predict), ``/ui/map`` (the map), ``/ui/materials/{mat_id}`` (one material). Plotly's JS is
   served from ``/static/plotly.min.js``: the pages need no internet.
+
+Hardening: uploads are read, validated and turned into graphs in killable worker processes with a memory limit
+(:mod:`.workers`), so no input can stop ``/health`` or other requests; the request body must arrive within
+``body_timeout`` seconds (else 408); every error is one line of JSON ``{"detail": ...}`` naming the input, never a
+server path; every response carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and a
+``Content-Security-Policy`` that allows only this server's own scripts (no inline script, no eval).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from . import DEFAULT_MAP_PATH, STATIC_DIR
@@ -35,21 +42,61 @@ log = logging.getLogger(__name__)
 
 #: Largest accepted upload or pasted text (bytes); a CIF of a 64-atom cell is a few kB.
 DEFAULT_MAX_UPLOAD = 256 * 1024
-#: Allowed material ids (no path separators: the id becomes a file name in the store).
-MAT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Allowed material ids (no path separators: the id becomes a file name in the store); ``\Z``, not ``$``, so a
+#: trailing newline does not pass.
+MAT_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+#: Seconds within which a request body must arrive completely (else 408).
+DEFAULT_BODY_TIMEOUT = 10.0
+#: Headers added to every response: no MIME sniffing, no framing, only this server's own scripts and styles
+#: (Plotly sets inline style attributes, hence ``style-src 'unsafe-inline'``; scripts stay strict).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
 
 
 #: Allowance for the multipart envelope (boundaries, headers, other form fields) on top of the structure.
 MULTIPART_OVERHEAD = 16 * 1024
 
 
+class _SecurityHeaders:
+    """ASGI middleware: :data:`SECURITY_HEADERS` on every HTTP response."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in names]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 class _BodyLimit:
     """ASGI middleware: refuse an upload before its body is read — 411 without ``Content-Length`` (a chunked
-    body of unknown size), 413 when the declared size exceeds ``limit`` bytes. (The HTTP server enforces that
-    the body is as long as declared.)"""
+    body of unknown size), 413 when the declared size exceeds ``limit`` bytes — and read the body with a
+    deadline: a body that has not arrived completely within ``timeout`` seconds gets 408 (a stalled upload
+    does not hold a connection and a request slot open). (The HTTP server enforces that the body is as long
+    as declared.)"""
 
-    def __init__(self, app: Any, *, limit: int, paths: tuple[str, ...]):
-        self.app, self.limit, self.paths = app, int(limit), paths
+    def __init__(
+        self, app: Any, *, limit: int, paths: tuple[str, ...], timeout: float = DEFAULT_BODY_TIMEOUT
+    ):
+        self.app, self.limit, self.paths, self.timeout = app, int(limit), paths, float(timeout)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] in self.paths and scope["method"] == "POST":
@@ -64,7 +111,37 @@ class _BodyLimit:
                 response = JSONResponse({"detail": detail}, status_code=status)
                 await response(scope, receive, send)
                 return
+            try:
+                body = await asyncio.wait_for(self._read_body(receive), self.timeout)
+            except TimeoutError:
+                detail = f"request: body not received within {self.timeout:g} s"
+                await JSONResponse({"detail": detail}, status_code=408)(scope, receive, send)
+                return
+            if body is None:  # the client went away
+                return
+            replayed = False
+
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _read_body(receive: Any) -> bytes | None:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 def _warm_up(predictor: Any) -> None:
@@ -84,14 +161,24 @@ def _one_line(msg: str) -> str:
 class _State:
     """What the app holds: the predictor (loaded once, lazily), the store and the map."""
 
-    def __init__(self, predictor: Any, store: Any, map_path: Path, max_upload: int, levels: tuple[str, ...]):
+    def __init__(
+        self,
+        predictor: Any,
+        store: Any,
+        map_path: Path,
+        max_upload: int,
+        levels: tuple[str, ...],
+        workers: dict[str, Any] | None = None,
+    ):
         self._predictor = predictor
         self._store = store
         self.map_path = Path(map_path)
         self.max_upload = int(max_upload)
         self.levels = levels
+        self.worker_options = dict(workers or {})
         self._lock = threading.RLock()
         self._batcher: Any = None
+        self._pool: Any = None
         self._map: dict | None = None
         self._map_mtime: float | None = None
 
@@ -116,10 +203,30 @@ class _State:
                     self._batcher = MicroBatcher(self.predictor)
         return self._batcher
 
+    @property
+    def pool(self):
+        """The :class:`~.workers.PreparePool` that reads uploads (started on first use)."""
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    from .workers import InlinePool, PreparePool
+
+                    p = self.predictor
+                    opts = dict(self.worker_options)
+                    # workers=0: the in-process baseline of bench/service (unsafe: no isolation)
+                    pool = InlinePool if opts.get("workers", 1) == 0 else PreparePool
+                    if pool is InlinePool:
+                        opts = {"threads": opts.get("threads", 4)}
+                    self._pool = pool(p.featurizers, p.domain, max_atoms=p.max_atoms, **opts)
+        return self._pool
+
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     @property
     def store(self):
@@ -153,14 +260,19 @@ def create_app(
     max_upload: int = DEFAULT_MAX_UPLOAD,
     levels: tuple[str, ...] = ("ipa", "rpa"),
     preload: bool = False,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    workers: dict[str, Any] | None = None,
 ) -> FastAPI:
     """Build the app.
 
     ``predictor``: an :class:`optiladder.predict.Predictor` (default: the shipped models, loaded on first use or
     at start with ``preload``). ``store``: an :class:`optiladder.data.store.Store` (default: the dataset).
     ``map_path``: the map file. ``max_upload``: size limit of a structure in bytes (larger → 413).
+    ``body_timeout``: seconds for a request body to arrive (else 408). ``workers``: options of the
+    :class:`~.workers.PreparePool` (``workers``, ``timeout`` s, ``memory_mb``); ``{"workers": 0}`` reads in
+    threads of the server process instead (the unsafe baseline the benchmark compares with).
     """
-    state = _State(predictor, store, Path(map_path), max_upload, tuple(levels))
+    state = _State(predictor, store, Path(map_path), max_upload, tuple(levels), workers)
     app = FastAPI(
         title="optiladder",
         version=__version__,
@@ -173,9 +285,13 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.optiladder = state
-    app.add_middleware(_BodyLimit, limit=max_upload + MULTIPART_OVERHEAD, paths=("/predict",))
+    app.add_middleware(
+        _BodyLimit, limit=max_upload + MULTIPART_OVERHEAD, paths=("/predict",), timeout=body_timeout
+    )
+    app.add_middleware(_SecurityHeaders)
     if preload:
         _warm_up(state.predictor)
+        state.pool  # noqa: B018  (start the worker processes now)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # ---- pages ---------------------------------------------------------------------------------
@@ -212,7 +328,17 @@ def create_app(
     def models() -> dict:
         """The model cards of the loaded models (data, splits, test metrics, parent, date, checksum)."""
         p = state.predictor
-        return {"threshold": p.threshold, "cards": p.cards()}
+        d = p.domain
+        domain = None
+        if d is not None:
+            domain = {
+                "n_train": d.n_train,
+                "elements": sorted(d.elements),
+                "max_nsites": d.max_nsites,
+                "volume_per_atom_A3": list(d.volume_per_atom),
+                "max_atoms_accepted": p.max_atoms,
+            }
+        return {"threshold": p.threshold, "cards": p.cards(), "domain": domain}
 
     @app.post("/predict", tags=["predict"])
     async def predict(
@@ -249,20 +375,25 @@ def create_app(
             raise HTTPException(422, f"{name}: not a text file (CIF or POSCAR expected)") from None
         from starlette.concurrency import run_in_threadpool
 
-        from ..predict import parse_text
-        from ..structures import StructureError
+        from .workers import WorkerFailure
 
-        p = state.predictor
-        try:  # parsing runs in parallel in the thread pool; the forward pass is batched across requests
-            structure = await run_in_threadpool(parse_text, content, name, max_atoms=p.max_atoms)
-        except StructureError as exc:
+        # loading the models and starting the workers (first request only) must not block the event loop
+        p = state._predictor or await run_in_threadpool(lambda: state.predictor)
+        pool = state._pool or await run_in_threadpool(lambda: state.pool)
+        try:  # read and build graphs in a killable worker process; the forward pass is batched across requests
+            res, graphs = await asyncio.wrap_future(pool.submit(content, name))
+        except WorkerFailure as exc:
             raise HTTPException(422, _one_line(str(exc))) from None
-        res = await asyncio.wrap_future(state.batcher.submit(structure, name))
         if not res.ok:
             raise HTTPException(422, _one_line(res.error))
-        out = res.to_dict(optics=optics, stride=stride)
-        out["models"] = {k: v.get("full_name", k) for k, v in p.cards().items()}
-        return JSONResponse(out)
+        res = await asyncio.wrap_future(state.batcher.submit_prepared(res, graphs))
+
+        def render() -> bytes:  # ~240 kB of JSON: encoded off the event loop, so /health never waits for it
+            out = res.to_dict(optics=optics, stride=stride)
+            out["models"] = {k: v.get("full_name", k) for k, v in p.cards().items()}
+            return JSONResponse(out).body
+
+        return Response(await run_in_threadpool(render), media_type="application/json")
 
     @app.get("/materials/{mat_id}", tags=["data"])
     def material(
@@ -276,13 +407,15 @@ def create_app(
         from ..spectra import MODEL_GRID, interpolate, similarity_coefficient
 
         if not MAT_ID_RE.match(mat_id):
-            raise HTTPException(400, f"{mat_id[:80]}: not a valid material id")
+            raise HTTPException(400, f"{_one_line(mat_id)[:80]!r}: not a valid material id")
         if mat_id not in state.store:
             raise HTTPException(404, f"{mat_id}: no such material in the dataset")
         try:
             rec = state.store.get(mat_id)
-        except RecordError as exc:
-            raise HTTPException(500, _one_line(str(exc))) from None
+        except RecordError as exc:  # the problem, without the server's path to the file
+            raise HTTPException(
+                500, _one_line(f"{mat_id}: stored record is invalid ({exc.problem})")
+            ) from None
         sp = record_spectra(rec)
         on_grid = {lv: interpolate(s.omega, s.trace_im(), MODEL_GRID) for lv, s in sp.items()}
         out: dict[str, Any] = {
@@ -331,11 +464,25 @@ def create_app(
 
         try:
             data = dict(state.map())
-        except MapError as exc:
-            raise HTTPException(503, _one_line(str(exc))) from None
+        except MapError as exc:  # the problem without the server's path to the map file
+            log.warning("%s", exc)
+            problem = str(exc).split(": ", 1)[-1]
+            raise HTTPException(503, _one_line(f"map: {problem}")) from None
         if not embeddings:
             data.pop("embedding", None)
         return data
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": _one_line(str(exc.detail))}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: logged in full here, answered in one line without paths or a traceback
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: Any) -> JSONResponse:

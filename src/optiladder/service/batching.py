@@ -1,10 +1,12 @@
 """Micro-batching: concurrent requests share one forward pass.
 
-Request handlers parse their structure themselves (in parallel), then hand it to :class:`MicroBatcher`. One
-worker thread takes the first waiting structure, gathers whatever else arrives within ``max_wait_ms`` (up to
-``max_batch``), runs :meth:`optiladder.predict.Predictor.predict` once for all of them and resolves each
+Each request's structure is read and its graphs are built first, per request (in the service: in a worker
+process, :mod:`.workers`), so a bad input fails alone before any batching. :class:`MicroBatcher` then takes the
+first waiting ``(Prediction, graphs)`` pair, gathers whatever else arrives within ``max_wait_ms`` (up to
+``max_batch``), runs :meth:`optiladder.predict.Predictor.predict_prepared` once for all of them and resolves each
 request's future. A batch of 8 small crystals costs little more than one, so throughput under load grows with
-the number of requests in flight, and the models are only ever used by this one thread.
+the number of requests in flight, and the models are only ever used by this one thread. Should a batched
+forward pass fail, its items are run one by one, so the failure stays with the input that causes it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class MicroBatcher:
-    """Gathers structures from concurrent callers into batched predictions (one worker thread).
+    """Gathers prepared inputs from concurrent callers into batched predictions (one worker thread).
 
     ``max_batch``: most structures per forward pass; ``max_wait_ms``: how long the worker waits for more
     structures after the first one (ms).
@@ -29,17 +31,27 @@ class MicroBatcher:
         self.predictor = predictor
         self.max_batch = int(max_batch)
         self.max_wait = float(max_wait_ms) / 1e3
-        self._queue: queue.Queue[tuple[Any, str, Future] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Any, dict, Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True, name="optiladder-batcher")
         self._thread.start()
         #: sizes of the batches run so far (for tests and monitoring)
         self.batch_sizes: list[int] = []
 
-    def submit(self, structure: Any, name: str) -> Future:
-        """Queue one validated structure; the future resolves to its :class:`~optiladder.predict.Prediction`."""
+    def submit_prepared(self, prediction: Any, graphs: dict) -> Future:
+        """Queue one input prepared by :func:`optiladder.predict.prepare_input` (``prediction.ok``, graphs built);
+        the future resolves to the filled :class:`~optiladder.predict.Prediction`."""
         fut: Future = Future()
-        self._queue.put((structure, name, fut))
+        self._queue.put((prediction, graphs, fut))
         return fut
+
+    def submit(self, structure: Any, name: str) -> Future:
+        """Queue one validated structure (its graphs are built here, in the caller's thread)."""
+        res, graphs = self.predictor.prepare(structure, name, validated=True)
+        if graphs is None:
+            fut: Future = Future()
+            fut.set_result(res)
+            return fut
+        return self.submit_prepared(res, graphs)
 
     def close(self) -> None:
         """Stop the worker after the queued work is done."""
@@ -63,14 +75,21 @@ class MicroBatcher:
                     break
                 items.append(nxt)
             self.batch_sizes.append(len(items))
-            try:
-                results = self.predictor.predict([s for s, _, _ in items], [n for _, n, _ in items])
-                for (_, _, fut), res in zip(items, results, strict=True):
-                    fut.set_result(res)
-            except Exception as exc:  # never let the worker die: fail the batch's requests instead
-                log.exception("batch of %d failed", len(items))
-                for _, _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            self._predict(items)
             if stop:
                 return
+
+    def _predict(self, items: list[tuple[Any, dict, Future]]) -> None:
+        try:
+            results = self.predictor.predict_prepared([(res, g) for res, g, _ in items])
+        except Exception:  # never let the worker die; retry one by one so only the culprit fails
+            if len(items) == 1:
+                log.exception("prediction of %s failed", items[0][0].name)
+                items[0][2].set_exception(RuntimeError(f"{items[0][0].name}: prediction failed"))
+                return
+            log.warning("batch of %d failed; predicting its inputs one by one", len(items))
+            for item in items:
+                self._predict([item])
+            return
+        for (_, _, fut), res in zip(items, results, strict=True):
+            fut.set_result(res)

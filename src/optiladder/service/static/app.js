@@ -60,6 +60,27 @@ const OL = (() => {
     el.textContent = text;
   }
 
+  function showWarnings(el, warnings) {
+    el.replaceChildren(...warnings.map((w) => {
+      const li = document.createElement("li");
+      li.textContent = `outside the training domain: ${w}`;
+      return li;
+    }));
+    el.hidden = warnings.length === 0;
+  }
+
+  function showDomain() {
+    fetchJSON("/models").then((m) => {
+      const d = m.domain;
+      if (!d) return;
+      $("domain").textContent = `The models were trained on ${d.n_train} crystals of at most ${d.max_nsites} ` +
+        `atoms per cell (${d.elements.length} main-group elements, periods 1–5; ` +
+        `${d.volume_per_atom_A3[0].toFixed(1)}–${d.volume_per_atom_A3[1].toFixed(1)} Å³ per atom). Cells up to ` +
+        `${d.max_atoms_accepted} atoms are accepted; for larger cells, metals, odd electron counts or vacuum ` +
+        "the verdict is marked uncertain.";
+    }).catch(() => {});
+  }
+
   // ---------------------------------------------------------------- predict page
   function plotPrediction(res) {
     const levels = Object.keys(res.spectra);
@@ -81,6 +102,7 @@ const OL = (() => {
 
   function initPredict() {
     const form = $("predict-form");
+    showDomain();
     let last = null;
     $("download").onclick = () => {
       if (!last) return;
@@ -111,6 +133,7 @@ const OL = (() => {
         $("result").hidden = false;
         $("title").textContent = `${res.formula} · ${res.nsites} atoms · ${res.name}`;
         verdictBox($("verdict"), res.sc_rpa_ipa, res.threshold, res.ipa_good_enough, res.verdict);
+        showWarnings($("warnings"), res.warnings || []);
         $("models").textContent = "models: " + Object.values(res.models || {}).join(", ");
         plotPrediction(res);
         $("status").textContent = `done in ${Math.round(performance.now() - t0)} ms`;
@@ -184,6 +207,7 @@ const OL = (() => {
         $("facts").appendChild(tr);
       }
       if (p && p.ok && p.sc_rpa_ipa !== null) verdictBox($("verdict"), p.sc_rpa_ipa, p.threshold, p.ipa_good_enough, p.verdict);
+      if (p && p.ok) showWarnings($("warnings"), p.warnings || []);
       $("result").hidden = false;
       const xmax = 20;
       const im = ["ipa", "rpa"].map((lv) => trace(m.spectra[lv].omega_eV, m.spectra[lv].eps_im, lv, { name: `${LEVELS[lv].name} DFT` }));
@@ -253,3 +277,9 @@ const OL = (() => {
 
   return { initPredict, initMap, initMaterial, initDocs };
 })();
+
+// no inline scripts (the Content-Security-Policy forbids them): each page names itself in <body data-page>
+document.addEventListener("DOMContentLoaded", () => {
+  const init = { predict: OL.initPredict, map: OL.initMap, material: OL.initMaterial, docs: OL.initDocs };
+  (init[document.body.dataset.page] || (() => {}))();
+});

@@ -1,0 +1,120 @@
+"""Static domain checks of a prediction: is a crystal like the ones the shipped models were trained on?
+
+The training domain is read from the model cards (``training.train_ids``) and the bundled Alexandria structures
+of those ids (:func:`optiladder.structures.alexandria`): the elements seen, the elements seen as an elemental
+crystal, the largest cell and the range of volume per atom. :func:`static_warnings` compares one structure
+with it and returns one-line warnings (empty: inside the domain on every static count). They do not refuse a
+prediction; they say why its verdict should not be trusted. The rules and thresholds (docs/predict.md):
+
+* an element no training crystal contains;
+* more atoms per cell than any training cell (the card's ``max_nsites``);
+* an odd number of electrons per cell (a metal or open-shell system: the models learned PBE spectra of
+  materials with a gap of at least 0.5 eV, which have an even number of electrons per cell);
+* only metallic elements (pymatgen's ``Element.is_metal``): likely a metal;
+* a crystal of one element that no elemental training crystal has (e.g. pure H, Al, Na, Mg);
+* volume per atom above 1.25 × or below 0.8 × the training range (vacuum, isolated atoms; compressed cells).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Volume per atom above ``LOW_DENSITY_FACTOR`` × the largest training value is flagged (vacuum, isolated atoms).
+LOW_DENSITY_FACTOR = 1.25
+#: Volume per atom below ``HIGH_DENSITY_FACTOR`` × the smallest training value is flagged (compressed cells).
+HIGH_DENSITY_FACTOR = 0.8
+
+
+@dataclass(frozen=True)
+class TrainingDomain:
+    """What the training crystals span. ``volume_per_atom``: (min, max) in Å³."""
+
+    elements: frozenset[str]
+    elemental: frozenset[str]
+    max_nsites: int
+    volume_per_atom: tuple[float, float]
+    n_train: int
+
+    @classmethod
+    def from_ids(cls, ids: Iterable[str]) -> TrainingDomain | None:
+        """The domain of bundled Alexandria ids (ids not in the bundled list are ignored); None if none is."""
+        index = _alexandria_index()
+        entries = [index[i] for i in set(ids) if i in index]
+        if not entries:
+            return None
+        vpa = [e[2] for e in entries]
+        return cls(
+            elements=frozenset(el for e in entries for el in e[0]),
+            elemental=frozenset(e[0][0] for e in entries if len(e[0]) == 1),
+            max_nsites=max(e[1] for e in entries),
+            volume_per_atom=(float(min(vpa)), float(max(vpa))),
+            n_train=len(entries),
+        )
+
+    @classmethod
+    def from_cards(cls, cards: Iterable[dict]) -> TrainingDomain | None:
+        """The union of the training ids named in model cards (``training.train_ids`` or ``train_ids``)."""
+        ids: set[str] = set()
+        for card in cards:
+            training = card.get("training") if isinstance(card.get("training"), dict) else {}
+            ids.update(training.get("train_ids") or card.get("train_ids") or ())
+        return cls.from_ids(ids)
+
+
+@lru_cache(maxsize=1)
+def _alexandria_index() -> dict[str, tuple[tuple[str, ...], int, float]]:
+    """mat_id → (elements, number of sites, volume per atom in Å³) of the bundled structures."""
+    from .structures import alexandria
+
+    out = {}
+    for e in alexandria():
+        lattice = np.asarray(e["structure"]["lattice"]["matrix"], dtype=np.float64)
+        n = len(e["structure"]["sites"])
+        out[e["mat_id"]] = (tuple(sorted(e["elements"])), n, float(abs(np.linalg.det(lattice))) / n)
+    return out
+
+
+def static_warnings(structure: Any, domain: TrainingDomain | None) -> list[str]:
+    """One-line warnings for a validated pymatgen ``Structure`` (see the module docstring); ``[]`` if none."""
+    from pymatgen.core import Element
+
+    with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
+        warnings.simplefilter("ignore", UserWarning)
+        symbols = sorted({sp.symbol for sp in structure.species})
+        electrons = int(sum(sp.Z for sp in structure.species))
+        metals = all(Element(s).is_metal for s in symbols)
+    n = len(structure)
+    vpa = float(structure.volume) / n
+    out: list[str] = []
+    if domain is not None:
+        unseen = [s for s in symbols if s not in domain.elements]
+        if unseen:
+            out.append(f"element(s) {', '.join(unseen)} in no training crystal")
+        if n > domain.max_nsites:
+            out.append(f"{n} atoms per cell, more than any training cell (at most {domain.max_nsites})")
+    if electrons % 2:
+        out.append(f"odd number of electrons per cell ({electrons}): a metal or open-shell system")
+    if metals:
+        out.append(f"only metallic elements ({', '.join(symbols)}): likely a metal")
+    if domain is not None:
+        if len(symbols) == 1 and symbols[0] not in domain.elemental:
+            out.append(
+                f"a crystal of {symbols[0]} alone: no elemental {symbols[0]} crystal in the training data"
+            )
+        lo, hi = domain.volume_per_atom
+        if vpa > LOW_DENSITY_FACTOR * hi:
+            out.append(
+                f"volume per atom {vpa:.1f} Å³ above the training range ({lo:.1f}–{hi:.1f} Å³): vacuum"
+            )
+        elif vpa < HIGH_DENSITY_FACTOR * lo:
+            out.append(f"volume per atom {vpa:.2f} Å³ below the training range ({lo:.1f}–{hi:.1f} Å³)")
+    return out
