@@ -546,10 +546,9 @@ class Predictor:
         return results
 
 
-def plot_prediction(result: Prediction, path: str | Path, emax: float | None = None) -> Path:
-    """PNG with three panels: Im ε, Re ε and α (cm⁻¹) of every predicted level, verdict in the title.
-
-    The energy axis is each spectrum's own grid (up to ``emax`` eV; default: the end of the grids)."""
+def prediction_figure(result: Prediction, emax: float | None = None):
+    """Matplotlib figure of :func:`plot_prediction` (three panels: Im ε, Re ε, α); the energy axis is each
+    spectrum's own grid, up to ``emax`` eV (default: the end of the grids)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -575,6 +574,15 @@ def plot_prediction(result: Prediction, path: str | Path, emax: float | None = N
     verdict = result.verdict()
     fig.suptitle(f"{result.formula}  ({Path(result.name).name})  —  {verdict.split(':')[0]}", fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+def plot_prediction(result: Prediction, path: str | Path, emax: float | None = None) -> Path:
+    """PNG with three panels: Im ε, Re ε and α (cm⁻¹) of every predicted level, verdict in the title
+    (see :func:`prediction_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = prediction_figure(result, emax)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -593,5 +601,6 @@ __all__ = [
     "levels_of",
     "parse_text",
     "plot_prediction",
+    "prediction_figure",
     "read_structure",
 ]

@@ -169,12 +169,19 @@ def card_metrics(
 ) -> dict[str, Any]:
     """The ``metrics`` block of a model card: :func:`evaluate_model` on the ``split`` rows of ``data``, with the
     split, its size and id hash, and the date (``values``: the metrics). The study reports the same block.
+    A scalar target's trivial baseline uses the mean over the card's training ids found in ``data``.
     ``keep``: also return the :class:`ModelEvaluation` under ``"_evaluation"`` (not for the card)."""
     import datetime as dt
 
     from ..training.model import ids_sha256
 
     part = data.split(split)
+    if not model.target.is_spectrum and kwargs.get("train_mean") is None:
+        # the trivial baseline of a scalar: the mean over the materials the card says it was trained on
+        ids = set(model.card.get("training", {}).get("train_ids", []))
+        rows = data.subset([i in ids for i in data.ids])
+        if len(rows):
+            kwargs["train_mean"] = float(np.mean(model.target.values(rows)))
     ev = evaluate_model(model, part, **kwargs)
     block: dict[str, Any] = {
         "split": split,

@@ -203,7 +203,7 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
 
     from ..data.store import Store
     from ..targets import get_target
-    from ..training import TrainSettings, save_model, target_values, train_model
+    from ..training import TrainSettings, save_model, train_model
     from .figures import make_figures
     from .report import write_readme
 
@@ -273,11 +273,8 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
             )
             models[(run.name, j)] = res
             target = get_target(run.target)
-            train_mean = None
-            if not target.is_spectrum:
-                train_mean = float(np.mean(target_values(pool.subset(np.isin(pool.ids, run.ids)), target)))
             # the one metric pipeline (the cards use it too): post-processing as the target records it
-            block = card_metrics(res.model, data, "test", keep=True, train_mean=train_mean)
+            block = card_metrics(res.model, data, "test", keep=True)
             ev = block.pop("_evaluation")
             metrics = block["values"]
             if not target.is_spectrum:
