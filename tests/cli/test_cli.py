@@ -25,12 +25,16 @@ def test_pretrained_list():
     assert len(lines) == len(MODEL_NAMES)
     for name, line in zip(sorted(MODEL_NAMES), lines, strict=True):
         card = read_card(name)
-        assert line.startswith(name) and card["id"] in line and card["version"] in line and line.endswith("[ok]")
+        assert (
+            line.startswith(name) and card["id"] in line and card["version"] in line and line.endswith("[ok]")
+        )
 
 
 def test_dataset_stats_shows_exclusions(learn_fixtures, tmp_path):
     store = tmp_path / "records"
     shutil.copytree(learn_fixtures, store)
-    r = CliRunner().invoke(app, ["dataset", "stats", "--store", str(store), "--db", str(tmp_path / "none.db")])
+    r = CliRunner().invoke(
+        app, ["dataset", "stats", "--store", str(store), "--db", str(tmp_path / "none.db")]
+    )
     assert r.exit_code == 0, r.output
     assert "76 valid records" in r.output and "agm001850264: odd number of valence electrons" in r.output

@@ -41,7 +41,9 @@ def test_runner_uses_the_rule(tmp_path):
 
 def test_physics_and_numerics_of_a_record():
     rec = load(IDS[0])
-    assert record_physics(rec) == "gpaw-pbe-v1" and record_numerics(rec) == BASELINE_NUMERICS == "gpaw-dense-v1"
+    assert (
+        record_physics(rec) == "gpaw-pbe-v1" and record_numerics(rec) == BASELINE_NUMERICS == "gpaw-dense-v1"
+    )
     assert record_numerics({**rec, "numerics": {"name": "gpaw-sparse-v1", "block": 64}}) == "gpaw-sparse-v1"
 
 

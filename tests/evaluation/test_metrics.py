@@ -77,4 +77,6 @@ def test_card_metrics_equal_the_study_on_the_same_model_and_split(tmp_path, arra
     tl = load_model(tmp_path / "models" / "tl-16")
     raw = evaluate_model(tl, arrays.split("test"), raw=True).metrics
     assert raw["postprocess"]["smooth_ev"] == 0.0 and raw["median_sc"] != runs["tl-16"]["test"]["median_sc"]
-    assert card_metrics(tl, arrays)["values"]["median_sc"] == pytest.approx(runs["tl-16"]["test"]["median_sc"])
+    assert card_metrics(tl, arrays)["values"]["median_sc"] == pytest.approx(
+        runs["tl-16"]["test"]["median_sc"]
+    )

@@ -136,7 +136,11 @@ def test_featurizer_is_a_declared_saved_object():
 
     f = Featurizer(cutoff=4.5)
     spec = f.spec()
-    assert spec["name"] == "optimate" and spec["params"]["cutoff"] == 4.5 and FEATURIZERS["optimate"] is Featurizer
+    assert (
+        spec["name"] == "optimate"
+        and spec["params"]["cutoff"] == 4.5
+        and FEATURIZERS["optimate"] is Featurizer
+    )
     assert featurizer_from_spec(spec) == f
     with pytest.raises(ValueError, match="unknown featurizer"):
         featurizer_from_spec({"name": "chgnet-embeddings", "params": {}})

@@ -107,7 +107,7 @@ def test_parse_text_errors_are_one_line():
 
 def test_levels_and_result_dict(predictor, examples):
     assert levels_of("both") == ("ipa", "rpa") and levels_of("rpa") == ("rpa",)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="level must be one of ipa, rpa, both"):
         levels_of("gw")
     r = predictor.predict_one(examples / "SiC.cif", levels=("rpa",))
     assert list(r.spectra) == ["rpa"]

@@ -155,7 +155,9 @@ def test_rebuild_recipe_end_to_end(tmp_path):
         assert "agm001850269" not in lm.card["training"]["train_ids"]  # excluded (KF2)
         assert lm.card["training"]["fit"]["epochs_run"] <= 2
     assert cards["rpa"]["training"]["parent"]["name"] == "ipa"
-    assert cards["rpa"]["training"]["parent"]["train_ids_sha256"] == cards["ipa"]["training"]["train_ids_sha256"]
+    assert (
+        cards["rpa"]["training"]["parent"]["train_ids_sha256"] == cards["ipa"]["training"]["train_ids_sha256"]
+    )
     assert "baseline_ipa_dft_as_rpa" in cards["rpa"]["metrics"]
     # seed selection on the validation split: the ipa and rpa models shipped come from the same chain
     sel = cards["rpa"]["training"]["selection"]

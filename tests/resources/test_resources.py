@@ -18,7 +18,7 @@ def test_split_lists_are_the_published_ones_and_disjoint():
 def test_structure_list_agrees_with_the_splits():
     entries = alexandria()
     assert len(entries) == 3538 and len({e["mat_id"] for e in entries}) == 3538
-    for e in entries[:: 97]:
+    for e in entries[::97]:
         assert e["split"] == split_of(e["mat_id"]), e["mat_id"]
         assert e["nsites"] == len(e["structure"]["sites"]) and e["pbe_band_gap_ind"] >= 0
     by_split = Counter(e["split"] for e in entries)

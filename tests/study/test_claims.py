@@ -105,4 +105,7 @@ def test_study_runs_and_never_trains_on_held_out_ids(tmp_path):
     card = load_model(tmp_path / "models" / "tl-16").card
     assert card["training"]["parent"]["name"] == "optimate-ipa" and card["training"]["n_train"] == 16
     card1 = load_model(tmp_path / "models" / "tl-16-seed1").card
-    assert card1["training"]["parent"]["name"] == "optimate-ipa-seed1" and card1["training"]["settings"]["seed"] == 1
+    assert (
+        card1["training"]["parent"]["name"] == "optimate-ipa-seed1"
+        and card1["training"]["settings"]["seed"] == 1
+    )

@@ -106,7 +106,11 @@ def test_model_on_another_grid_prediction_plot_and_export_follow_it(tmp_path, le
     assert model.target.grid == grid and model.net.config["out_dim"] == 501
     [pred] = Predictor({"rpa": model}).predict([examples / "SiC.cif"])
     sp = pred.spectra["rpa"]
-    assert np.array_equal(sp.omega, grid.values()) and sp.trace_im().shape == (501,) and sp.trace_re().shape == (501,)
+    assert (
+        np.array_equal(sp.omega, grid.values())
+        and sp.trace_im().shape == (501,)
+        and sp.trace_re().shape == (501,)
+    )
     assert sp.provenance["model_id"] == model.id
     fig = prediction_figure(pred)
     assert fig.axes[0].get_xlim() == (0.0, 10.0) and fig.axes[0].lines[0].get_xdata()[-1] == 10.0

@@ -43,7 +43,9 @@ def test_round_trip_weights_only_and_card(tmp_path, arrays):
     raw = torch.load(folder / "weights.pt", weights_only=True)  # tensors only
     assert all(isinstance(v, torch.Tensor) for v in raw.values()) and all(k.startswith("0.") for k in raw)
     config = json.loads((folder / "config.json").read_text())
-    assert config["class"] == "OptiMate" and config["kwargs"]["head_hidden"] == [32] and config["members"] == 1
+    assert (
+        config["class"] == "OptiMate" and config["kwargs"]["head_hidden"] == [32] and config["members"] == 1
+    )
     assert json.loads((folder / "target.json").read_text())["grid"] == {"start": 0.0, "stop": 20.0, "n": 2001}
     back = load_model_dir(folder)
     assert back.featurizer == feat and back.target == m.target and not back.net.training
@@ -66,7 +68,9 @@ def test_same_files_same_id_float16_storage(tmp_path, arrays):
     a = save_model(tmp_path / "a", m, dtype="float16")
     b = save_model(tmp_path / "b", _model(), dtype="float16")
     assert json.loads((a / "card.json").read_text())["id"] == json.loads((b / "card.json").read_text())["id"]
-    assert (a / "weights.pt").stat().st_size < 0.6 * (save_model(tmp_path / "c", m) / "weights.pt").stat().st_size
+    assert (a / "weights.pt").stat().st_size < 0.6 * (
+        save_model(tmp_path / "c", m) / "weights.pt"
+    ).stat().st_size
     back = load_model_dir(a)
     g = collate([structure_graph(s) for s in arrays.structures[:3]])
     x, y = m(g).detach().numpy(), back(g).detach().numpy()
