@@ -276,7 +276,7 @@ def to_data(graph: Graph, *, compress: bool = True, **attrs: Any):
     ``compress=True`` collapses identical edges (:meth:`Graph.compressed`) and adds ``edge_mult``
     ``[n_edges]``: the OptiMate model gives the same output (exactly, up to float rounding) at a fraction of
     the cost. ``compress=False`` keeps the full multigraph (what ``torch_geometric.nn.GATv2Conv`` expects).
-    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, 2001]``) become float32 tensors; others are kept as is.
+    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, out_dim]``) become float32 tensors; others are kept as is.
     """
     import torch
     from torch_geometric.data import Data
