@@ -241,8 +241,8 @@ class Prediction:
 
     def to_dict(self, *, optics: bool = True, stride: int = 1, digits: int = 5) -> dict:
         """JSON-able dict: name, formula, verdict and per level ``omega_eV``, ``eps_im``, ``eps_re`` and (with
-        ``optics``) ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss``; every ``stride``-th grid point, values
-        rounded to ``digits`` significant digits."""
+        ``optics``) ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss`` (and ``eps_im_spread`` for an ensemble);
+        every ``stride``-th grid point, values rounded to ``digits`` significant digits."""
         out: dict[str, Any] = {
             "name": self.name,
             "ok": self.ok,
@@ -263,6 +263,8 @@ class Prediction:
             )
             out["spectra"][lv] = {k: _rounded(v[::stride], digits) for k, v in table.items()}
             out["spectra"][lv]["eps_inf"] = round(sp.eps_inf, 4)
+            if lv in self.spread:  # an ensemble's standard deviation of Im ε over its members
+                out["spectra"][lv]["eps_im_spread"] = _rounded(self.spread[lv][::stride], digits)
         return out
 
 

@@ -219,6 +219,7 @@ def test_ensemble_model_gives_mean_and_spread(examples):
     diff = two.spectra["rpa"].trace_im() - one.spectra["rpa"].trace_im()
     assert abs(np.median(diff[pos]) - 0.1) < 0.01
     assert two.spectra["rpa"].provenance["members"] == 2
+    assert len(two.to_dict(stride=10)["spectra"]["rpa"]["eps_im_spread"]) == 201
 
 
 def _batch_for(model, path):
