@@ -155,6 +155,7 @@ def test_rebuild_recipe_end_to_end(tmp_path):
         assert "agm001850269" not in lm.card["training"]["train_ids"]  # excluded (KF2)
         assert lm.card["training"]["fit"]["epochs_run"] <= 2
     assert cards["rpa"]["training"]["parent"]["name"] == "ipa"
+    assert cards["rpa"]["training"]["parent"]["id"] == cards["ipa"]["id"]  # the saved parent, by its id
     assert (
         cards["rpa"]["training"]["parent"]["train_ids_sha256"] == cards["ipa"]["training"]["train_ids_sha256"]
     )
