@@ -92,7 +92,7 @@ class Featurizer:
 
     # ---- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (lists, floats, str), the form saved in checkpoints."""
+        """Plain JSON-able dict (lists, floats, str): the parameters of the saved spec (:meth:`spec`)."""
         d = asdict(self)
         d.pop("_index", None)
         d["centers"] = list(self.centers)

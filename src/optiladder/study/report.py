@@ -203,7 +203,7 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
     a(
         "Files: `results.json` (everything above), `test_scores.csv` (per-material SC/MSE/MAE of every model), "
         "`sc_predictor_test.csv`, `training_ids.json` (the ids each model was trained on: none is in the "
-        "validation or test list — checked at training time and by `tests/learn`). Checkpoints go to `models/` "
+        "validation or test list — checked at training time and by `tests/study`). Models (model folders) go to `models/` "
         "(not in git)."
     )
     path = out / "README.md"
