@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class Featurizer:
 
     # ---- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (lists, floats, str), the form saved in checkpoints."""
+        """Plain JSON-able dict (lists, floats, str): the parameters of the saved spec (:meth:`spec`)."""
         d = asdict(self)
         d.pop("_index", None)
         d["centers"] = list(self.centers)
@@ -111,6 +111,14 @@ class Featurizer:
         d["centers"] = tuple(d["centers"])
         d["elements"] = tuple(tuple(e) for e in d["elements"])
         return cls(**d)
+
+    #: the featurizer's name in saved specs (:data:`FEATURIZERS`); a subclass that adds node features (e.g.
+    #: frozen foundation-model embeddings) registers itself under its own name with its own parameters
+    kind: ClassVar[str] = "optimate"
+
+    def spec(self) -> dict[str, Any]:
+        """The declared, saved form ``{"name": kind, "params": to_dict()}`` (``featurizer.json`` of a model)."""
+        return {"name": self.kind, "params": self.to_dict()}
 
     def hash(self) -> str:
         """sha256 (hex, first 16 characters) of the canonical JSON of :meth:`to_dict`."""
@@ -145,6 +153,21 @@ class Featurizer:
 
 
 DEFAULT_FEATURIZER = Featurizer()
+#: featurizer name → class, for :func:`featurizer_from_spec`
+FEATURIZERS: dict[str, type[Featurizer]] = {Featurizer.kind: Featurizer}
+
+
+def featurizer_from_spec(spec: dict[str, Any]) -> Featurizer:
+    """The featurizer a saved spec (:meth:`Featurizer.spec`) declares; raises ``ValueError`` if unknown/bad."""
+    if not isinstance(spec, dict) or "name" not in spec or "params" not in spec:
+        raise ValueError("not a featurizer spec (needs 'name' and 'params')")
+    cls = FEATURIZERS.get(spec["name"])
+    if cls is None:
+        raise ValueError(f"unknown featurizer {spec['name']!r}; known: {', '.join(FEATURIZERS)}")
+    try:
+        return cls.from_dict(spec["params"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad featurizer parameters ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass
@@ -191,46 +214,17 @@ class Graph:
 
 
 # ------------------------------------------------------------------------------------------------
-# structure parsing (fast path for pymatgen dicts, no Structure object needed)
+# structure parsing (structures.cell_arrays: fast path for pymatgen dicts, no Structure object needed)
 # ------------------------------------------------------------------------------------------------
 def _lattice_and_sites(structure: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(lattice rows ``[3, 3]`` Å, Cartesian positions ``[n, 3]`` Å, element symbols) of a structure.
+    """(lattice ``[3, 3]`` Å, Cartesian positions ``[n, 3]`` Å, symbols) through the one structure reader,
+    :func:`optiladder.structures.cell_arrays`; its errors become :class:`GraphError`."""
+    from .structures import StructureError, cell_arrays
 
-    Accepts a pymatgen ``Structure``, its ``as_dict()`` form, or an ASE ``Atoms``.
-    """
-    if isinstance(structure, dict):
-        try:
-            lattice = np.asarray(structure["lattice"]["matrix"], dtype=np.float64)
-            sites = structure["sites"]
-            frac = np.asarray([s["abc"] for s in sites], dtype=np.float64)
-            symbols = []
-            for s in sites:
-                species = s["species"]
-                if len(species) != 1 or float(species[0].get("occu", 1)) != 1.0:
-                    raise GraphError("disordered sites (partial occupancy) are not supported")
-                symbols.append(str(species[0]["element"]))
-        except (KeyError, TypeError, IndexError) as exc:
-            raise GraphError(f"not a pymatgen structure dict ({type(exc).__name__}: {exc})") from None
-        cart = frac.reshape(-1, 3) @ lattice
-    elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):  # pymatgen Structure
-        if not structure.is_ordered:
-            raise GraphError("disordered sites (partial occupancy) are not supported")
-        lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
-        cart = np.asarray(structure.cart_coords, dtype=np.float64)
-        symbols = [sp.symbol for sp in structure.species]
-    elif hasattr(structure, "get_cell") and hasattr(structure, "get_positions"):  # ASE Atoms
-        lattice = np.asarray(structure.get_cell(), dtype=np.float64)
-        cart = np.asarray(structure.get_positions(), dtype=np.float64)
-        symbols = list(structure.get_chemical_symbols())
-    else:
-        raise GraphError(f"cannot read a structure from {type(structure).__name__}")
-    if lattice.shape != (3, 3) or not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
-        raise GraphError("lattice is not a finite, non-degenerate 3×3 matrix")
-    if len(symbols) == 0:
-        raise GraphError("structure has no sites")
-    if not np.all(np.isfinite(cart)):
-        raise GraphError("atomic positions are not finite")
-    return lattice, cart.reshape(-1, 3), symbols
+    try:
+        return cell_arrays(structure)
+    except StructureError as exc:
+        raise GraphError(exc.problem) from None
 
 
 def neighbor_list(
@@ -306,7 +300,7 @@ def to_data(graph: Graph, *, compress: bool = True, **attrs: Any):
     ``compress=True`` collapses identical edges (:meth:`Graph.compressed`) and adds ``edge_mult``
     ``[n_edges]``: the OptiMate model gives the same output (exactly, up to float rounding) at a fraction of
     the cost. ``compress=False`` keeps the full multigraph (what ``torch_geometric.nn.GATv2Conv`` expects).
-    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, 2001]``) become float32 tensors; others are kept as is.
+    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, out_dim]``) become float32 tensors; others are kept as is.
     """
     import torch
     from torch_geometric.data import Data
