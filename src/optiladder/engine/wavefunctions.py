@@ -134,12 +134,14 @@ def export_wavefunctions(
     mat_id: str | None = None,
     max_atoms: int = 2,
     workdir: str | Path | None = None,
+    symmetrize: bool = True,
 ) -> dict:
     """|φ_nk(r)|, ρ̃(r), eigenvalues and provenance of one crystal (see the module docstring for shapes/units).
 
     ``source`` as for :func:`optiladder.engine.compute` (file, Alexandria id, Atoms, Structure). The cell is
     symmetrized as in the engine; cells with more than ``max_atoms`` atoms are refused (StructureError).
     Materials with a ground-state gap below the engine protocol's ``min_gap`` raise MetallicError.
+    ``symmetrize=False`` keeps the cell exactly as given (lattice-vector order, origin), for invariance tests.
     """
     from .calculate import MetallicError
 
@@ -147,7 +149,13 @@ def export_wavefunctions(
     proto = wp.engine()
     t_start = time.time()
     started = datetime.now(UTC)
-    mat_id, sym, input_hash = prepare(source, name=name, max_atoms=max_atoms, mat_id=mat_id)
+    if symmetrize:
+        mat_id, sym, input_hash = prepare(source, name=name, max_atoms=max_atoms, mat_id=mat_id)
+    else:
+        raw = st.load(source, name=name, max_atoms=max_atoms)
+        input_hash = st.structure_hash(raw)
+        sym = st.Symmetrized(structure=raw, spacegroup=None, symprec=None, target_spacegroup=None)
+        mat_id = mat_id or name or raw.composition.reduced_formula
     label = name or mat_id
     atoms = st.to_atoms(sym.structure)
     private = Path(tempfile.mkdtemp(prefix=f"optiladder-wf-{mat_id}-", dir=workdir))

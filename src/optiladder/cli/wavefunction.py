@@ -1,0 +1,121 @@
+"""``optiladder wavefunction export|gw|train|downstream``: the wavefunction rung (VAE of Kohn–Sham states, G0W0)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import app
+
+log = logging.getLogger(__name__)
+
+wf_app = typer.Typer(
+    help="Kohn–Sham states → VAE latents → G0W0 corrections (Hou, Wu & Qiu 2024), on ≤ 2-atom cells.",
+    no_args_is_help=True,
+)
+app.add_typer(wf_app, name="wavefunction")
+
+Inputs = Annotated[list[str], typer.Argument(help="Structure files or bundled Alexandria ids (agm…)")]
+
+
+def _one_thread() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@wf_app.command("export")
+def export(
+    inputs: Inputs,
+    protocol: Annotated[str, typer.Option(help="Wavefunction protocol (wf-pbe-v1, test)")] = "wf-pbe-v1",
+    out: Annotated[
+        Path | None, typer.Option(help="Folder (default: $OPTILADDER_CACHE/wavefunctions)")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files")] = False,
+) -> None:
+    """Export |φ_nk(r)|, ρ̃(r) and eigenvalues per material (one float16 .npz each); a batch goes on past errors."""
+    _one_thread()
+    from ..engine.calculate import EngineError
+    from ..engine.wavefunctions import (
+        export_wavefunctions,
+        get_wf_protocol,
+        wavefunction_path,
+        write_wavefunctions,
+    )
+    from ..structures import StructureError
+
+    try:
+        get_wf_protocol(protocol)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    failed = 0
+    for item in inputs:
+        try:
+            d = export_wavefunctions(item, protocol)
+            path = write_wavefunctions(
+                d, wavefunction_path(d["meta"]["mat_id"], protocol, out), overwrite=overwrite
+            )
+            m = d["meta"]
+            typer.echo(
+                f"{m['mat_id']}  {m['formula']:<8} {d['wf'].shape[0]} k × {d['wf'].shape[1]} bands on "
+                f"{'×'.join(map(str, m['grid']))}  {sum(m['seconds'].values()):.1f} s  -> {path}"
+            )
+        except (StructureError, EngineError, FileExistsError) as exc:
+            failed += 1
+            typer.echo(f"FAILED {exc}", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@wf_app.command("gw")
+def gw(
+    inputs: Inputs,
+    protocol: Annotated[str, typer.Option(help="G0W0 protocol (gpaw-g0w0-v1, test)")] = "gpaw-g0w0-v1",
+    out: Annotated[Path, typer.Option(help="Folder of G0W0 records (<id>.json.gz)")] = Path("gw"),
+    name: Annotated[
+        list[str] | None, typer.Option(help="Material id to use for each input, in order (default: derived)")
+    ] = None,
+) -> None:
+    """G0W0@PBE QP energies per material; existing records are kept (skipped); a batch goes on past errors."""
+    _one_thread()
+    from ..engine.calculate import EngineError
+    from ..engine.gw import compute_gw, get_gw_protocol, gw_record_path, write_gw_record
+    from ..structures import StructureError
+
+    try:
+        get_gw_protocol(protocol)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    names = list(name or [])
+    if names and len(names) != len(inputs):
+        raise typer.BadParameter(f"--name given {len(names)} times for {len(inputs)} inputs")
+    failed = 0
+    for i, item in enumerate(inputs):
+        mat_id = names[i] if names else None
+        if mat_id and gw_record_path(out, mat_id).exists():
+            typer.echo(f"{mat_id}: record exists, skipped")
+            continue
+        try:
+            rec = compute_gw(item, protocol, mat_id=mat_id, name=mat_id)
+            path = write_gw_record(rec, gw_record_path(out, rec["mat_id"]))
+            typer.echo(
+                f"{rec['mat_id']}  {rec['formula']:<8} PBE {rec['gap_pbe']:.3f} eV  G0W0 {rec['gap_g0w0']:.3f} eV  "
+                f"{sum(rec['seconds'].values()):.0f} s  -> {path}"
+            )
+        except (StructureError, EngineError, FileExistsError) as exc:
+            failed += 1
+            typer.echo(f"FAILED {exc}", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@wf_app.command("show")
+def show(path: Annotated[Path, typer.Argument(help="A G0W0 record (.json.gz)")]) -> None:
+    """Print the gaps of a G0W0 record as JSON."""
+    from ..engine.gw import read_gw_record
+
+    rec = read_gw_record(path)
+    keys = ("mat_id", "formula", "gap_pbe", "gap_g0w0", "gap_pbe_direct", "gap_g0w0_direct", "seconds")
+    typer.echo(json.dumps({k: rec[k] for k in keys}))
