@@ -36,6 +36,9 @@ def export(
         Path | None, typer.Option(help="Folder (default: $OPTILADDER_CACHE/wavefunctions)")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing files")] = False,
+    name: Annotated[
+        list[str] | None, typer.Option(help="Material id to use for each input, in order (default: derived)")
+    ] = None,
 ) -> None:
     """Export |φ_nk(r)|, ρ̃(r) and eigenvalues per material (one float16 .npz each); a batch goes on past errors."""
     _one_thread()
@@ -52,10 +55,13 @@ def export(
         get_wf_protocol(protocol)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    names = list(name or [])
+    if names and len(names) != len(inputs):
+        raise typer.BadParameter(f"--name given {len(names)} times for {len(inputs)} inputs")
     failed = 0
-    for item in inputs:
+    for i, item in enumerate(inputs):
         try:
-            d = export_wavefunctions(item, protocol)
+            d = export_wavefunctions(item, protocol, mat_id=names[i] if names else None)
             path = write_wavefunctions(
                 d, wavefunction_path(d["meta"]["mat_id"], protocol, out), overwrite=overwrite
             )
@@ -116,6 +122,79 @@ def show(path: Annotated[Path, typer.Argument(help="A G0W0 record (.json.gz)")])
     """Print the gaps of a G0W0 record as JSON."""
     from ..engine.gw import read_gw_record
 
-    rec = read_gw_record(path)
+    try:
+        rec = read_gw_record(path)
+    except ValueError as exc:
+        typer.echo(f"FAILED {exc}", err=True)
+        raise typer.Exit(1) from None
     keys = ("mat_id", "formula", "gap_pbe", "gap_g0w0", "gap_pbe_direct", "gap_g0w0_direct", "seconds")
     typer.echo(json.dumps({k: rec[k] for k in keys}))
+
+
+@wf_app.command("train")
+def train(
+    exports: Annotated[
+        list[Path], typer.Argument(help="Wavefunction export files (.npz) or folders of them")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the models (vae-c<width>/)")] = Path("vae"),
+    channels: Annotated[list[int], typer.Option(help="Widths to train (one model each)")] = [4, 8],  # noqa: B006
+    grid: Annotated[int, typer.Option(help="Cubic model grid")] = 8,
+    epochs: Annotated[int, typer.Option()] = 8,
+    per_material: Annotated[int, typer.Option(help="Random training states per material")] = 48,
+    report: Annotated[Path | None, typer.Option(help="Write the results as JSON here")] = None,
+) -> None:
+    """Train the state VAE on train-split materials; print the held-out reconstruction R² per width."""
+    _one_thread()
+    from ..wavefunction.study import vae_study
+
+    files = _npz_files(exports)
+    res = vae_study(files, out, channels=channels, grid=grid, epochs=epochs, per_material=per_material)
+    for m in res["models"]:
+        typer.echo(
+            f"channels {m['channels']:>3}  params {m['n_parameters']:>7}  R² train {m['r2_train']:.3f}  "
+            f"held-out {m['r2_held_out']:.3f} (aligned {m['r2_held_out_aligned']:.3f})  {m['train_seconds']:.0f} s"
+        )
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(res, indent=1) + "\n")
+
+
+@wf_app.command("downstream")
+def downstream(
+    exports: Annotated[
+        list[Path], typer.Argument(help="Wavefunction export files (.npz) or folders of them")
+    ],
+    gw_dir: Annotated[Path, typer.Option("--gw", help="Folder of G0W0 records")] = Path("gw"),
+    vae: Annotated[Path, typer.Option(help="A VAE folder written by `train`")] = Path("vae/vae-c8"),
+    folds: Annotated[int, typer.Option(help="Cross-validation folds (by material)")] = 10,
+    report: Annotated[Path | None, typer.Option(help="Write the results as JSON here")] = None,
+) -> None:
+    """[ε_DFT, state latent, density latent] → ε_QP − ε_DFT: CV by material beside two baselines, then test."""
+    _one_thread()
+    from ..wavefunction.study import downstream_study
+
+    res = downstream_study(_npz_files(exports), sorted(gw_dir.glob("*.json.gz")), vae, n_folds=folds)
+    cv = res["cv"]
+    typer.echo(f"{cv['n_materials']} materials, {cv['n_states']} states, {cv['n_folds']} folds by material")
+    for k in ("model", "mean", "scissor"):
+        typer.echo(
+            f"  {k:<8} MAE {cv[k]['mae_pooled']:.3f} eV (folds {cv[k]['mae_fold_mean']:.3f} ± {cv[k]['mae_fold_std']:.3f})"
+        )
+    typer.echo(f"  eps-only MAE {res['cv_ablation_eps_only']['mae_pooled']:.3f} eV")
+    if "test" in res:
+        t = res["test"]
+        typer.echo(
+            f"test {res['test_materials']}: model {t['model_mae']:.3f}  mean {t['mean_mae']:.3f}  scissor {t['scissor_mae']:.3f} eV"
+        )
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(res, indent=1) + "\n")
+
+
+def _npz_files(items: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in items:
+        files.extend(sorted(p.glob("*.npz")) if p.is_dir() else [p])
+    if not files:
+        raise typer.BadParameter("no .npz files among the inputs")
+    return files
