@@ -23,6 +23,13 @@ app.add_typer(wf_app, name="wavefunction")
 Inputs = Annotated[list[str], typer.Argument(help="Structure files or bundled Alexandria ids (agm…)")]
 
 
+def _names(name: list[str] | None, inputs: list[str]) -> list[str]:
+    names = list(name or [])
+    if names and len(names) != len(inputs):
+        raise typer.BadParameter(f"--name given {len(names)} times for {len(inputs)} inputs")
+    return names
+
+
 def _one_thread() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -55,9 +62,7 @@ def export(
         get_wf_protocol(protocol)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    names = list(name or [])
-    if names and len(names) != len(inputs):
-        raise typer.BadParameter(f"--name given {len(names)} times for {len(inputs)} inputs")
+    names = _names(name, inputs)
     failed = 0
     for i, item in enumerate(inputs):
         try:
@@ -95,9 +100,7 @@ def gw(
         get_gw_protocol(protocol)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    names = list(name or [])
-    if names and len(names) != len(inputs):
-        raise typer.BadParameter(f"--name given {len(names)} times for {len(inputs)} inputs")
+    names = _names(name, inputs)
     failed = 0
     for i, item in enumerate(inputs):
         mat_id = names[i] if names else None

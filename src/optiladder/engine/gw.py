@@ -39,7 +39,7 @@ import numpy as np
 from .. import structures as st
 from .calculate import EngineError, MetallicError, _versions, alexandria_entry, band_gaps, prepare
 from .protocols import get_protocol
-from .wavefunctions import ground_state
+from .wavefunctions import atomic_write, ground_state
 
 log = logging.getLogger(__name__)
 
@@ -269,20 +269,8 @@ def gw_record_path(root: str | Path, mat_id: str) -> Path:
 
 def write_gw_record(rec: dict, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write a record atomically as gzipped JSON; refuses to overwrite an existing one (nothing stored is lost)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with gzip.open(tmp, "wt") as fh:
-            json.dump(rec, fh, sort_keys=True, separators=(",", ":"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    text = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
+    return atomic_write(path, lambda fh: fh.write(gzip.compress(text)), overwrite=overwrite)
 
 
 def read_gw_record(path: str | Path) -> dict:

@@ -256,24 +256,32 @@ def export_wavefunctions(
 ARRAYS = ("wf", "density", "eigenvalues", "kpts", "bands", "cell")
 
 
-def write_wavefunctions(data: dict, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write one export atomically (temporary file + rename) as a compressed ``.npz``; refuses to overwrite."""
+def atomic_write(path: str | Path, write, *, overwrite: bool = False) -> Path:
+    """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it into place.
+
+    Refuses to replace an existing file unless ``overwrite`` (nothing stored is lost); a failed write leaves no file.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".npz", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh, **{k: data[k] for k in ARRAYS}, meta=np.array(json.dumps(data["meta"], sort_keys=True))
-            )
+            write(fh)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_wavefunctions(data: dict, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write one export atomically (temporary file + rename) as a compressed ``.npz``; refuses to overwrite."""
+    arrays = {k: data[k] for k in ARRAYS}
+    meta = np.array(json.dumps(data["meta"], sort_keys=True))
+    return atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays, meta=meta), overwrite=overwrite)
 
 
 class WavefunctionFileError(ValueError):
