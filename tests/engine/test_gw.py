@@ -11,7 +11,9 @@ from optiladder.engine.gw import (
     compute_gw,
     get_gw_protocol,
     gw_record_path,
+    plane_waves,
     read_gw_record,
+    response_cutoff,
     state_corrections,
     write_gw_record,
 )
@@ -81,5 +83,10 @@ def test_metal_is_refused(tmp_path):
 def test_protocol_is_documented_data():
     p = get_gw_protocol("gpaw-g0w0-v1")
     assert p.ecut_extrapolation and p.kgrid == (4, 4, 4) and p.pw_ecut >= 450
+    v2 = get_gw_protocol("gpaw-g0w0-v2")
+    # v1 gave diamond (V = 11.3 Å³) 11 bands at 60 eV; v2 raises the cutoff to 40 bands, Si (40.9 Å³) keeps 60 eV
+    assert plane_waves(11.3, 60.0) == 11
+    assert response_cutoff(v2, 11.3) == 135.0 and plane_waves(11.3, 135.0) >= 40
+    assert response_cutoff(v2, 40.9) == 60.0 == response_cutoff(p, 11.3)
     with pytest.raises(ValueError, match="unknown GW protocol"):
         get_gw_protocol("nope")

@@ -84,7 +84,9 @@ def export(
 @wf_app.command("gw")
 def gw(
     inputs: Inputs,
-    protocol: Annotated[str, typer.Option(help="G0W0 protocol (gpaw-g0w0-v1, test)")] = "gpaw-g0w0-v1",
+    protocol: Annotated[
+        str, typer.Option(help="G0W0 protocol (gpaw-g0w0-v2, gpaw-g0w0-v1, test)")
+    ] = "gpaw-g0w0-v2",
     out: Annotated[Path, typer.Option(help="Folder of G0W0 records (<id>.json.gz)")] = Path("gw"),
     name: Annotated[
         list[str] | None, typer.Option(help="Material id to use for each input, in order (default: derived)")

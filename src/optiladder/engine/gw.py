@@ -61,6 +61,9 @@ class GWProtocol:
     ecut_extrapolation: bool = True
     #: bands for the response sum when not extrapolating (None: as many as plane waves at ``ecut``)
     nbands: int | None = None
+    #: raise ``ecut`` (per material) until the response has at least this many plane waves = bands (None: off);
+    #: v1 had none and gave small cells (C, BN: V ≈ 12 Å³) only 11-12 bands at 60 eV
+    min_bands: int | None = None
     #: N valence + N conduction bands get QP energies (1: the top valence and bottom conduction band)
     nside: int = 1
     integrate_gamma: str = "WS"
@@ -71,6 +74,8 @@ class GWProtocol:
     def as_record(self) -> dict:
         d = asdict(self)
         d.pop("production")
+        if d["min_bands"] is None:
+            d.pop("min_bands")  # absent from v1 records, which predate it
         d["kgrid"] = list(self.kgrid)
         d["method"] = "G0W0@PBE, full frequency (GPAW nonlinear grid), Hilbert transform, RPA screening"
         return d
@@ -80,6 +85,7 @@ GW_PROTOCOLS: dict[str, GWProtocol] = {
     p.name: p
     for p in (
         GWProtocol(name="gpaw-g0w0-v1"),
+        GWProtocol(name="gpaw-g0w0-v2", min_bands=40),
         GWProtocol(
             name="test",
             pw_ecut=250.0,
@@ -92,7 +98,21 @@ GW_PROTOCOLS: dict[str, GWProtocol] = {
         ),
     )
 }
-DEFAULT_GW_PROTOCOL = "gpaw-g0w0-v1"
+DEFAULT_GW_PROTOCOL = "gpaw-g0w0-v2"
+HARTREE, BOHR = 27.211386, 0.529177
+
+
+def plane_waves(volume: float, ecut: float) -> int:
+    """GPAW's band count for a response cutoff: plane waves below ``ecut`` (eV) in a cell of ``volume`` (Å³)."""
+    return int(volume / BOHR**3 * (ecut / HARTREE) ** 1.5 * 2**0.5 / 3 / np.pi**2)
+
+
+def response_cutoff(gp: GWProtocol, volume: float) -> float:
+    """The response cutoff (eV) used for a cell: ``gp.ecut``, raised to give ``gp.min_bands`` plane waves."""
+    if not gp.min_bands:
+        return gp.ecut
+    need = HARTREE * (gp.min_bands * 3 * np.pi**2 / (2**0.5 * volume / BOHR**3)) ** (2 / 3)
+    return max(gp.ecut, float(np.ceil(need)))
 
 
 def get_gw_protocol(name: str | GWProtocol) -> GWProtocol:
@@ -182,9 +202,9 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
     bands = (nocc - nval, nocc + gp.nside)
     try:
         volume = atoms.get_volume()
+        ecut = response_cutoff(gp, volume)
         # enough bands for the largest response cutoff (GPAW picks nbands = plane waves at each ecut)
-        npw = int(volume * (gp.ecut / 27.211386) ** 1.5 * 2**0.5 / 3 / np.pi**2 / 0.529177**3)
-        ndiag = max(npw, gp.nbands or 0, bands[1]) + 8
+        ndiag = max(plane_waves(volume, ecut), gp.nbands or 0, bands[1]) + 8
         calc.diagonalize_full_hamiltonian(nbands=ndiag)
         gpw = private / "gs.gpw"
         calc.write(str(gpw), mode="all")
@@ -200,7 +220,7 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
             str(gpw),
             filename=str(private / "g0w0"),
             bands=bands,
-            ecut=gp.ecut,
+            ecut=ecut,
             ecut_extrapolation=gp.ecut_extrapolation,
             integrate_gamma=gp.integrate_gamma,
             eta=gp.eta,
@@ -220,6 +240,8 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
     iv = nval - 1  # index of the top valence band within ``bands``
     return {
         "nocc": int(nocc),
+        "ecut_response": ecut,
+        "nbands_response": plane_waves(volume, ecut) if gp.nbands is None else gp.nbands,
         "bands": list(range(*bands)),
         "ibz_kpts": np.round(ibzk, 8).tolist(),
         "bz_kpts": np.round(bzk, 8).tolist(),

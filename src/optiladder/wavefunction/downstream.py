@@ -110,7 +110,10 @@ def fit_mlp(
 ) -> tuple[CorrectionMLP, np.ndarray, np.ndarray]:
     """Fit on standardized features (full-batch Adam, L1 loss); returns (model, feature mean, feature std)."""
     torch.manual_seed(seed)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(
+        sd > 1e-3, sd, 1.0
+    )  # a feature constant in training (e.g. one material's density) stays unscaled
     xt = torch.from_numpy(((x - mu) / sd).astype(np.float32))
     yt = torch.from_numpy(y.astype(np.float32))
     model = CorrectionMLP(x.shape[1], hidden)
