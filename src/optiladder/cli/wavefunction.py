@@ -169,7 +169,9 @@ def downstream(
     exports: Annotated[
         list[Path], typer.Argument(help="Wavefunction export files (.npz) or folders of them")
     ],
-    gw_dir: Annotated[Path, typer.Option("--gw", help="Folder of G0W0 records")] = Path("gw"),
+    gw: Annotated[
+        list[Path], typer.Option(help="G0W0 records or folders of them (repeat; a later record of a material wins)")
+    ] = [Path("gw")],  # noqa: B006
     vae: Annotated[Path, typer.Option(help="A VAE folder written by `train`")] = Path("vae/vae-c8"),
     folds: Annotated[int, typer.Option(help="Cross-validation folds (by material)")] = 10,
     report: Annotated[Path | None, typer.Option(help="Write the results as JSON here")] = None,
@@ -178,7 +180,11 @@ def downstream(
     _one_thread()
     from ..wavefunction.study import downstream_study
 
-    res = downstream_study(_npz_files(exports), sorted(gw_dir.glob("*.json.gz")), vae, n_folds=folds)
+    missing = [str(p) for p in gw if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"no such G0W0 record or folder: {', '.join(missing)}")
+    records = [f for p in gw for f in (sorted(p.glob("*.json.gz")) if p.is_dir() else [p])]
+    res = downstream_study(_npz_files(exports), records, vae, n_folds=folds)
     cv = res["cv"]
     typer.echo(f"{cv['n_materials']} materials, {cv['n_states']} states, {cv['n_folds']} folds by material")
     for k in ("model", "mean", "scissor"):
