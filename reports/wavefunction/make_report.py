@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from optiladder.engine.gw import read_gw_record
+from optiladder.engine.gw import plane_waves, read_gw_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,22 +30,29 @@ SHISHKIN_KRESSE = {
 
 def gw_table() -> str:
     rows = [
-        "| material | id | PBE gap (ours / S&K) | G0W0 gap (ours / S&K) | diff | correction ours / S&K | wall s |",
-        "|---|---|---|---|---|---|---|",
+        "| protocol | material | id | response bands | PBE gap (ours / S&K) | G0W0 gap (ours / S&K) | diff |"
+        " correction ours / S&K | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for path in sorted((ROOT / "dataset/gw/gpaw-g0w0-v1").glob("*.json.gz")):
+    for path in sorted((ROOT / "dataset/gw").glob("*/*.json.gz")):
         r = read_gw_record(path)
         ref = SHISHKIN_KRESSE.get(r["formula"])
         secs = sum(r["seconds"].values())
+        from pymatgen.core import Structure
+
+        nb = r.get("nbands_response") or plane_waves(Structure.from_dict(r["structure"]).volume, 60.0)
+        head = (
+            f"| {r['protocol']['name'].removeprefix('gpaw-g0w0-')} | {r['formula']} | {r['mat_id']} | {nb} "
+        )
         if ref:
             rows.append(
-                f"| {r['formula']} | {r['mat_id']} | {r['gap_pbe']:.2f} / {ref['pbe']:.2f} | "
+                head + f"| {r['gap_pbe']:.2f} / {ref['pbe']:.2f} | "
                 f"{r['gap_g0w0']:.2f} / {ref['g0w0']:.2f} | {r['gap_g0w0'] - ref['g0w0']:+.2f} | "
                 f"{r['gap_g0w0'] - r['gap_pbe']:.2f} / {ref['g0w0'] - ref['pbe']:.2f} | {secs:.0f} |"
             )
         else:
             rows.append(
-                f"| {r['formula']} | {r['mat_id']} | {r['gap_pbe']:.2f} / – | {r['gap_g0w0']:.2f} / – | – | "
+                head + f"| {r['gap_pbe']:.2f} / – | {r['gap_g0w0']:.2f} / – | – | "
                 f"{r['gap_g0w0'] - r['gap_pbe']:.2f} / – | {secs:.0f} |"
             )
     return "\n".join(rows)
