@@ -170,7 +170,8 @@ def downstream(
         list[Path], typer.Argument(help="Wavefunction export files (.npz) or folders of them")
     ],
     gw: Annotated[
-        list[Path], typer.Option(help="G0W0 records or folders of them (repeat; a later record of a material wins)")
+        list[Path],
+        typer.Option(help="G0W0 records or folders of them (repeat; a later record of a material wins)"),
     ] = [Path("gw")],  # noqa: B006
     vae: Annotated[Path, typer.Option(help="A VAE folder written by `train`")] = Path("vae/vae-c8"),
     folds: Annotated[int, typer.Option(help="Cross-validation folds (by material)")] = 10,
