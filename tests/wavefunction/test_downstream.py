@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,38 @@ def test_cv_refuses_held_out_materials():
     t.mat_ids[0] = "agm003157621"  # SiC, a test-split material
     with pytest.raises(LeakageError):
         cross_validate(t, n_folds=3, epochs=1)
+
+
+@pytest.mark.slow
+@pytest.mark.gpaw
+def test_table_joins_real_states_with_the_committed_si_labels(tmp_path):
+    """Si states on the full 4×4×4 grid (cheap ground state) get the committed G0W0 labels via the IBZ map."""
+    import torch
+
+    from optiladder.engine.gw import read_gw_record
+    from optiladder.engine.wavefunctions import (
+        WavefunctionProtocol,
+        export_wavefunctions,
+        write_wavefunctions,
+    )
+    from optiladder.wavefunction.data import load_states
+    from optiladder.wavefunction.downstream import build_table
+    from optiladder.wavefunction.vae import StateVAE
+
+    labels = Path(__file__).resolve().parents[2] / "dataset/gw/gpaw-g0w0-v1/agm003157600.json.gz"
+    rec = read_gw_record(labels)
+    wp = WavefunctionProtocol(name="t-444", ground_state="test", kgrid=(4, 4, 4), nside=1, production=False)
+    d = export_wavefunctions("agm003157600", wp, workdir=tmp_path)
+    states = load_states([write_wavefunctions(d, tmp_path / "si.npz")], grid=8)
+    torch.manual_seed(0)
+    table = build_table(states, {rec["mat_id"]: rec}, StateVAE(channels=4, latent=8).eval())
+    assert table.features.shape == (64 * 2, 1 + 8 + 8 + 1) and table.mat_ids == ["agm003157600"]
+    v = table.valence
+    assert v.sum() == 64 and table.features[v, 0].max() == pytest.approx(
+        0.0, abs=1e-6
+    )  # ε relative to the VBM
+    assert table.features[~v, 0].min() == pytest.approx(rec["gap_pbe"], abs=1e-3)
+    corr = np.asarray(rec["eps_qp"]) - np.asarray(rec["eps_dft"])
+    for rows, col in ((v, 0), (~v, 1)):  # every state gets an IBZ label, and every IBZ label is used
+        dist = np.abs(table.target[rows][:, None] - corr[None, :, col])
+        assert dist.min(1).max() < 1e-4 and dist.min(0).max() < 1e-4
