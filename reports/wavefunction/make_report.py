@@ -1,7 +1,7 @@
 """Write reports/wavefunction/README.md's tables from the committed G0W0 records and the study JSON files.
 
-Run from the repository root: ``python reports/wavefunction/make_report.py`` (prints Markdown tables; the
-README embeds them). Inputs: ``dataset/gw/gpaw-g0w0-v1/*.json.gz``, ``reports/wavefunction/vae.json``,
+Run from the repository root: ``python reports/wavefunction/make_report.py`` (fills README.template.md into
+README.md). Inputs: ``dataset/gw/*/*.json.gz``, ``reports/wavefunction/vae.json``,
 ``reports/wavefunction/downstream.json`` (written by ``optiladder wavefunction train|downstream --report``).
 """
 
@@ -124,11 +124,8 @@ def downstream_table() -> str:
 
 
 if __name__ == "__main__":
-    print(
-        "## G0W0 validation\n\n"
-        + gw_table()
-        + "\n\n## VAE\n\n"
-        + vae_table()
-        + "\n\n## Downstream\n\n"
-        + downstream_table()
-    )
+    here = Path(__file__).parent
+    text = (here / "README.template.md").read_text()
+    text = text.replace("GW_TABLE", gw_table()).replace("DOWNSTREAM_TABLE", downstream_table())
+    (here / "README.md").write_text(text)
+    print(f"wrote {here / 'README.md'}")
