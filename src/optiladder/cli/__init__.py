@@ -15,6 +15,7 @@ from . import pretrained as _pretrained  # noqa: F401  (optiladder pretrained li
 from . import serve as _serve  # noqa: F401  (optiladder serve)
 from . import study as _study  # noqa: F401  (optiladder study paper)
 from . import tune as _tune  # noqa: F401  (optiladder tune)
+from . import wavefunction as _wavefunction  # noqa: F401  (optiladder wavefunction ...)
 from ._app import app
 
 

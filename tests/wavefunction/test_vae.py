@@ -1,0 +1,143 @@
+"""The state VAE: invariances on real GPAW states of Si, R², training, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pymatgen.core import Lattice, Structure  # noqa: E402
+
+from optiladder.engine.wavefunctions import (  # noqa: E402
+    WavefunctionProtocol,
+    export_wavefunctions,
+    write_wavefunctions,
+)
+from optiladder.wavefunction.data import load_states, r2_score, resample, scale_states  # noqa: E402
+from optiladder.wavefunction.vae import (  # noqa: E402
+    StateVAE,
+    aligned_r2,
+    encode_states,
+    load_vae,
+    reconstruct,
+    save_vae,
+    train_vae,
+)
+
+#: all 8 bands from the bottom (4 valence + 4 conduction): degenerate subspaces are complete except at the top
+T4 = WavefunctionProtocol(name="test-8bands", ground_state="test", kgrid=(2, 2, 2), nside=4, production=False)
+PERM = (1, 2, 0)  # a'_i = a_PERM[i]
+
+
+@pytest.fixture(scope="module")
+def si_pair(tmp_path_factory):
+    """Si in its standard primitive cell, and the same crystal with cyclically permuted lattice vectors."""
+    work = tmp_path_factory.mktemp("vae")
+    a = export_wavefunctions("agm003157600", T4, workdir=work)
+    s = Structure.from_dict(a["meta"]["structure"])
+    m = s.lattice.matrix[list(PERM)]
+    perm = Structure(Lattice(m), s.species, s.frac_coords[:, list(PERM)])
+    b = export_wavefunctions(perm, T4, name="Si-permuted", workdir=work, symmetrize=False)
+    return a, b
+
+
+def _subspaces(eig: np.ndarray, top: int) -> list[list[int]]:
+    """Groups of degenerate band positions (1 meV), dropping any group that touches the top exported band."""
+    groups, cur = [], [0]
+    for i in range(1, len(eig)):
+        if abs(eig[i] - eig[cur[-1]]) < 1e-3:
+            cur.append(i)
+        else:
+            groups.append(cur)
+            cur = [i]
+    groups.append(cur)
+    return [g for g in groups if top not in g]
+
+
+def _subspace_fields(d: dict, perm=None) -> tuple[list[np.ndarray], list[tuple]]:
+    """sqrt of the summed |φ|² of each complete degenerate subspace at each k; keys (k in the original frame, bands)."""
+    out, keys = [], []
+    for k, kp in enumerate(d["kpts"]):
+        kk = np.round(kp % 1.0, 6)
+        if perm is not None:  # k'_i = k_PERM[i]  ->  k_j = k'_{PERM^-1[j]}
+            kk = kk[np.argsort(perm)]
+        for g in _subspaces(d["eigenvalues"][k], top=len(d["bands"]) - 1):
+            dens = (d["wf"][k, g].astype(np.float64) ** 2).sum(0)
+            field = np.sqrt(dens)
+            if perm is not None:
+                field = field.transpose(np.argsort(perm))
+            out.append(field)
+            keys.append((tuple(kk), tuple(g)))
+    return out, keys
+
+
+@pytest.mark.slow
+def test_latent_invariant_under_lattice_permutation_and_origin_shift(si_pair):
+    a, b = si_pair
+    # the permuted calculation's eigenvalues are those of the original at the permuted k-points
+    fa, ka = _subspace_fields(a)
+    fb, kb = _subspace_fields(b, PERM)
+    common = sorted(set(ka) & set(kb))
+    assert len(common) >= 12
+    xa = np.stack([fa[ka.index(c)] for c in common])
+    xb = np.stack([fb[kb.index(c)] for c in common])
+    # physics: the permuted crystal's subspace densities are the original ones on permuted axes
+    assert np.abs(xa - xb).max() / xa.max() < 0.02
+    torch.manual_seed(0)
+    model = StateVAE(channels=4, latent=8).eval()
+    # the model sees each field in its own calculation's frame (the permuted one on permuted axes)
+    sa, _ = scale_states(xa.astype(np.float32))
+    sb, _ = scale_states(np.stack([x.transpose(PERM) for x in xb]).astype(np.float32))
+    za, zb = encode_states(model, sa), encode_states(model, sb)
+    spread = np.abs(za[:, None] - za[None]).max()
+    assert spread > 1e-3  # different states do get different codes
+    assert np.abs(za - zb).max() < 0.02 * spread
+    # origin shifted by whole grid steps of the native grid: identical codes (to float rounding)
+    zs = encode_states(model, np.roll(sa, (1, 5, 3), axis=(1, 2, 3)))
+    assert np.abs(zs - za).max() < 1e-5 * max(1.0, np.abs(za).max())
+
+
+def test_r2_known_cases():
+    y = np.array([1.0, -1.0, 1.0, -1.0])
+    assert r2_score(y, y) == 1.0
+    assert r2_score(y, np.zeros(4)) == pytest.approx(0.0)
+    assert r2_score(y, y + 0.5) == pytest.approx(0.75)  # Σ res² = 4·0.25, Σ tot² = 4
+    assert r2_score(y, -y) == pytest.approx(-3.0)
+    with pytest.raises(ValueError, match="constant"):
+        r2_score(np.ones(3), np.ones(3))
+    # alignment over axis permutations recovers a transposed reconstruction
+    rng = np.random.default_rng(0)
+    t = rng.random((3, 4, 4, 4))
+    assert aligned_r2(t, np.stack([x.transpose(2, 0, 1) for x in t])) == pytest.approx(1.0)
+
+
+def test_resample_is_exact_on_coincident_points():
+    x = np.arange(20) / 20
+    f = np.cos(2 * np.pi * x)[:, None, None] * np.ones((20, 20, 20))
+    g = resample(f, 10)
+    np.testing.assert_allclose(g[:, 0, 0], np.cos(2 * np.pi * np.arange(10) / 10), atol=1e-6)
+    np.testing.assert_allclose(resample(f, 20), f, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_training_reduces_error_and_round_trips(si_pair, tmp_path):
+    a, _ = si_pair
+    path = write_wavefunctions(a, tmp_path / "si.npz")
+    states = load_states([path], grid=8)
+    assert states.x.shape == (8 * 8, 8, 8, 8) and states.density.shape == (1, 8, 8, 8)
+    assert 0.99 < states.x.max() <= 1.0
+    torch.manual_seed(0)
+    r2_untrained = r2_score(states.x, reconstruct(StateVAE(channels=4, latent=8), states.x))
+    model, hist = train_vae(states.x, channels=4, latent=8, epochs=20, batch_size=8, lr=2e-3, beta=1e-6)
+    assert hist[-1]["mse"] < 0.8 * hist[0]["mse"]
+    recon = reconstruct(model, states.x)
+    assert recon.shape == states.x.shape  # the adaptive last layer returns the input grid
+    assert r2_score(states.x, recon) > r2_untrained + 0.2
+    out = save_vae(model, tmp_path / "vae", {"task": "test"})
+    back, card = load_vae(out)
+    assert card["weights"]["n_parameters"] == sum(p.numel() for p in model.parameters())
+    np.testing.assert_allclose(encode_states(back, states.x), encode_states(model, states.x), atol=1e-6)
+    (out / "weights.pt").write_bytes((out / "weights.pt").read_bytes()[:-8] + b"corrupt!")
+    with pytest.raises(ValueError, match="checksum"):
+        load_vae(out)
