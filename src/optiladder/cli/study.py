@@ -88,3 +88,47 @@ def paper(
     typer.echo(
         f"baseline median SC {res['baseline']['median_sc']:.3f}; report: {out / 'README.md'} ({res['seconds_total']:.0f} s)"
     )
+
+
+@study_app.command("levers")
+def levers(
+    out: Annotated[Path, typer.Option(help="Report folder (README.md, results.json, CSVs)")] = Path(
+        "reports/levers"
+    ),
+    dataset: Annotated[
+        Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
+    ] = None,
+    extra: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder of evaluation-only records (validation/test ids only); repeatable"),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per variant (mean ± std reported)")] = 3,
+    sizes: Annotated[str, typer.Option(help="Comma-separated RPA training-set sizes (plus all)")] = "100",
+    variants: Annotated[
+        str, typer.Option(help="Comma-separated variants (default: all)")
+    ] = "faithful-paper,faithful-tuned,free-labels,foundation,free+foundation",
+    ensemble: Annotated[int, typer.Option(help="Ensemble members for the winner")] = 5,
+    quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run (CI)")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Faithful OptiMate vs free labels, foundation features, ensembles and the onset rule; one report."""
+    from ..data.store import Store
+    from ..study.levers import LeverOptions, run_levers
+
+    if verbose:
+        logging.getLogger("optiladder").setLevel(logging.INFO)
+    kw = dict(
+        extra=tuple(str(e) for e in extra or ()),
+        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        threads=threads,
+    )
+    try:
+        opts = LeverOptions.quick_mode(**kw) if quick else LeverOptions(seeds=seeds, ensemble=ensemble, **kw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    res = run_levers(out, opts, Store(dataset) if dataset else Store())
+    for key, row in res["table"].items():
+        typer.echo(f"{key:<28} val {row['validation']['median_sc']:.3f}  test {row['test']['median_sc']:.3f}")
+    typer.echo(f"baseline {res['baseline']}, winner {res['winner']}; report: {out / 'README.md'} ({res['seconds']:.0f} s)")
