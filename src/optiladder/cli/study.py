@@ -131,4 +131,37 @@ def levers(
     res = run_levers(out, opts, Store(dataset) if dataset else Store())
     for key, row in res["table"].items():
         typer.echo(f"{key:<28} val {row['validation']['median_sc']:.3f}  test {row['test']['median_sc']:.3f}")
-    typer.echo(f"baseline {res['baseline']}, winner {res['winner']}; report: {out / 'README.md'} ({res['seconds']:.0f} s)")
+    typer.echo(
+        f"baseline {res['baseline']}, winner {res['winner']}; report: {out / 'README.md'} ({res['seconds']:.0f} s)"
+    )
+
+
+@study_app.command("acquire")
+def acquire(
+    models: Annotated[
+        Path, typer.Option(help="Folder with the ensemble members rpa-member*.pt (written by study levers)")
+    ] = Path("reports/levers/models"),
+    out: Annotated[Path, typer.Option(help="Ranked id file for `campaign run --order`")] = Path(
+        "acquisition.txt"
+    ),
+    dataset: Annotated[
+        Path | None, typer.Option(help="Records folder (computed materials are skipped)")
+    ] = None,
+    max_atoms: Annotated[int, typer.Option(help="Largest cell to propose")] = 6,
+    limit: Annotated[int, typer.Option(help="Rank only the first N candidates (0: all)")] = 0,
+) -> None:
+    """Rank uncomputed train/none structures by ensemble uncertainty and diversity; write the id list."""
+    from ..data.store import Store
+    from ..study.acquire import acquire as run_acquire
+    from ..study.acquire import write_order
+
+    try:
+        ranked = run_acquire(models, Store(dataset) if dataset else Store(), max_atoms=max_atoms, limit=limit)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    write_order(out, ranked, note=f"ensemble {models}")
+    for r in ranked[:10]:
+        typer.echo(
+            f"{r['mat_id']}  {r['formula']:<12} {r['nsites']} atoms  uncertainty {r['uncertainty']:.3f}  distance {r['distance']:.2f}"
+        )
+    typer.echo(f"{len(ranked)} candidates ranked; order file: {out}")
