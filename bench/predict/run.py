@@ -50,7 +50,7 @@ def single(repeats: int) -> dict:
     s = p.read(cif)
     graphs = p.graph(s)
     (h,) = set(graphs)
-    rpa = p.models["rpa"].model
+    rpa = p.models["rpa"].net
     batch = GraphBatch.from_graphs([graphs[h]])
     out = {}
     out["read_ms"] = _median_ms(lambda: p.read(cif), repeats)
@@ -66,7 +66,7 @@ def single(repeats: int) -> dict:
     out["post_ms"] = p.timings["post"] / repeats * 1e3
     out["end_to_end_rpa_only_ms"] = _median_ms(lambda: p.predict_one(cif, levels=("rpa",)), repeats)
     out["n_edges"] = int(graphs[h].num_edges)
-    out["params"] = {n: int(sum(x.numel() for x in m.model.parameters())) for n, m in p.models.items()}
+    out["params"] = {n: m.num_parameters() for n, m in p.models.items()}
     assert res[0].ok
     return out
 

@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -106,6 +106,14 @@ class Featurizer:
         d["elements"] = tuple(tuple(e) for e in d["elements"])
         return cls(**d)
 
+    #: the featurizer's name in saved specs (:data:`FEATURIZERS`); a subclass that adds node features (e.g.
+    #: frozen foundation-model embeddings) registers itself under its own name with its own parameters
+    kind: ClassVar[str] = "optimate"
+
+    def spec(self) -> dict[str, Any]:
+        """The declared, saved form ``{"name": kind, "params": to_dict()}`` (``featurizer.json`` of a model)."""
+        return {"name": self.kind, "params": self.to_dict()}
+
     def hash(self) -> str:
         """sha256 (hex, first 16 characters) of the canonical JSON of :meth:`to_dict`."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -139,6 +147,21 @@ class Featurizer:
 
 
 DEFAULT_FEATURIZER = Featurizer()
+#: featurizer name → class, for :func:`featurizer_from_spec`
+FEATURIZERS: dict[str, type[Featurizer]] = {Featurizer.kind: Featurizer}
+
+
+def featurizer_from_spec(spec: dict[str, Any]) -> Featurizer:
+    """The featurizer a saved spec (:meth:`Featurizer.spec`) declares; raises ``ValueError`` if unknown/bad."""
+    if not isinstance(spec, dict) or "name" not in spec or "params" not in spec:
+        raise ValueError("not a featurizer spec (needs 'name' and 'params')")
+    cls = FEATURIZERS.get(spec["name"])
+    if cls is None:
+        raise ValueError(f"unknown featurizer {spec['name']!r}; known: {', '.join(FEATURIZERS)}")
+    try:
+        return cls.from_dict(spec["params"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad featurizer parameters ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass

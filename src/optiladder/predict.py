@@ -3,12 +3,12 @@
 >>> from optiladder.predict import Predictor
 >>> p = Predictor.from_pretrained()                       # ipa, rpa and sc models, CPU
 >>> [res] = p.predict(["examples/SiC.cif"])
->>> res.spectra["rpa"].optics()["alpha_cm"]                # α(ω) in cm⁻¹ on the 0–20 eV grid
+>>> res.spectra["rpa"].optics()["alpha_cm"]                # α(ω) in cm⁻¹ on the model's grid
 >>> res.verdict()                                           # is IPA good enough for SiC?
 
 Inputs: file paths (CIF, POSCAR, extended XYZ, any ASE format, pymatgen JSON), pymatgen ``Structure``, ASE
 ``Atoms`` or pasted text (:func:`parse_text`). Each result holds ``Spectrum`` objects (trace of Im ε on the
-2001-point model grid 0–20 eV; Re ε by Kramers–Kronig; n, k, α, R, loss via ``Spectrum.optics()``) and, with the
+grid of the model's target spec; Re ε by Kramers–Kronig; n, k, α, R, loss via ``Spectrum.optics()``) and, with the
 ``sc`` model, the predicted SC[RPA; IPA] with the verdict "IPA is good enough" when SC ≥
 :data:`IPA_GOOD_ENOUGH_SC`.
 
@@ -23,35 +23,23 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
-from .spectra import MODEL_GRID, Spectrum, kk_real_from_imag
+from .spectra import Spectrum, kk_real_from_imag
 from .structures import DEFAULT_MAX_ATOMS, StructureError
+from .targets import LEVELS, SC_GOOD_ENOUGH, PostProcess, level_choices, levels_of
 
 log = logging.getLogger(__name__)
 
-#: Predicted SC[RPA; IPA] at or above which the IPA spectrum is "good enough" for a material.
-#: 0.9 is the median SC[RPA_ML; RPA_DFT] the published OptiMate reaches with all 4,610 training spectra
-#: (Grunert et al. 2025, Fig. 3): when IPA is that close to RPA, the difference local-field effects make is
-#: no larger than the typical error of the best RPA model, so an IPA calculation (or prediction) suffices.
-#: Below it the local-field effects matter and RPA should be used. (In our GPAW dataset only ~3 % of
-#: materials reach it; the median SC[RPA; IPA] is ~0.71, as the paper's 0.69.)
-IPA_GOOD_ENOUGH_SC = 0.9
+#: Predicted SC[RPA; IPA] at or above which the IPA spectrum is "good enough" (see
+#: :data:`optiladder.targets.SC_GOOD_ENOUGH`); below it the local-field effects matter and RPA should be used.
+IPA_GOOD_ENOUGH_SC = SC_GOOD_ENOUGH
 
-#: Gaussian smoothing (standard deviation, eV) applied to predicted Im ε. The spectra the models learn carry a
-#: 0.3 eV broadening, so nothing real in them is narrower than that; the spectrum head predicts every grid
-#: point separately and leaves point-to-point noise, which the smoothing removes (and with it the noise it
-#: would put into α and R at high energy). It changes the test-split median SC by < 0.01.
-SMOOTH_EV = 0.1
-
-#: Predicted Im ε (0–20 eV) is continued beyond 20 eV as (20 eV/ω)³ for Kramers–Kronig
-#: (see :func:`optiladder.spectra.kk_real_from_imag`): no spike at 20 eV, and ε∞ within ~0.6 % of GPAW's.
-KK_TAIL = 3.0
-
-LevelChoice = Literal["rpa", "ipa", "both"]
-LEVEL_CHOICES: tuple[str, ...] = get_args(LevelChoice)
+#: Level options of the user interfaces (every level of the ladder, and ``both``)
+LEVEL_CHOICES: tuple[str, ...] = level_choices()
+LevelChoice = str
 #: File name patterns picked from a directory given as input.
 STRUCTURE_PATTERNS: tuple[str, ...] = (
     "*.cif",
@@ -66,13 +54,6 @@ STRUCTURE_PATTERNS: tuple[str, ...] = (
     "*.json",
     "*.json.gz",
 )
-
-
-def levels_of(choice: str) -> tuple[str, ...]:
-    """``"rpa"`` → ``("rpa",)``, ``"ipa"`` → ``("ipa",)``, ``"both"`` → ``("ipa", "rpa")``."""
-    if choice not in LEVEL_CHOICES:
-        raise ValueError(f"level must be one of {LEVEL_CHOICES}, not {choice!r}")
-    return ("ipa", "rpa") if choice == "both" else (choice,)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,8 +160,8 @@ def expand_inputs(items: Iterable[str | Path]) -> list[str]:
 class GraphBatch:
     """Several crystal graphs joined into one disconnected graph (what ``OptiMate.forward`` reads).
 
-    ``x`` ``[n_nodes, 13]``, ``edge_index`` ``[2, n_edges]`` (offset per graph), ``edge_attr``
-    ``[n_edges, 51]``, ``batch`` ``[n_nodes]`` (graph index per node), ``num_graphs``. Built with two NumPy
+    ``x`` ``[n_nodes, node_dim]``, ``edge_index`` ``[2, n_edges]`` (offset per graph), ``edge_attr``
+    ``[n_edges, edge_dim]``, ``batch`` ``[n_nodes]`` (graph index per node), ``num_graphs``. Built with two NumPy
     concatenations, ~10× faster than ``torch_geometric.data.Batch.from_data_list`` for small crystals.
     """
 
@@ -216,15 +197,17 @@ class GraphBatch:
 class Prediction:
     """The prediction for one input.
 
-    ``spectra``: level (``"ipa"``/``"rpa"``) → :class:`~optiladder.spectra.Spectrum` with the trace of Im ε and
-    of Re ε (Kramers–Kronig) on the model grid (eV). ``sc``: predicted SC[RPA; IPA] (None without the ``sc``
-    model). ``error``: one line ``"<name>: <problem>"`` if the input failed (then ``spectra`` is empty).
+    ``spectra``: level → :class:`~optiladder.spectra.Spectrum` with Im ε (trace, or x/y/z for a tensor model)
+    and Re ε (Kramers–Kronig) on the model's grid (eV). ``spread``: level → the ensemble's standard deviation
+    of Im ε over its members (ensembles only). ``sc``: predicted SC[RPA; IPA] (None without the ``sc`` model).
+    ``error``: one line ``"<name>: <problem>"`` if the input failed (then ``spectra`` is empty).
     """
 
     name: str
     formula: str | None = None
     nsites: int | None = None
     spectra: dict[str, Spectrum] = field(default_factory=dict)
+    spread: dict[str, np.ndarray] = field(default_factory=dict)
     sc: float | None = None
     threshold: float = IPA_GOOD_ENOUGH_SC
     error: str | None = None
@@ -309,12 +292,14 @@ def _rounded(values: np.ndarray, digits: int) -> list[float]:
 # predictor
 # --------------------------------------------------------------------------------------------------
 class Predictor:
-    """Pretrained models loaded once; predicts spectra and the IPA verdict for batches of structures.
+    """Trained models loaded once; predicts spectra and the IPA verdict for batches of structures.
 
-    ``models``: name (``"ipa"``, ``"rpa"``, ``"sc"``) → :class:`~optiladder.pretrained.LoadedModel`; at least one
-    spectrum model. ``batch_size``: graphs per forward pass. ``threshold``: SC[RPA; IPA] at which IPA counts as
-    good enough (:data:`IPA_GOOD_ENOUGH_SC`). ``max_atoms``: larger cells are refused. ``smooth_ev``: Gaussian
-    smoothing of predicted Im ε in eV (:data:`SMOOTH_EV`; 0 = raw network output).
+    ``models``: name → :class:`~optiladder.training.model.Model`; what each predicts is read from its target
+    spec: spectrum (or tensor) models give the spectra of their level, a scalar ``sc`` model gives SC[X; Y].
+    At least one spectrum model. ``batch_size``: graphs per forward pass. ``threshold``: SC[RPA; IPA] at which
+    IPA counts as good enough (:data:`IPA_GOOD_ENOUGH_SC`). ``max_atoms``: larger cells are refused.
+    ``smooth_ev``: override of the Gaussian smoothing (eV) the models' target specs record (None: as recorded;
+    0 = raw network output).
     """
 
     def __init__(
@@ -324,43 +309,66 @@ class Predictor:
         batch_size: int = 64,
         threshold: float = IPA_GOOD_ENOUGH_SC,
         max_atoms: int = DEFAULT_MAX_ATOMS,
-        smooth_ev: float = SMOOTH_EV,
+        smooth_ev: float | None = None,
         device: str = "cpu",
     ):
-        if not any(k in models for k in ("ipa", "rpa")):
-            raise ValueError("a Predictor needs at least one spectrum model (ipa or rpa)")
         self.models = dict(models)
+        #: level → name of the model that predicts its spectrum
+        self.level_models: dict[str, str] = {}
+        self.sc_model: str | None = None
+        for name, m in self.models.items():
+            t = m.target
+            if t.is_spectrum:
+                if t.level in self.level_models:
+                    raise ValueError(f"models {self.level_models[t.level]} and {name} both predict {t.level}")
+                self.level_models[t.level] = name
+            elif t.quantity == "sc":
+                self.sc_model = name
+        if not self.level_models:
+            raise ValueError("a Predictor needs at least one spectrum model")
         self.batch_size = int(batch_size)
         self.threshold = float(threshold)
         self.max_atoms = int(max_atoms)
-        self.smooth_ev = float(smooth_ev)
+        self.smooth_ev = None if smooth_ev is None else float(smooth_ev)
         self.device = device
         feats = {m.featurizer.hash(): m.featurizer for m in self.models.values()}
         #: featurizer hash → featurizer; graphs are built once per distinct featurizer
         self.featurizers = feats
         self._model_feat = {name: m.featurizer.hash() for name, m in self.models.items()}
-        self.grid = MODEL_GRID
         self.timings: dict[str, float] = {"read": 0.0, "graph": 0.0, "forward": 0.0, "post": 0.0}
 
     @classmethod
     def from_pretrained(
         cls,
-        levels: Sequence[str] = ("ipa", "rpa"),
+        levels: Sequence[str] = LEVELS,
         *,
         sc: bool = True,
         root: str | Path | None = None,
         device: str = "cpu",
+        versions: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> Predictor:
-        """Load the shipped models of ``levels`` (and ``sc``); weights are checksum-verified."""
+        """Load the shipped models of ``levels`` (and ``sc``), newest versions unless ``versions`` pins some
+        (name → version); every file is checksum-verified."""
         from .pretrained import load_model
 
-        names = [lv for lv in ("ipa", "rpa") if lv in levels] + (["sc"] if sc else [])
-        return cls({n: load_model(n, root=root, device=device) for n in names}, device=device, **kwargs)
+        versions = versions or {}
+        names = [lv for lv in LEVELS if lv in levels] + (["sc"] if sc else [])
+        return cls(
+            {n: load_model(n, versions.get(n), root=root, device=device) for n in names},
+            device=device,
+            **kwargs,
+        )
 
     @property
     def levels(self) -> tuple[str, ...]:
-        return tuple(lv for lv in ("ipa", "rpa") if lv in self.models)
+        """Levels whose spectra the loaded models predict, cheapest first."""
+        return tuple(lv for lv in LEVELS if lv in self.level_models)
+
+    @property
+    def grid(self) -> np.ndarray:
+        """ω (eV) of the first spectrum model (each spectrum carries its own grid)."""
+        return self.models[self.level_models[self.levels[0]]].target.omega()
 
     def cards(self) -> dict[str, dict]:
         return {name: m.card for name, m in self.models.items()}
@@ -386,14 +394,15 @@ class Predictor:
         embed: bool = False,
         models: Iterable[str] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Stage 3: model name → output ``[n, 2001]`` (spectra) or ``[n]`` (sc) for ``models`` (default: all
-        loaded); with ``embed`` also ``"embedding"`` ``[n, 384]``, the sc model's (else the first model's)
-        pooled latent vector."""
+        """Stage 3: model name → raw output ``[n, out_dim]`` (spectra) or ``[n]`` (scalars) for ``models``
+        (default: all loaded); an ensemble adds ``"<name>.spread"`` (standard deviation over its members); with
+        ``embed`` also ``"embedding"`` ``[n, embedding_dim]``, the sc model's (else the first model's) pooled
+        latent vector."""
         import torch
 
         out: dict[str, np.ndarray] = {}
         batches: dict[str, GraphBatch] = {}
-        embed_model = "sc" if "sc" in self.models else next(iter(self.models))
+        embed_model = self.sc_model or next(iter(self.models))
         wanted = set(self.models if models is None else models) | ({embed_model} if embed else set())
         with torch.inference_mode():
             for name, m in self.models.items():
@@ -403,13 +412,12 @@ class Predictor:
                 if h not in batches:
                     batches[h] = GraphBatch.from_graphs([g[h] for g in graphs], self.device)
                 if embed and name == embed_model:
-                    z = m.model.embed(batches[h])
-                    y = m.model.head(z)
-                    out["embedding"] = z.cpu().numpy()
-                else:
-                    y = m.model(batches[h])
+                    out["embedding"] = m.embed(batches[h]).cpu().numpy()
+                y, spread = m.forward(batches[h]) if m.members > 1 else (m(batches[h]), None)
                 y = y.cpu().numpy().astype(np.float64)
-                out[name] = y[:, 0] if y.shape[1] == 1 else y
+                out[name] = y if m.target.is_spectrum else y[:, 0]
+                if spread is not None:
+                    out[f"{name}.spread"] = spread.cpu().numpy().astype(np.float64)
         return out
 
     # ---- whole pipeline -------------------------------------------------------------------------
@@ -434,7 +442,7 @@ class Predictor:
         sources = list(sources)
         labels = list(names) if names is not None else [source_name(s, i) for i, s in enumerate(sources)]
         want = tuple(levels) if levels is not None else self.levels
-        missing = [lv for lv in want if lv not in self.models]
+        missing = [lv for lv in want if lv not in self.level_models]
         if missing:
             raise ValueError(f"level(s) {missing} requested but their model is not loaded")
         results: list[Prediction] = []
@@ -461,14 +469,12 @@ class Predictor:
         self.timings["read"] += time.perf_counter() - t0
         return self.predict([structure], [name], validated=True, **kwargs)[0]
 
-    def _smooth(self, im: np.ndarray) -> np.ndarray:
-        """Gaussian smoothing of ``[n, n_grid]`` spectra with σ = :attr:`smooth_ev` (eV)."""
-        if self.smooth_ev <= 0:
-            return im
-        from scipy.ndimage import gaussian_filter1d
-
-        step = float(self.grid[1] - self.grid[0])
-        return gaussian_filter1d(im, self.smooth_ev / step, axis=-1, mode="nearest")
+    def _postprocess(self, model: Any) -> PostProcess:
+        """The post-processing of a model's output: its target's, with the smoothing overridden if asked."""
+        post = model.target.postprocess
+        if self.smooth_ev is None:
+            return post
+        return PostProcess(smooth_ev=self.smooth_ev, clip_min=post.clip_min, kk_tail=post.kk_tail)
 
     def _predict_chunk(
         self, chunk, want: tuple[str, ...], embed: bool, validated: bool = False
@@ -497,31 +503,42 @@ class Predictor:
         if not ok:
             return results
         t0 = time.perf_counter()
-        needed = [*want, *(["sc"] if "sc" in self.models else [])]
+        names = [self.level_models[lv] for lv in want]
+        needed = [*names, *([self.sc_model] if self.sc_model else [])]
         out = self.forward([g for _, g in ok], embed=embed, models=needed)
         t1 = time.perf_counter()
-        for lv in want:
-            im = self._smooth(out[lv])
-            im = np.clip(im, 0.0, None)  # Im ε ≥ 0 (the leaky-ReLU head lets tiny negatives through)
-            re = kk_real_from_imag(self.grid, im, tail=KK_TAIL)
-            card = self.models[lv].card
+        for lv, name in zip(want, names, strict=True):
+            m = self.models[name]
+            post = self._postprocess(m)
+            omega = m.target.omega()
+            comps = m.target.components
+            im = m.finish(out[name], post).reshape(len(ok), len(comps), omega.size)
+            re = kk_real_from_imag(omega, im, tail=post.kk_tail)
+            spread = out.get(f"{name}.spread")
+            card = m.card
             for row, (idx, _) in enumerate(ok):
                 results[idx].spectra[lv] = Spectrum(
-                    omega=self.grid,
-                    im={"trace": im[row]},
-                    re={"trace": re[row]},
+                    omega=omega,
+                    im={c: im[row, k] for k, c in enumerate(comps)},
+                    re={c: re[row, k] for k, c in enumerate(comps)},
                     level=lv,
                     provenance={
                         "kind": "prediction",
-                        "model": card.get("full_name", lv),
+                        "model": card.get("full_name", name),
+                        "model_version": card.get("version"),
+                        "model_id": card.get("id"),
                         "model_date": card.get("created"),
-                        "smooth_ev": self.smooth_ev,
+                        "members": m.members,
+                        "postprocess": post.to_dict(),
                         "input": results[idx].name,
                     },
+                    kk_tail=post.kk_tail,
                 )
+                if spread is not None:
+                    results[idx].spread[lv] = spread[row]
         for row, (idx, _) in enumerate(ok):
-            if "sc" in out:
-                results[idx].sc = float(out["sc"][row])
+            if self.sc_model in out:
+                results[idx].sc = float(out[self.sc_model][row])
             if "embedding" in out:
                 results[idx].embedding = out["embedding"][row]
         self.timings["forward"] += t1 - t0
@@ -529,15 +546,20 @@ class Predictor:
         return results
 
 
-def plot_prediction(result: Prediction, path: str | Path, emax: float = 20.0) -> Path:
-    """PNG with three panels: Im ε, Re ε and α (cm⁻¹) of every predicted level, verdict in the title."""
+def plot_prediction(result: Prediction, path: str | Path, emax: float | None = None) -> Path:
+    """PNG with three panels: Im ε, Re ε and α (cm⁻¹) of every predicted level, verdict in the title.
+
+    The energy axis is each spectrum's own grid (up to ``emax`` eV; default: the end of the grids)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
-    styles = {"ipa": ("--", "#d97706"), "rpa": ("-", "#2457c5")}
+    if emax is None:
+        emax = max(float(sp.omega[-1]) for sp in result.spectra.values()) if result.spectra else 1.0
+    palette = ("#d97706", "#2457c5", "#15803d", "#9333ea")
+    styles = {lv: ("--" if k == 0 else "-", palette[k % len(palette)]) for k, lv in enumerate(LEVELS)}
     for lv, sp in result.spectra.items():
         ls, color = styles.get(lv, ("-", "k"))
         m = sp.omega <= emax
@@ -562,7 +584,6 @@ def plot_prediction(result: Prediction, path: str | Path, emax: float = 20.0) ->
 
 __all__ = [
     "IPA_GOOD_ENOUGH_SC",
-    "SMOOTH_EV",
     "LEVEL_CHOICES",
     "GraphBatch",
     "LevelChoice",

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal, get_args
 
 import numpy as np
 
-Level = Literal["ipa", "rpa"]
-Component = Literal["x", "y", "z"]
-LEVELS: tuple[str, ...] = get_args(Level)
-COMPONENTS: tuple[str, ...] = get_args(Component)
+# the level names, the components and the model grid are defined once, in optiladder.targets
+from .targets import COMPONENTS, LEVELS, MODEL_GRID
 
-#: The model grid of the OptiMate paper: 0–20 eV in 10 meV steps (2001 points).
-MODEL_GRID = np.linspace(0.0, 20.0, 2001)
+Level = str
+Component = str
 
 #: ħ c in eV·cm, for α = 2 ω k / c with ω = E / ħ.
 HBAR_C_EV_CM = 1.973269804e-5
@@ -272,7 +269,7 @@ class Spectrum:
         return float(self.trace_re()[0])
 
     def on_grid(self, grid: np.ndarray = MODEL_GRID) -> Spectrum:
-        """The spectrum linearly interpolated onto ``grid`` (default: the 2001-point model grid)."""
+        """The spectrum linearly interpolated onto ``grid`` (default: the model grid, :data:`~optiladder.targets.DEFAULT_GRID`)."""
         return Spectrum(
             omega=grid,
             im={k: interpolate(self.omega, v, grid) for k, v in self.im.items()},

@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_record(rec: dict, path: str | Path, emax: float = 20.0) -> Path:
-    """PNG of the trace of Im ε (IPA and RPA) of one record."""
+def plot_record(rec: dict, path: str | Path, emax: float | None = None) -> Path:
+    """PNG of the trace of Im ε (every level) of one record, up to ``emax`` eV (default: the model grid's end)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from .engine.records import record_spectra
+    from .targets import DEFAULT_GRID, LEVELS
 
+    emax = DEFAULT_GRID.stop if emax is None else emax
     sp = record_spectra(rec)
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
-    for lv, style in (("ipa", "--"), ("rpa", "-")):
+    for k, lv in enumerate(LEVELS):
+        style = "--" if k == 0 else "-"
         s = sp[lv]
         m = s.omega <= emax
         ax.plot(s.omega[m], s.trace_im()[m], style, label=f"{lv.upper()}  ε∞ = {s.eps_inf:.2f}")

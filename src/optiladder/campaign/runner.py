@@ -86,18 +86,20 @@ def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
     Records of a non-production protocol (``test``) must go to a separate folder given explicitly, never into
     the dataset's ``dataset/records``.
     """
+    from ..data.admission import dataset_refusal
     from ..data.store import default_root
     from ..engine.protocols import get_protocol
 
-    proto = get_protocol(protocol)
+    get_protocol(protocol)  # unknown names raise here
     dataset = default_root().resolve()
-    if proto.production:
+    why = dataset_refusal(protocol)  # the one rule for which records enter the dataset
+    if why is None:
         return (Path(store).resolve() if store else dataset), False
     if store is None:
         raise CampaignError(protocol, "records of a non-production protocol need their own --store folder")
     root = Path(store).resolve()
     if root == dataset or (root / "..").resolve().name == "dataset" and root.name == "records":
-        raise CampaignError(str(store), f"records of protocol {protocol!r} may not go into the dataset")
+        raise CampaignError(str(store), f"records of protocol {protocol!r} may not go into the dataset ({why})")
     return root, True
 
 

@@ -48,8 +48,7 @@ def import_(
         typer.echo(f"skipped: {err}", err=True)
     typer.echo(f"{source} -> {st.root}: {report.line()}")
     if db:
-        from ..campaign.queue import QueueError, open_queue
-        from ..campaign.runner import index_store
+        from ..campaign import QueueError, index_store, open_queue
 
         try:
             with open_queue(db, create=False) as q:
@@ -68,13 +67,13 @@ def stats(
         typer.Option(help="Campaign database for the failures (skipped if the SQLite file does not exist)"),
     ] = "campaign.db",
 ) -> None:
-    """Records by split, cell size, level and protocol; invalid files; campaign failures from the database."""
+    """Records by split, cell size, level, protocol (physics) and numerics; excluded materials with their reason;
+    invalid files; campaign failures from the database."""
     from ..data.stats import dataset_stats, format_stats
 
     failures = None
     if db.startswith(("postgresql://", "postgres://")) or Path(db).is_file():
-        from ..campaign.queue import QueueError
-        from ..campaign.status import campaign_failures
+        from ..campaign import QueueError, campaign_failures
 
         try:
             failures = campaign_failures(db)
@@ -86,7 +85,7 @@ def stats(
 @dataset_app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", help="Output file: .npz or .parquet")],
-    level: Annotated[str, typer.Option(help="Level of theory: ipa or rpa")] = "rpa",
+    level: Annotated[str, typer.Option(help="Level of theory (a rung of the ladder, e.g. rpa)")] = "rpa",
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split(s) to export (repeat; default: train)")
     ] = None,
@@ -95,7 +94,7 @@ def export(
         bool, typer.Option(help="The export feeds training: refuse validation/test (LeakageError)")
     ] = False,
 ) -> None:
-    """Trace Im ε on the 2001-point model grid (0–20 eV), with ids, splits, nsites and formulas."""
+    """Trace Im ε on the model grid (optiladder.targets.DEFAULT_GRID), with ids, splits, nsites and formulas."""
     from ..data.export import ExportError
     from ..data.export import export as run
     from ..data.splits import LeakageError

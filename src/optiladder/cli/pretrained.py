@@ -20,36 +20,46 @@ pretrained_app = typer.Typer(
 app.add_typer(pretrained_app, name="pretrained")
 
 
+def _metric(card: dict) -> str:
+    v = card.get("metrics", {}).get("values", {})
+    if "median_sc" in v:
+        return f"test median SC {v['median_sc']:.3f}"
+    if "mae" in v:
+        return f"test MAE {v['mae']:.3f}"
+    return "no metrics"
+
+
 @pretrained_app.command("list")
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full cards as JSON")] = False,
+    all_versions: Annotated[
+        bool, typer.Option("--all", help="Every installed version, not only the newest")
+    ] = False,
 ) -> None:
-    """One line per shipped model: name, full name, training size, test metric, checksum status."""
-    from ..pretrained import MODEL_NAMES, PretrainedError, read_card, verify
+    """One line per shipped model (and version): name, version, target, training size, test metric, id and
+    checksum status."""
+    from ..pretrained import PretrainedError, available, model_dir, verify, versions
 
     cards = {}
     bad = 0
-    for name in MODEL_NAMES:
-        try:
-            cards[name] = read_card(name)
-            verify(name)
-            status = "ok"
-        except PretrainedError as exc:
-            status = f"error: {exc}"
-            bad += 1
-        if as_json:
-            continue
-        c = cards.get(name, {})
-        m = c.get("metrics", {})
-        metric = (
-            f"test median SC {m['spectrum']['median_sc']:.3f}"
-            if "spectrum" in m
-            else f"test SC MAE {m['sc']['mae']:.3f}"
-            if "sc" in m
-            else "no metrics"
-        )
-        size = c.get("data", {}).get("train", "?")
-        typer.echo(f"{name:<4} {c.get('full_name', '?'):<44} train {size:>4}  {metric}  [{status}]")
+    for name in available():
+        for version in versions(name) if all_versions else [None]:
+            label = name if version is None else f"{name}@{version}"
+            try:
+                card = verify(name, version)
+                status = "ok"
+            except PretrainedError as exc:
+                card, status = {}, f"error: {exc}"
+                bad += 1
+            cards[label] = card
+            if as_json:
+                continue
+            where = model_dir(name, version).name if status == "ok" else "?"
+            typer.echo(
+                f"{name:<4} {where:<12} {card.get('target', '?'):<11} train "
+                f"{card.get('training', {}).get('n_train', '?'):>4}  {_metric(card)}  id {card.get('id', '?')}  "
+                f"[{status}]"
+            )
     if as_json:
         typer.echo(json.dumps(cards, indent=1))
     if bad:
@@ -81,9 +91,7 @@ def rebuild_cmd(
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(1) from None
     for name, c in cards.items():
-        m = c["metrics"]
-        metric = m.get("spectrum", m.get("sc"))
-        typer.echo(f"{name}: {c['full_name']}  train {c['data']['train']}  test {json.dumps(metric)}")
+        typer.echo(f"{name}: {c['full_name']}  train {c['training']['n_train']}  {_metric(c)}  id {c['id']}")
     if with_map and out is None and "sc" in names:
         map_cmd()
 
@@ -103,8 +111,7 @@ def metrics_cmd() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     for name, c in cards.items():
-        m = c["metrics"]
-        typer.echo(f"{name}: test n={m['n']}  {json.dumps(m.get('spectrum', m.get('sc')))}")
+        typer.echo(f"{name}: test n={c['metrics']['n']}  {_metric(c)}")
 
 
 @pretrained_app.command("map")
@@ -122,10 +129,11 @@ def map_cmd(
     from ..pretrained import PretrainedError
     from ..service import DEFAULT_MAP_PATH
     from ..service.mapdata import MapError, build_map
+    from ..targets import LEVELS
 
     torch.set_num_threads(1)
     try:
-        predictor = Predictor.from_pretrained(("ipa",), sc=True)
+        predictor = Predictor.from_pretrained(LEVELS[:1], sc=True)
         data = build_map(
             predictor,
             Store(),

@@ -36,14 +36,22 @@ def paper(
     weight_decay: Annotated[float, typer.Option()] = 1e-5,
     tl_lr: Annotated[float, typer.Option(help="Learning rate of transfer learning")] = 2e-4,
     tl_weight_decay: Annotated[float, typer.Option()] = 1e-4,
-    tl_trainable: Annotated[str, typer.Option(help="What TL retrains: all | head")] = "all",
+    tl_trainable: Annotated[
+        str,
+        typer.Option(
+            help="What TL retrains: parameter groups all | head | body | submodule names, comma-separated"
+        ),
+    ] = "all",
     norm: Annotated[
-        str, typer.Option(help="MLP normalisation: layer_norm | batch_norm (published) | none")
-    ] = "layer_norm",
+        str,
+        typer.Option(
+            help="MLP normalisation: batch_norm (published, the shipped models') | layer_norm | none"
+        ),
+    ] = "batch_norm",
     seed: Annotated[int, typer.Option()] = 0,
     seeds: Annotated[int, typer.Option(help="Train every model with this many seeds; report the mean")] = 1,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,
-    save_models: Annotated[bool, typer.Option(help="Write checkpoints to OUT/models/")] = True,
+    save_models: Annotated[bool, typer.Option(help="Write the models (model folders) to OUT/models/")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train IPA, DL/TL learning curves, TL on small cells and the SC predictor; write the report."""
@@ -54,8 +62,12 @@ def paper(
         logging.getLogger("optiladder").setLevel(logging.INFO)
     if norm not in ("layer_norm", "batch_norm", "none"):
         raise typer.BadParameter("norm must be layer_norm, batch_norm or none")
-    if tl_trainable not in ("all", "head"):
-        raise typer.BadParameter("tl-trainable must be 'all' or 'head'")
+    from ..nn import OptiMate
+
+    groups = OptiMate(head_hidden=(1,), out_dim=1).parameter_groups()
+    bad = [g for g in tl_trainable.split(",") if g not in groups]
+    if bad:
+        raise typer.BadParameter(f"unknown parameter group(s) {bad}; e.g. all, head, body, convs.1")
     try:
         opts = StudyOptions(
             sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),

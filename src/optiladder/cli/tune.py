@@ -16,7 +16,7 @@ def tune(
     mode: Annotated[
         str, typer.Option(help="dl | tl | ipa | sc (tl searches optimiser settings only)")
     ] = "dl",
-    parent: Annotated[Path | None, typer.Option(help="Parent checkpoint for --mode tl")] = None,
+    parent: Annotated[Path | None, typer.Option(help="Parent model folder for --mode tl")] = None,
     trials: Annotated[int, typer.Option(help="Maximum number of trials")] = 20,
     timeout: Annotated[float, typer.Option(help="Time budget of the whole search (s)")] = 600.0,
     folds: Annotated[int, typer.Option(help="k of k-fold cross-validation")] = 3,

@@ -1,10 +1,11 @@
-"""Dataset export for learning: trace Im ε on the 2001-point model grid, with ids, splits and cell sizes.
+"""Dataset export for learning: trace Im ε on a model grid, with ids, splits and cell sizes.
 
 ``export(store, out, level=..., splits=...)`` writes ``.npz`` (numpy) or ``.parquet`` (pyarrow). Arrays:
 
 * ``ids`` ``[n]`` (str), ``splits`` ``[n]`` (str), ``nsites`` ``[n]`` (int), ``formulas`` ``[n]`` (str)
-* ``omega`` ``[2001]``: the model grid, 0–20 eV in 10 meV steps (eV)
-* ``eps_im`` ``[n, 2001]``: the isotropic Im ε = (xx + yy + zz)/3 at the chosen level (``ipa`` or ``rpa``)
+* ``omega`` ``[n_grid]``: the grid in eV (default :data:`optiladder.targets.DEFAULT_GRID`, or a target's grid)
+* ``eps_im`` ``[n, n_grid]``: the isotropic Im ε = (xx + yy + zz)/3 at the chosen level (one of
+  :data:`optiladder.targets.LEVELS`)
 
 :func:`training_arrays` is the entry point for training code: it takes split names and raises
 :class:`~optiladder.data.splits.LeakageError` for validation or test (checked on the names *and* on every id).
@@ -17,18 +18,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 
-from ..spectra import MODEL_GRID
+from ..targets import DEFAULT_GRID, LEVELS, Grid
 from .splits import SPLITS, check_split_names, check_trainable
 from .store import DatasetArrays, Store
 
 log = logging.getLogger(__name__)
 
-Level = Literal["ipa", "rpa"]
-LEVEL_NAMES: tuple[str, ...] = get_args(Level)
+Level = str
+LEVEL_NAMES: tuple[str, ...] = LEVELS
 FORMATS = (".npz", ".parquet")
 
 
@@ -50,12 +50,14 @@ class Exported:
     splits: tuple[str, ...]
     by_split: dict[str, int]
     skipped: list[str]
+    grid: Grid = DEFAULT_GRID
 
     def line(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in self.by_split.items()) or "none"
         skip = f"; {len(self.skipped)} invalid record(s) skipped" if self.skipped else ""
         return (
-            f"{self.path}: {self.n} materials ({parts}), {self.level.upper()} trace Im ε on 2001 points{skip}"
+            f"{self.path}: {self.n} materials ({parts}), {self.level.upper()} trace Im ε on {self.grid.n} points "
+            f"({self.grid.start:g}–{self.grid.stop:g} eV){skip}"
         )
 
 
@@ -69,16 +71,17 @@ def _check(level: str, splits: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     return level, splits
 
 
-def select(store: Store, splits: Sequence[str]) -> DatasetArrays:
-    """Model-grid arrays of the store's valid records in the given splits (sorted by id)."""
-    table = store.table(grid=MODEL_GRID)
+def select(store: Store, splits: Sequence[str], grid: Grid = DEFAULT_GRID) -> DatasetArrays:
+    """Arrays on ``grid`` of the store's valid records in the given splits (sorted by id)."""
+    table = store.table(grid=grid)
     return table.split(*splits)
 
 
 def training_arrays(
     splits: Sequence[str] = ("train",), *, level: Level = "rpa", store: Store | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """(ids, trace Im ε ``[n, 2001]``) for training; raises ``LeakageError`` for validation/test splits or ids."""
+    """(ids, trace Im ε ``[n, n_grid]`` on the default grid) for training; raises ``LeakageError`` for
+    validation/test splits or ids."""
     check_split_names(splits)
     level, splits = _check(level, splits)
     table = select(store or Store(), splits)
@@ -93,6 +96,7 @@ def export(
     level: Level = "rpa",
     splits: Sequence[str] = ("train",),
     training: bool = False,
+    grid: Grid = DEFAULT_GRID,
 ) -> Exported:
     """Write the selected records to ``out`` (``.npz`` or ``.parquet``); see the module docstring for the arrays.
 
@@ -105,7 +109,7 @@ def export(
     if training:
         check_split_names(splits)
     store.errors = []
-    table = select(store, splits)
+    table = select(store, splits, grid)
     if training:
         check_trainable(table.ids, context="export --training")
     eps = np.asarray(getattr(table, level), dtype=np.float32)
@@ -114,7 +118,7 @@ def export(
         "level": level,
         "splits": list(splits),
         "quantity": "isotropic Im eps = (xx+yy+zz)/3",
-        "grid": "0-20 eV, 10 meV steps (2001 points), linear interpolation of the stored GPAW grid",
+        "grid": {**grid.to_dict(), "note": "linear interpolation of the stored GPAW grid"},
         "store": str(store.root),
     }
     if out.suffix == ".npz":
@@ -125,24 +129,24 @@ def export(
             splits=np.asarray(table.splits, dtype=str),
             nsites=np.asarray(table.nsites, dtype=np.int32),
             formulas=np.array(table.formulas, dtype=str),
-            omega=MODEL_GRID.astype(np.float32),
+            omega=grid.values().astype(np.float32),
             eps_im=eps,
             meta=np.array(json.dumps(meta)),
         )
         tmp.replace(out)
     else:
-        _write_parquet(out, table, eps, meta)
+        _write_parquet(out, table, eps, meta, grid)
     by_split = {s: int(np.sum(np.asarray(table.splits) == s)) for s in splits}
-    return Exported(out, len(table), level, splits, by_split, list(store.errors))
+    return Exported(out, len(table), level, splits, by_split, list(store.errors), grid)
 
 
-def _write_parquet(out: Path, table: DatasetArrays, eps: np.ndarray, meta: dict) -> None:
+def _write_parquet(out: Path, table: DatasetArrays, eps: np.ndarray, meta: dict, grid: Grid) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ExportError(out, "parquet export needs pyarrow (pip install pyarrow); or write .npz") from None
-    n_grid = MODEL_GRID.size
+    n_grid = grid.n
     values = pa.array(eps.reshape(-1), type=pa.float32())
     column = pa.FixedSizeListArray.from_arrays(values, n_grid)
     tab = pa.table(
@@ -154,7 +158,7 @@ def _write_parquet(out: Path, table: DatasetArrays, eps: np.ndarray, meta: dict)
             "eps_im": column,
         }
     )
-    meta = {**meta, "omega_eV": [round(float(x), 4) for x in MODEL_GRID]}
+    meta = {**meta, "omega_eV": [round(float(x), 6) for x in grid.values()]}
     tab = tab.replace_schema_metadata({b"optiladder": json.dumps(meta).encode()})
     tmp = out.with_name(f".{out.name}.tmp")
     pq.write_table(tab, tmp, compression="zstd")

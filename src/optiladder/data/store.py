@@ -28,12 +28,12 @@ from ..engine.records import (
     RecordError,
     read_record,
     record_path,
-    record_spectra,
     validate_record,
     write_bytes_atomic,
     write_record,
 )
-from ..spectra import MODEL_GRID, interpolate
+from ..targets import DEFAULT_GRID, LEVELS, TRACE, Grid, record_traces
+from .admission import dataset_refusal, exclusion, record_numerics, record_physics
 from .splits import split_of
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class Store:
         A valid record whose material is not in the store yet is written atomically (a ``.json.gz`` keeps its
         exact bytes); one that is there already with the same content counts as ``present``; one that is there
         with different content is a ``conflict`` and left alone (records are append-only); invalid files are
-        reported by name and skipped. ``test``-protocol records are refused unless ``allow_test``.
+        reported by name and skipped. Records the dataset rule refuses (:func:`~.admission.dataset_refusal`,
+        e.g. the ``test`` protocol) are refused unless ``allow_test``.
         """
         src = Path(source)
         if not src.is_dir():
@@ -139,8 +140,9 @@ class Store:
         for p in files:
             try:
                 rec = read_record(p)
-                if not allow_test and rec["protocol"].get("name") == "test":
-                    raise RecordError(p, "a 'test'-protocol record does not belong in the dataset")
+                why = None if allow_test else dataset_refusal(rec["protocol"])
+                if why:
+                    raise RecordError(p, why)
             except RecordError as exc:
                 report.invalid.append(str(exc))
                 log.warning("%s", exc)
@@ -170,58 +172,124 @@ class Store:
         return report
 
     def add(self, rec: dict, *, allow_test: bool = False) -> Path:
-        """Validate and write a record atomically; never replaces an existing record."""
-        if not allow_test and rec["protocol"].get("name") == "test":
-            raise RecordError(rec["mat_id"], "records of the 'test' protocol do not belong in the dataset")
+        """Validate and write a record atomically; never replaces an existing record. Records the dataset rule
+        refuses (:func:`~.admission.dataset_refusal`) raise unless ``allow_test``."""
+        why = None if allow_test else dataset_refusal(rec["protocol"])
+        if why:
+            raise RecordError(rec["mat_id"], why)
         return write_record(rec, record_path(self.root, rec["mat_id"]))
 
-    def table(self, ids: Iterable[str] | None = None, grid: np.ndarray = MODEL_GRID) -> DatasetArrays:
-        """Trace Im ε of IPA and RPA on ``grid`` for every valid record, with metadata."""
+    def excluded(self) -> dict[str, str]:
+        """Stored materials that are excluded from training and evaluation: id → reason."""
+        return {i: why for i in self.ids() if (why := exclusion(i))}
+
+    def table(
+        self,
+        ids: Iterable[str] | None = None,
+        grid: Grid | np.ndarray = DEFAULT_GRID,
+        *,
+        components: tuple[str, ...] = (TRACE,),
+        protocol: str | None = None,
+        mix_physics: bool = False,
+        include_excluded: bool = False,
+    ) -> DatasetArrays:
+        """Im ε of every level on ``grid`` (:func:`~optiladder.targets.record_traces`) for every valid record,
+        with metadata (split, cell size, formula, structure, protocol and numerics).
+
+        Records of one physics only: ``protocol`` selects one; without it, records of several protocols raise
+        :class:`MixedPhysicsError` unless ``mix_physics``. Records that differ only in numerics are pooled.
+        Excluded materials (:func:`~.admission.exclusion`) are left out unless ``include_excluded``.
+        """
+        grid = grid if isinstance(grid, Grid) else Grid.of(grid)
         rows = []
         for rec in self.iter_records(ids):
-            sp = record_spectra(rec)
+            if not include_excluded and exclusion(rec["mat_id"]):
+                continue
+            physics = record_physics(rec)
+            if protocol is not None and physics != protocol:
+                continue
             rows.append(
                 (
                     rec["mat_id"],
                     rec.get("split") or split_of(rec["mat_id"]),
                     int(rec["nsites"]),
                     rec["formula"],
-                    interpolate(sp["ipa"].omega, sp["ipa"].trace_im(), grid),
-                    interpolate(sp["rpa"].omega, sp["rpa"].trace_im(), grid),
+                    record_traces(rec, grid, LEVELS, components),
                     rec["structure"],
+                    physics,
+                    record_numerics(rec),
                 )
             )
+        physics_seen = sorted({r[6] for r in rows})
+        if len(physics_seen) > 1 and not mix_physics:
+            counts = {p: sum(r[6] == p for r in rows) for p in physics_seen}
+            raise MixedPhysicsError(
+                self.root,
+                f"records of different physics {counts}; choose one with protocol=… (or mix_physics=True)",
+            )
+        width = grid.n * len(components)
         if not rows:
-            empty = np.zeros((0, grid.size))
-            return DatasetArrays([], np.array([], str), np.array([], int), [], empty, empty, [], grid)
-        ids_, splits, nsites, formulas, ipa, rpa, structs = zip(*rows, strict=True)
+            empty = {lv: np.zeros((0, width)) for lv in LEVELS}
+            e = np.array([], str)
+            return DatasetArrays(
+                [], e, np.array([], int), [], empty, [], grid.values(), e, e, tuple(components)
+            )
+        ids_, splits, nsites, formulas, traces, structs, phys, nums = zip(*rows, strict=True)
         return DatasetArrays(
             list(ids_),
             np.array(splits),
             np.array(nsites),
             list(formulas),
-            np.stack(ipa),
-            np.stack(rpa),
+            {lv: np.stack([t[lv] for t in traces]) for lv in LEVELS},
             list(structs),
-            grid,
+            grid.values(),
+            np.array(phys),
+            np.array(nums),
+            tuple(components),
         )
+
+
+class MixedPhysicsError(RecordError):
+    """A table that would mix records of different physics (protocols)."""
 
 
 @dataclass
 class DatasetArrays:
-    """Model-grid arrays of a set of records. ``ipa``/``rpa``: ``[n_materials, n_grid]`` trace Im ε."""
+    """Model-grid arrays of a set of records.
+
+    ``spectra``: level → Im ε ``[n_materials, len(components) · n_grid]`` (the trace by default; also
+    reachable as ``arrays.<level>``, e.g. ``arrays.rpa``); ``grid``: ω in eV ``[n_grid]``; ``protocols`` /
+    ``numerics``: the physics and the numerics of each record ``[n_materials]``.
+    """
 
     ids: list[str]
     splits: np.ndarray
     nsites: np.ndarray
     formulas: list[str]
-    ipa: np.ndarray
-    rpa: np.ndarray
+    spectra: dict[str, np.ndarray]
     structures: list[dict]
     grid: np.ndarray
+    protocols: np.ndarray
+    numerics: np.ndarray
+    components: tuple[str, ...] = (TRACE,)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        spectra = self.__dict__.get("spectra") or {}
+        if name in spectra:
+            return spectra[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def spectrum(self, level: str) -> np.ndarray:
+        """Im ε at ``level``, ``[n_materials, len(components) · n_grid]``."""
+        try:
+            return self.spectra[level]
+        except KeyError:
+            raise KeyError(
+                f"no {level!r} spectra in this table (levels: {', '.join(self.spectra)})"
+            ) from None
 
     def subset(self, mask) -> DatasetArrays:
         idx = np.flatnonzero(np.asarray(mask))
@@ -230,10 +298,12 @@ class DatasetArrays:
             self.splits[idx],
             self.nsites[idx],
             [self.formulas[i] for i in idx],
-            self.ipa[idx],
-            self.rpa[idx],
+            {lv: v[idx] for lv, v in self.spectra.items()},
             [self.structures[i] for i in idx],
             self.grid,
+            self.protocols[idx],
+            self.numerics[idx],
+            self.components,
         )
 
     def split(self, *names: str) -> DatasetArrays:
@@ -260,7 +330,8 @@ def record_index(rec: dict, path: str | Path, data: bytes | None = None) -> dict
     """The searchable scalars of a stored record: the campaign database's ``records`` row.
 
     Keys: mat_id, split, nsites, formula, spacegroup, gap (indirect, eV), gap_direct (eV), seconds (sum of the
-    calculation phases, s), protocol (name), path (absolute), sha256 (of the file's bytes).
+    calculation phases, s), protocol (name: the physics), numerics (name), excluded (reason or None), path
+    (absolute), sha256 (of the file's bytes).
     """
     path = Path(path)
     data = path.read_bytes() if data is None else data
@@ -275,6 +346,8 @@ def record_index(rec: dict, path: str | Path, data: bytes | None = None) -> dict
         "gap_direct": rec.get("gap_direct"),
         "seconds": round(float(sum(secs.values())), 3) if isinstance(secs, dict) else None,
         "protocol": (rec.get("protocol") or {}).get("name"),
+        "numerics": record_numerics(rec),
+        "excluded": exclusion(rec["mat_id"]),
         "path": str(path.resolve()),
         "sha256": hashlib.sha256(data).hexdigest(),
     }

@@ -1,6 +1,7 @@
 """Per-material scores of predicted spectra against DFT, medians, and a breakdown by cell size.
 
-All metrics are the paper's equations 6–8 on the 2001-point model grid (0–20 eV), from
+All metrics are the paper's equations 6–8 on the model grid (:data:`optiladder.targets.DEFAULT_GRID` unless a
+target says otherwise), from
 :mod:`optiladder.spectra`: SC[X; Y] (dimensionless, 1 = perfect), MSE[X; Y] and MAE[X; Y] (ε², ε, averaged over
 ω ∈ [0, 20] eV). X is the prediction, Y the DFT reference. Tables are pandas DataFrames.
 """
@@ -8,12 +9,14 @@ All metrics are the paper's equations 6–8 on the 2001-point model grid (0–20
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..spectra import MODEL_GRID, mae, mse, similarity_coefficient
+from ..targets import SC_GOOD_ENOUGH
 
 if TYPE_CHECKING:
     from ..data.store import DatasetArrays
@@ -103,3 +106,83 @@ def scalar_scores(pred: np.ndarray, ref: np.ndarray, train_mean: float | None = 
         out["mean_baseline_mae"] = float(base.mean()) if ref.size else float("nan")
         out["mean_baseline_median_abs_error"] = float(np.median(base)) if ref.size else float("nan")
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the one metric pipeline of a model (cards, the study, the benchmarks)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ModelEvaluation:
+    """What :func:`evaluate_model` computed: ``metrics`` (the numbers cards and reports show), ``scores``
+    (per-material table of a spectrum model, else None), ``pred`` ``[n, out_dim]`` and ``ref`` (same shape)."""
+
+    metrics: dict[str, Any]
+    scores: pd.DataFrame | None
+    pred: np.ndarray
+    ref: np.ndarray
+
+
+def evaluate_model(
+    model: Any,
+    data: DatasetArrays,
+    *,
+    postprocess: Any = None,
+    raw: bool = False,
+    cache: Any = True,
+    train_mean: float | None = None,
+    threshold: float | None = SC_GOOD_ENOUGH,
+) -> ModelEvaluation:
+    """Metrics of ``model`` (a :class:`~optiladder.training.model.Model`) on the records of ``data``.
+
+    Predictions are post-processed as the model's target says (``postprocess`` overrides it, ``raw=True``
+    uses the network output as is); which one was used is recorded in ``metrics["postprocess"]``. Spectrum
+    targets: :func:`summary` of :func:`spectrum_scores` (paper eqs. 6–8 on the target's grid). Scalar targets:
+    :func:`scalar_scores` (with ``train_mean``: the trivial baseline), Pearson r and, for SC[X; Y] with a
+    ``threshold``, the accuracy of the verdict "SC ≥ threshold".
+    """
+    from ..targets import RAW
+    from ..training.train import predict_arrays
+
+    target = model.target
+    post = RAW if raw else (target.postprocess if postprocess is None else postprocess)
+    pred = predict_arrays(model, data, cache=cache, postprocess=post)
+    ref = target.values(data).astype(float)
+    scores = None
+    if target.is_spectrum:
+        scores = spectrum_scores(
+            pred, ref, ids=data.ids, nsites=data.nsites, formulas=data.formulas, grid=target.omega()
+        )
+        metrics: dict[str, Any] = summary(scores)
+    else:
+        p, r = pred[:, 0], ref[:, 0]
+        metrics = scalar_scores(p, r, train_mean=train_mean)
+        metrics["pearson_r"] = float(np.corrcoef(p, r)[0, 1]) if len(r) > 1 else float("nan")
+        if target.quantity == "sc" and threshold is not None and len(r):
+            metrics["verdict_accuracy"] = float(np.mean((p >= threshold) == (r >= threshold)))
+            metrics["true_fraction_good_enough"] = float(np.mean(r >= threshold))
+    metrics["postprocess"] = post.to_dict()
+    return ModelEvaluation(metrics, scores, pred, ref)
+
+
+def card_metrics(
+    model: Any, data: DatasetArrays, split: str = "test", *, keep: bool = False, **kwargs: Any
+) -> dict[str, Any]:
+    """The ``metrics`` block of a model card: :func:`evaluate_model` on the ``split`` rows of ``data``, with the
+    split, its size and id hash, and the date (``values``: the metrics). The study reports the same block.
+    ``keep``: also return the :class:`ModelEvaluation` under ``"_evaluation"`` (not for the card)."""
+    import datetime as dt
+
+    from ..training.model import ids_sha256
+
+    part = data.split(split)
+    ev = evaluate_model(model, part, **kwargs)
+    block: dict[str, Any] = {
+        "split": split,
+        "n": len(part),
+        "ids_sha256": ids_sha256(part.ids),
+        "computed": dt.date.today().isoformat(),
+        "values": ev.metrics,
+    }
+    if keep:
+        block["_evaluation"] = ev
+    return block

@@ -9,13 +9,24 @@ from __future__ import annotations
 from .gatv2 import GATv2
 from .heads import Head
 from .mlp import MLP
-from .optimate import BODY_MODULES, TRAINABLE_CHOICES, OptiMate, Trainable, scalar_model, spectrum_model
+from .optimate import (
+    BODY_MODULES,
+    LOSSES,
+    PARAMETER_GROUPS,
+    TRAINABLE_CHOICES,
+    OptiMate,
+    Trainable,
+    scalar_model,
+    spectrum_model,
+)
 from .pooling import AttentionPool
 
 MODEL_CLASSES: dict[str, type] = {"OptiMate": OptiMate}
 
 __all__ = [
     "BODY_MODULES",
+    "LOSSES",
+    "PARAMETER_GROUPS",
     "MODEL_CLASSES",
     "MLP",
     "TRAINABLE_CHOICES",

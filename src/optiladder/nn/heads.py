@@ -1,4 +1,4 @@
-"""Regression heads on the pooled crystal embedding: a 2001-point spectrum or one scalar."""
+"""Regression heads on the pooled crystal embedding: a spectrum on the target's grid or one scalar."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Head(nn.Module):
     r"""``y = scale · act(MLP(h)) + shift``.
 
     ``h``: pooled embedding ``[n_graphs, in_dim]`` → ``y`` ``[n_graphs, out_dim]``. OptiMate's spectrum head is
-    ``MLP[384 → 1024 → 1024 → 1024 → 2001]`` with a leaky ReLU (slope 0.01) on the output, which keeps
+    ``MLP[384 → 1024 → 1024 → 1024 → n_grid]`` with a leaky ReLU (slope 0.01) on the output, which keeps
     Im ε ≥ 0 in practice; ``shift``/``scale`` (constants, part of the model config) let a scalar head predict a
     standardised target and return it in its own units.
     """

@@ -12,10 +12,11 @@ Each step runs with :attr:`RebuildSettings.n_seeds` seeds (the ipa → rpa chain
 with the lowest validation L1; every card records the seeds, their validation losses and the one kept.
 
 The ``test`` split is touched only after training, to write the test metrics into each card; the metrics are
-computed from the shipped (float16-stored) weights through :class:`optiladder.predict.Predictor`, exactly the
-path users take. The training functions are those of :mod:`optiladder.training` (leakage guard included).
+computed from the saved (float16-stored) models by :func:`optiladder.evaluation.card_metrics`, the one metric
+pipeline the study and the benchmarks use too (post-processing as the target spec records it). The training
+functions are those of :mod:`optiladder.training` (leakage guard included).
 
-Head size: the published head is ``MLP[384 → 1024 → 1024 → 1024 → 2001]`` (~4.5 M parameters, ~9 MB per
+Head size: the published head is ``MLP[384 → 1024 → 1024 → 1024 → n_grid]`` (~4.5 M parameters, ~9 MB per
 model in float16). With a few hundred training spectra a narrower head (:data:`HEAD_HIDDEN`) generalises as
 well and keeps the three shipped models at a few MB in total.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 import shutil
 import tempfile
@@ -35,15 +35,25 @@ from typing import Any
 
 import numpy as np
 
-from . import MODEL_NAMES, package_dir, save_model
+from ..targets import LEVELS
+from . import MODEL_NAMES, install, load_model, package_dir
 
 log = logging.getLogger(__name__)
 
 #: hidden sizes of the spectrum and scalar heads of the shipped models (the paper: 1024, 1024, 1024)
 HEAD_HIDDEN: tuple[int, ...] = (512, 512, 512)
 SC_HEAD_HIDDEN: tuple[int, ...] = (256, 256)
-#: version tag in the full names, ``OptiMate-<data>-<target>-v<date>``
+#: the physics the shipped models are trained on (``OptiMate-<protocol>-<target>-v<date>``)
 DATA_TAG = "gpaw-pbe-v1"
+#: shipped model name → target name
+TARGET_OF: dict[str, str] = {**{lv: lv for lv in LEVELS}, "sc": f"sc_{LEVELS[1]}_{LEVELS[0]}"}
+DESCRIPTIONS: dict[str, str] = {
+    LEVELS[0]: "trace of Im ε at the independent-particle level",
+    LEVELS[
+        1
+    ]: "trace of Im ε in the RPA (local-field effects); transfer-learned from ipa (all weights retrained)",
+    "sc": "similarity coefficient SC[RPA_DFT; IPA_DFT] of a material (one value)",
+}
 
 
 @dataclass(frozen=True)
@@ -75,52 +85,6 @@ class RebuildSettings:
     dtype: str = "float16"
 
 
-def _spectrum_metrics(pred: np.ndarray, ref: np.ndarray, grid: np.ndarray) -> dict[str, float]:
-    from ..spectra import mae, mse, similarity_coefficient
-
-    sc = similarity_coefficient(pred, ref, grid)
-    return {
-        "median_sc": round(float(np.median(sc)), 4),
-        "mean_sc": round(float(np.mean(sc)), 4),
-        "median_mse": round(float(np.median(mse(pred, ref, grid))), 5),
-        "median_mae": round(float(np.median(mae(pred, ref, grid))), 5),
-    }
-
-
-def test_metrics(predictor: Any, data: Any) -> dict[str, dict[str, float]]:
-    """Metrics of each loaded model on the records of ``data`` (a ``DatasetArrays``, e.g. the test split).
-
-    Spectra: median/mean SC, median MSE and MAE against the DFT trace of Im ε (paper eqs. 6–8). ``sc``: MAE
-    and median absolute error of SC[RPA; IPA]. Also ``ipa_as_rpa``: the baseline that uses the DFT IPA spectrum
-    as the RPA prediction.
-    """
-    from ..spectra import similarity_coefficient
-
-    results = predictor.predict(data.structures, data.ids)
-    bad = [r.error for r in results if not r.ok]
-    if bad:
-        raise RuntimeError(f"test metrics: {len(bad)} records failed (e.g. {bad[0]})")
-    out: dict[str, dict[str, float]] = {"n": {"materials": len(results)}}
-    for lv in predictor.levels:
-        pred = np.stack([r.spectra[lv].trace_im() for r in results])
-        ref = data.ipa if lv == "ipa" else data.rpa
-        out[lv] = _spectrum_metrics(pred, ref, data.grid)
-    if "sc" in predictor.models:
-        true = similarity_coefficient(data.rpa, data.ipa, data.grid)
-        err = np.abs(np.array([r.sc for r in results]) - true)
-        good_true = true >= predictor.threshold
-        good_pred = np.array([r.ipa_good_enough for r in results])
-        out["sc"] = {
-            "mae": round(float(err.mean()), 4),
-            "median_abs_error": round(float(np.median(err)), 4),
-            "verdict_accuracy": round(float(np.mean(good_true == good_pred)), 4),
-            "true_fraction_ipa_good_enough": round(float(good_true.mean()), 4),
-            "pearson_r": round(float(np.corrcoef([r.sc for r in results], true)[0, 1]), 4),
-        }
-    out["ipa_as_rpa"] = _spectrum_metrics(data.ipa, data.rpa, data.grid)
-    return out
-
-
 def rebuild(
     *,
     store: Any = None,
@@ -137,14 +101,13 @@ def rebuild(
     import torch
 
     from ..data.store import Store
-    from ..training import Checkpoint, TrainSettings, train_model
-    from . import load_model
+    from ..training import TrainSettings, train_model
 
     settings = settings or RebuildSettings()
     torch.set_num_threads(settings.threads)
     store = store or Store()
     out = Path(out) if out is not None else package_dir()
-    data = store.table()
+    data = store.table(protocol=DATA_TAG)
     if store.errors:
         log.warning("%d invalid record(s) skipped, e.g. %s", len(store.errors), store.errors[0])
     train_mask = np.isin(data.splits, ("train", "none"))
@@ -178,6 +141,8 @@ def rebuild(
     )
     data_block = {
         "source": f"optiladder dataset, GPAW protocol {DATA_TAG} (PBE, Alexandria structures)",
+        "protocol": DATA_TAG,
+        "numerics": sorted(set(map(str, data.numerics))),
         "records": len(data),
         "train": n_train,
         "validation": n_val,
@@ -192,7 +157,7 @@ def rebuild(
 
     def train(name: str, seed: int, parent_ckpt: Any = None) -> tuple[Any, float]:
         t0 = time.perf_counter()
-        target = {"ipa": "ipa", "rpa": "rpa", "sc": "sc_rpa_ipa"}[name]
+        target = TARGET_OF[name]
         st = transfer if name == "rpa" else direct
         kwargs: dict[str, Any] = {}
         if name == "rpa":
@@ -205,7 +170,7 @@ def rebuild(
             target=target,
             settings=dataclasses.replace(st, seed=seed),
             name=name,
-            data_note=data_block["source"],
+            data_info=data_block,
             **kwargs,
         )
         log.info("%s (seed %d): val L1 %.4g, %s", name, seed, res.fit.best_val_loss, res.card.get("fit"))
@@ -222,11 +187,10 @@ def rebuild(
             for seed in seeds:
                 if "ipa" in names:
                     ipa, t_ipa = train("ipa", seed)
-                    parent_ckpt = ipa.checkpoint
+                    parent_ckpt = ipa.model
                 else:
                     ipa, t_ipa = None, 0.0
-                    lm = load_model("ipa", root=out)
-                    parent_ckpt = Checkpoint(lm.model, lm.featurizer, {**lm.card, "name": "ipa"})
+                    parent_ckpt = load_model("ipa", root=out)
                 rpa, t_rpa = train("rpa", seed, parent_ckpt) if "rpa" in names else (None, 0.0)
                 chains.append((seed, ipa, t_ipa, rpa, t_rpa))
             key = 3 if "rpa" in names else 1
@@ -258,99 +222,65 @@ def rebuild(
             )
         for name in names:
             res, seconds, selection = chosen[name]
-            target = {"ipa": "ipa", "rpa": "rpa", "sc": "sc_rpa_ipa"}[name]
-            card = {
-                "name": name,
-                "full_name": f"OptiMate-{DATA_TAG}-{target.upper().replace('_', '-')}-{version}",
-                "task": res.card["task"],
-                "target": target,
-                "description": {
-                    "ipa": "trace of Im ε at the independent-particle level, 2001 points on 0–20 eV",
-                    "rpa": "trace of Im ε in the RPA (local-field effects), 2001 points on 0–20 eV; "
-                    "transfer-learned from ipa (all weights retrained)",
-                    "sc": "similarity coefficient SC[RPA_DFT; IPA_DFT] of a material (one value)",
-                }[name],
-                "parent": "ipa" if name == "rpa" else None,
-                "parent_detail": res.card.get("parent"),
-                "created": today.isoformat(),
-                "data": data_block,
-                "training": {
-                    "settings": res.card.get("settings"),
-                    "fit": res.card.get("fit"),
-                    "val_l1": res.card.get("metrics", {}).get("val_l1"),
-                    "selection": selection,
-                    "train_ids_sha256": res.card.get("train_ids_sha256"),
-                    "train_ids": res.card.get("train_ids"),
-                    "seconds": round(seconds, 1),
-                    "torch_threads": settings.threads,
-                },
-                "versions": res.card.get("versions"),
-                "citation": "Grunert, Großmann & Runge, Nat. Commun. 16, 8142 (2025) (OptiMate architecture)",
+            model = res.model
+            target = model.target
+            card = dict(model.card)
+            card.update(
+                {
+                    "name": name,
+                    "version": version,
+                    "full_name": f"OptiMate-{DATA_TAG}-{target.name.upper().replace('_', '-')}-{version}",
+                    "description": DESCRIPTIONS[name],
+                    "citation": "Grunert, Großmann & Runge, Nat. Commun. 16, 8142 (2025) (OptiMate architecture)",
+                }
+            )
+            card["training"] = {
+                **card["training"],
+                "selection": selection,
+                "seconds": round(seconds, 1),
+                "torch_threads": settings.threads,
             }
-            save_model(tmp / name, res.model, res.featurizer, card, dtype=settings.dtype)
-        # test metrics from the stored weights through the Predictor (the users' path)
-        roots = {n: _root_for(tmp, out, n) for n in MODEL_NAMES}
-        cards.update(write_test_metrics(data, roots, names))
+            model.card = card
+            install(model, tmp, dtype=settings.dtype)
+        # test metrics from the stored weights, through the one metric pipeline
+        for name in names:
+            folder = tmp / name / version
+            cards[name] = _write_test_metrics(folder, data)
         out.mkdir(parents=True, exist_ok=True)
         for name in names:
-            dest = out / name
+            dest = out / name / version
             if dest.exists():
                 shutil.rmtree(dest)
-            shutil.move(str(tmp / name), dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(tmp / name / version), dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cards
 
 
-def write_test_metrics(data: Any, roots: dict[str, Path], names: tuple[str, ...]) -> dict[str, dict]:
-    """Compute the test-split metrics of models ``names`` (folders ``roots[name] / name``) and write them into
-    their cards (the weights, and so the checksums, are untouched). Returns name → updated card."""
-    from ..predict import Predictor
-    from . import load_model
+def _write_test_metrics(folder: Path, data: Any) -> dict:
+    """Compute a saved model's test-split metrics (:func:`~optiladder.evaluation.card_metrics`) and write them
+    into its card (the files the card vouches for are untouched). Returns the new card."""
+    from ..evaluation import card_metrics
+    from ..training.model import write_card
 
-    loaded = {n: load_model(n, root=r) for n, r in roots.items() if (r / n / "card.json").exists()}
-    test = data.split("test")
-    m = test_metrics(Predictor(loaded), test)
-    cards = {}
-    for name in names:
-        card_path = roots[name] / name / "card.json"
-        card = json.loads(card_path.read_text())
-        card["metrics"] = {
-            "split": "test",
-            "n": m["n"]["materials"],
-            "computed": _dt.date.today().isoformat(),
-            "test_ids_sha256": _ids_sha256(test.ids),
-        }
-        if name in ("ipa", "rpa"):
-            card["metrics"]["spectrum"] = m[name]
-        else:
-            card["metrics"]["sc"] = m["sc"]
-        if name == "rpa":
-            card["metrics"]["baseline_ipa_dft_as_rpa"] = m["ipa_as_rpa"]
-        tmp = card_path.with_name(f".{card_path.name}.tmp")
-        tmp.write_text(json.dumps(card, indent=1) + "\n")
-        tmp.replace(card_path)
-        cards[name] = card
-    return cards
+    model = load_model(folder)
+    card = dict(model.card)
+    card["metrics"] = card_metrics(model, data, "test")
+    if model.target.is_spectrum and model.target.level != LEVELS[0]:
+        from ..evaluation import ipa_baseline, summary
+
+        test = data.split("test")
+        card["metrics"]["baseline_ipa_dft_as_rpa"] = summary(ipa_baseline(test))
+    return write_card(folder, card)
 
 
 def refresh_metrics(*, store: Any = None, root: str | Path | None = None) -> dict[str, dict]:
-    """Recompute the shipped models' test metrics on the current dataset (e.g. after the campaign added test
-    records) and rewrite their cards; no training."""
+    """Recompute the newest shipped models' test metrics on the current dataset (e.g. after the campaign added
+    test records) and rewrite their cards; no training."""
     from ..data.store import Store
+    from . import available, model_dir
 
     store = store or Store()
-    base = Path(root) if root is not None else package_dir()
-    names = tuple(n for n in MODEL_NAMES if (base / n / "card.json").exists())
-    return write_test_metrics(store.table(), dict.fromkeys(names, base), names)
-
-
-def _ids_sha256(ids: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
-
-
-def _root_for(tmp: Path, out: Path, name: str) -> Path:
-    """Where model ``name`` is: freshly trained in ``tmp`` or already shipped in ``out``."""
-    return tmp if (tmp / name / "card.json").exists() else out
+    data = store.table(protocol=DATA_TAG)
+    return {name: _write_test_metrics(model_dir(name, root=root), data) for name in available(root)}

@@ -273,7 +273,8 @@ def create_app(
         x/y/z components of Im ε, and n, k, α (cm⁻¹), R, loss of the trace; ``sc_rpa_ipa`` of the DFT spectra."""
         from ..data.splits import split_of
         from ..engine.records import RecordError, record_spectra
-        from ..spectra import MODEL_GRID, interpolate, similarity_coefficient
+        from ..spectra import similarity_coefficient
+        from ..targets import LEVELS, Grid, record_traces
 
         if not MAT_ID_RE.match(mat_id):
             raise HTTPException(400, f"{mat_id[:80]}: not a valid material id")
@@ -284,7 +285,7 @@ def create_app(
         except RecordError as exc:
             raise HTTPException(500, _one_line(str(exc))) from None
         sp = record_spectra(rec)
-        on_grid = {lv: interpolate(s.omega, s.trace_im(), MODEL_GRID) for lv, s in sp.items()}
+        on_grid = record_traces(rec)
         out: dict[str, Any] = {
             "mat_id": mat_id,
             "formula": rec["formula"],
@@ -296,7 +297,7 @@ def create_app(
             "protocol": rec["protocol"].get("name"),
             "code": rec.get("code"),
             "structure": rec["structure"],
-            "sc_rpa_ipa": round(float(similarity_coefficient(on_grid["rpa"], on_grid["ipa"])), 4),
+            "sc_rpa_ipa": round(float(similarity_coefficient(on_grid[LEVELS[1]], on_grid[LEVELS[0]])), 4),
             "spectra": {},
         }
         for lv, s in sp.items():
@@ -312,10 +313,10 @@ def create_app(
             res = p.predict_one(Structure.from_dict(rec["structure"]), mat_id)
             if res.ok:
                 pred = res.to_dict(optics=False, stride=2)
-                pred["sc_vs_dft"] = {
-                    lv: round(float(similarity_coefficient(res.spectra[lv].trace_im(), on_grid[lv])), 4)
-                    for lv in res.spectra
-                }
+                pred["sc_vs_dft"] = {}
+                for lv, ps in res.spectra.items():  # on the model's own grid
+                    dft = record_traces(rec, Grid.of(ps.omega), (lv,))[lv]
+                    pred["sc_vs_dft"][lv] = round(float(similarity_coefficient(ps.trace_im(), dft, ps.omega)), 4)
                 out["prediction"] = pred
             else:
                 out["prediction"] = {"ok": False, "error": res.error}

@@ -45,22 +45,22 @@ def build_map(
     import umap
 
     from ..data.splits import split_of
-    from ..engine.records import record_spectra
-    from ..spectra import MODEL_GRID, interpolate, similarity_coefficient
+    from ..spectra import similarity_coefficient
+    from ..targets import record_traces
 
-    if "sc" not in predictor.models:
+    if predictor.sc_model is None:
         raise MapError("map: the predictor has no sc model")
+    sc_target = predictor.models[predictor.sc_model].target
+    x_level, y_level = sc_target.levels
     ids, structures, formulas, splits, nsites, sc_dft = [], [], [], [], [], []
     for rec in store.iter_records():
-        sp = record_spectra(rec)
-        ipa = interpolate(sp["ipa"].omega, sp["ipa"].trace_im(), MODEL_GRID)
-        rpa = interpolate(sp["rpa"].omega, sp["rpa"].trace_im(), MODEL_GRID)
+        traces = record_traces(rec, sc_target.grid, sc_target.levels)
         ids.append(rec["mat_id"])
         structures.append(rec["structure"])
         formulas.append(rec["formula"])
         splits.append(rec.get("split") or split_of(rec["mat_id"]))
         nsites.append(int(rec["nsites"]))
-        sc_dft.append(float(similarity_coefficient(rpa, ipa)))
+        sc_dft.append(float(similarity_coefficient(traces[x_level], traces[y_level], sc_target.omega())))
     if len(ids) < 5:
         raise MapError(f"map: {len(ids)} records in {store.root} are too few for a map")
     results = predictor.predict(structures, ids, embed=True, levels=())
@@ -77,14 +77,15 @@ def build_map(
         n_jobs=1,  # a fixed seed makes UMAP single-threaded anyway; saying so silences its warning
     )
     xy = reducer.fit_transform(emb)
-    card = predictor.models["sc"].card
+    card = predictor.models[predictor.sc_model].card
     data = {
         "format_version": MAP_FORMAT_VERSION,
         "created": _dt.date.today().isoformat(),
         "model": {
-            "name": "sc",
+            "name": predictor.sc_model,
             "full_name": card.get("full_name"),
-            "weights_sha256": card["weights"]["sha256"],
+            "version": card.get("version"),
+            "id": card.get("id"),
         },
         "umap": {
             "n_neighbors": reducer.n_neighbors,

@@ -8,7 +8,8 @@ Protocol (Grunert, Großmann & Runge 2025, adapted to a small CPU budget):
 * IPA model: Im ε(IPA) of the whole pool, from scratch;
 * DL / TL: Im ε(RPA) of the first N materials of one seeded permutation of the pool (nested subsets), for
   N in ``sizes`` and "all"; sizes larger than the pool are skipped and reported as such. DL starts from random
-  weights, TL from the IPA model (``tl_trainable``: all weights by default, as in the paper);
+  weights, TL from the IPA model (``tl_trainable``: parameter groups, comma-separated; all weights by default,
+  as in the paper);
 * TL on small cells: the pool materials with ≤ k atoms (k in ``max_atoms``); a set equal to one already
   trained is not trained twice but reported as the same model;
 * SC predictor: the same network with a 1-value head, trained on SC[RPA_DFT; IPA_DFT] of the pool.
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..data.splits import check_trainable
-from ..evaluation import by_cell_size, ipa_baseline, scalar_scores, scores_for, summary
+from ..evaluation import by_cell_size, card_metrics, ipa_baseline, summary
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ class StudyOptions:
     """Settings of :func:`run_paper_study` (all have CLI options).
 
     Learning rates etc. are for Adam on the L1 loss. ``model_kwargs`` override OptiMate sizes (default: the
-    published architecture). ``norm``: normalisation in the MLPs; the published model has batch norm (the
-    ``torch_geometric`` MLP default), but with a few hundred materials in batches of 32 its statistics are
-    noisy and layer norm generalises better (fixture, 48 spectra, 2 seeds: validation L1 0.47–0.49 vs
-    0.51–0.55, median test SC 0.71–0.72 vs 0.65–0.67). ``threads``: torch CPU threads (None: free cores from the load average).
+    published architecture). ``norm``: normalisation in the MLPs; batch norm by default, the published layout
+    (the ``torch_geometric`` MLP default) and that of the shipped models, so the study and the shipped models
+    are the same network (with a few hundred materials in batches of 32 layer norm generalised better on the
+    48-spectrum fixture: median test SC 0.71–0.72 vs 0.65–0.67; ``--norm layer_norm``). ``threads``: torch CPU
+    threads (None: free cores from the load average).
     """
 
     sizes: tuple[int, ...] = (100, 300, 1000)
@@ -64,7 +66,7 @@ class StudyOptions:
     tl_trainable: str = "all"
     seed: int = 0
     threads: int | None = None
-    norm: str = "layer_norm"
+    norm: str = "batch_norm"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     save_models: bool = True
     seeds: int = 1
@@ -105,18 +107,25 @@ class Run:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+def _numeric(key: str, value: Any) -> bool:
+    return key != "n" and isinstance(value, int | float)
+
+
 def _mean_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean over seeds of every numeric entry (``n`` kept)."""
-    out: dict[str, Any] = {}
-    for key in rows[0]:
-        vals = [r[key] for r in rows]
-        out[key] = vals[0] if key == "n" else float(np.mean(vals))
-    return out
+    """Mean over seeds of every numeric entry (``n`` and non-numeric entries such as the post-processing kept
+    from the first seed); one seed: the metrics as they are."""
+    if len(rows) == 1:
+        return dict(rows[0])
+    return {k: float(np.mean([r[k] for r in rows])) if _numeric(k, v) else v for k, v in rows[0].items()}
 
 
 def _spread_over_seeds(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     """[min, max] over seeds of every numeric entry but ``n``."""
-    return {k: [float(min(r[k] for r in rows)), float(max(r[k] for r in rows))] for k in rows[0] if k != "n"}
+    return {
+        k: [float(min(r[k] for r in rows)), float(max(r[k] for r in rows))]
+        for k, v in rows[0].items()
+        if _numeric(k, v)
+    }
 
 
 def plan_runs(pool_ids: list[str], pool_nsites: np.ndarray, options: StudyOptions) -> list[Run]:
@@ -193,7 +202,8 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
     import torch
 
     from ..data.store import Store
-    from ..training import TrainSettings, predict_arrays, save_checkpoint, target_values, train_model
+    from ..targets import get_target
+    from ..training import TrainSettings, save_model, target_values, train_model
     from .figures import make_figures
     from .report import write_readme
 
@@ -229,7 +239,12 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
     baseline = ipa_baseline(test).assign(model="ipa_baseline")
     score_frames.append(baseline)
     sc_pred = None
-    data_note = "GPAW " + ", ".join(sorted(info["protocols"]))
+    data_info = {
+        "source": "optiladder dataset, GPAW " + ", ".join(sorted(info["protocols"])),
+        "protocol": ", ".join(sorted(info["protocols"])),
+        "numerics": sorted(set(map(str, data.numerics))),
+        "records": len(data),
+    }
     n_seeds = max(1, int(options.seeds))
     for k, run in enumerate(runs):
         if run.status != "planned":
@@ -249,42 +264,45 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
                 target=run.target,
                 train_splits=("train", "none"),
                 ids=run.ids,
-                parent=models[(run.parent, j)].checkpoint if run.parent else None,
-                trainable=options.tl_trainable if run.parent else "all",
+                parent=models[(run.parent, j)].model if run.parent else None,
+                trainable=options.tl_trainable.split(",") if run.parent else "all",
                 settings=settings,
                 model_kwargs={"norm": options.norm, **options.model_kwargs},
                 name=f"optimate-{run.name}" + (f"-seed{j}" if j else ""),
-                data_note=data_note,
+                data_info=data_info,
             )
             models[(run.name, j)] = res
-            pred = predict_arrays(res.model, res.featurizer, test)
-            if run.target == "sc_rpa_ipa":
-                ref = target_values(test, "sc_rpa_ipa")[:, 0]
-                train_mean = float(
-                    np.mean(target_values(pool.subset(np.isin(pool.ids, run.ids)), "sc_rpa_ipa"))
-                )
-                metrics = scalar_scores(pred[:, 0], ref, train_mean=train_mean)
+            target = get_target(run.target)
+            train_mean = None
+            if not target.is_spectrum:
+                train_mean = float(np.mean(target_values(pool.subset(np.isin(pool.ids, run.ids)), target)))
+            # the one metric pipeline (the cards use it too): post-processing as the target records it
+            block = card_metrics(res.model, data, "test", keep=True, train_mean=train_mean)
+            ev = block.pop("_evaluation")
+            metrics = block["values"]
+            if not target.is_spectrum:
                 if j == 0:
                     sc_pred = pd.DataFrame(
-                        {"mat_id": test.ids, "nsites": test.nsites, "sc_dft": ref, "sc_ml": pred[:, 0]}
+                        {
+                            "mat_id": test.ids,
+                            "nsites": test.nsites,
+                            "sc_dft": ev.ref[:, 0],
+                            "sc_ml": ev.pred[:, 0],
+                        }
                     )
-            else:
-                frame = scores_for(pred, test, run.target).assign(model=run.name)
-                metrics = summary(frame)
-                if j == 0:  # per-material tables and figures show the first seed
-                    score_frames.append(frame)
-                    run.result["by_cell_size"] = by_cell_size(frame).to_dict(orient="records")
-                    preds[run.name] = pred
+            elif j == 0:  # per-material tables and figures show the first seed
+                frame = ev.scores.assign(model=run.name)
+                score_frames.append(frame)
+                run.result["by_cell_size"] = by_cell_size(frame).to_dict(orient="records")
+                preds[run.name] = ev.pred
             per_seed.append(metrics)
-            res.card["metrics"].update({f"test_{m}": v for m, v in metrics.items()})
+            res.card["metrics"] = block
             if j == 0:
-                run.result["fit"] = res.card["fit"]
-                run.result["train_ids_sha256"] = res.card["train_ids_sha256"]
+                run.result["fit"] = res.card["training"]["fit"]
+                run.result["train_ids_sha256"] = res.card["training"]["train_ids_sha256"]
             if options.save_models:
                 suffix = f"-seed{j}" if j else ""
-                save_checkpoint(
-                    out / "models" / f"{run.name}{suffix}.pt", res.model, res.featurizer, res.card
-                )
+                save_model(out / "models" / f"{run.name}{suffix}", res.model)
         run.result["n_train"] = len(run.ids)
         run.result["test"] = _mean_over_seeds(per_seed)
         if n_seeds > 1:

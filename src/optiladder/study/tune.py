@@ -25,11 +25,14 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from ..targets import LEVELS
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["dl", "tl", "ipa", "sc"]
 MODES: tuple[str, ...] = get_args(Mode)
-_TARGET = {"dl": "rpa", "tl": "rpa", "ipa": "ipa", "sc": "sc_rpa_ipa"}
+#: mode → target: the lowest rung (from scratch), the next rung (directly or by transfer), SC of the two
+_TARGET = {"dl": LEVELS[1], "tl": LEVELS[1], "ipa": LEVELS[0], "sc": f"sc_{LEVELS[1]}_{LEVELS[0]}"}
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,15 @@ def run_tune(data, options: TuneOptions, parent=None) -> dict[str, Any]:
     """Search hyperparameters on ``data`` (``DatasetArrays``); returns best params, value and all trials."""
     import optuna
 
-    from ..training import TrainSettings, load_checkpoint, train_model
+    from ..training import TrainSettings, load_model_dir, train_model
 
     if options.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     if options.mode == "tl":
         if parent is None:
-            raise ValueError("mode 'tl' needs a parent checkpoint (e.g. the study's models/ipa.pt)")
+            raise ValueError("mode 'tl' needs a parent model folder (e.g. the study's models/ipa)")
         if isinstance(parent, str | Path):
-            parent = load_checkpoint(parent)
+            parent = load_model_dir(parent)
     pool = data.split("train", "none")
     ids = list(pool.ids)
     if options.size and options.size < len(ids):

@@ -1,64 +1,55 @@
-"""Training: plain loop functions, checkpoints with model cards, and guarded entry points.
+"""Training: the one model format (:class:`Model`), plain loop functions and guarded entry points.
 
-Importing this package imports torch. Public API::
+Public API (imported lazily: ``import optiladder.training.model`` does not import torch)::
 
-    TrainSettings, FitResult, fit, train_one_epoch, evaluate, predict, embed      (loop)
-    train_model, predict_arrays, TrainResult                                       (entry points)
-    save_checkpoint, load_checkpoint, read_card, Checkpoint, make_card             (checkpoints)
+    Model, save_model, load_model_dir, verify_dir, make_card, model_id, ids_sha256, PretrainedError   (model)
+    TrainSettings, FitResult, fit, train_one_epoch, evaluate, predict, embed, batches                  (loop)
+    train_model, predict_arrays, TrainResult                                                           (entry points)
+    target_values, dataset_graphs, make_data                                                           (data)
 """
 
 from __future__ import annotations
 
-from .checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    ids_sha256,
-    load_checkpoint,
-    make_card,
-    read_card,
-    save_checkpoint,
-    state_sha256,
-)
-from .data import TARGETS, Target, dataset_graphs, make_data, target_values
-from .loop import (
-    FitResult,
-    TrainSettings,
-    batches,
-    embed,
-    evaluate,
-    fit,
-    l1_loss,
-    predict,
-    seed_everything,
-    train_one_epoch,
-)
-from .train import TrainResult, predict_arrays, train_model
+import importlib
+from typing import Any
 
-__all__ = [
-    "TARGETS",
-    "Checkpoint",
-    "CheckpointError",
-    "FitResult",
-    "Target",
-    "TrainResult",
-    "TrainSettings",
-    "batches",
-    "dataset_graphs",
-    "embed",
-    "evaluate",
-    "fit",
-    "ids_sha256",
-    "l1_loss",
-    "load_checkpoint",
-    "make_card",
-    "make_data",
-    "predict",
-    "predict_arrays",
-    "read_card",
-    "save_checkpoint",
-    "seed_everything",
-    "state_sha256",
-    "target_values",
-    "train_model",
-    "train_one_epoch",
-]
+_WHERE = {
+    "model": (
+        "CheckpointError",
+        "Model",
+        "PretrainedError",
+        "ids_sha256",
+        "load_model_dir",
+        "make_card",
+        "model_id",
+        "parent_ref",
+        "read_card",
+        "save_model",
+        "sha256_file",
+        "verify_dir",
+        "write_card",
+    ),
+    "data": ("dataset_graphs", "make_data", "target_values"),
+    "loop": (
+        "FitResult",
+        "TrainSettings",
+        "batches",
+        "embed",
+        "evaluate",
+        "fit",
+        "model_loss",
+        "predict",
+        "seed_everything",
+        "train_one_epoch",
+    ),
+    "train": ("TrainResult", "predict_arrays", "train_model"),
+}
+_INDEX = {name: mod for mod, names in _WHERE.items() for name in names}
+__all__ = sorted(_INDEX)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _INDEX.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)

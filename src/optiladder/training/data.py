@@ -1,38 +1,27 @@
 """Dataset records → lists of ``torch_geometric`` ``Data`` with learning targets.
 
-Targets (``Target``): ``"ipa"`` / ``"rpa"`` — trace Im ε on the 2001-point model grid, ``y`` shape ``[1, 2001]``;
-``"sc_rpa_ipa"`` — the scalar SC[RPA_DFT; IPA_DFT] (paper eq. 6 with the RPA spectrum as X and IPA as Y),
-``y`` shape ``[1, 1]``.
+The targets are :class:`optiladder.targets.TargetSpec` objects (or their names in
+:data:`optiladder.targets.TARGETS`): ``y`` has shape ``[1, out_dim]`` (Im ε on the target's grid, or one
+value such as SC[RPA; IPA]).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..graphs import DEFAULT_FEATURIZER, Featurizer, Graph, GraphCache, structure_graph, to_data
-from ..spectra import similarity_coefficient
+from ..targets import TargetSpec, get_target
 
 if TYPE_CHECKING:
     from ..data.store import DatasetArrays
 
-Target = Literal["ipa", "rpa", "sc_rpa_ipa"]
-TARGETS: tuple[str, ...] = get_args(Target)
-#: level of theory of each target (recorded in the model card)
-TARGET_LEVEL: dict[str, str] = {"ipa": "ipa", "rpa": "rpa", "sc_rpa_ipa": "rpa"}
 
-
-def target_values(arrays: DatasetArrays, target: Target) -> np.ndarray:
-    """Targets of every material: ``[n, 2001]`` (Im ε, ``ipa``/``rpa``) or ``[n, 1]`` (``sc_rpa_ipa``)."""
-    if target == "ipa":
-        return np.asarray(arrays.ipa, dtype=np.float32)
-    if target == "rpa":
-        return np.asarray(arrays.rpa, dtype=np.float32)
-    if target == "sc_rpa_ipa":
-        return similarity_coefficient(arrays.rpa, arrays.ipa, arrays.grid).astype(np.float32)[:, None]
-    raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+def target_values(arrays: DatasetArrays, target: str | TargetSpec) -> np.ndarray:
+    """Targets of every material, ``[n, out_dim]`` float32 (see :meth:`TargetSpec.values`)."""
+    return get_target(target).values(arrays)
 
 
 def dataset_graphs(

@@ -1,6 +1,7 @@
 """The training loop as plain functions: :func:`train_one_epoch`, :func:`evaluate`, :func:`predict`, :func:`fit`.
 
-Loss: L1 (mean absolute error over all grid points and materials, the paper's MAE up to the grid factor).
+Loss: the model's own (``model.loss(pred, y)``; OptiMate records it in its config and the target spec, L1 by
+default: the mean absolute error over all grid points and materials, the paper's MAE up to the grid factor).
 Optimiser: Adam with weight decay. Early stopping on the validation loss; the best weights are kept and
 restored. Deterministic on CPU for a given seed (batches are drawn from a NumPy generator seeded with
 ``seed``; weights from ``torch.manual_seed(seed)``).
@@ -81,13 +82,18 @@ def batches(data: Sequence, batch_size: int, rng: np.random.Generator | None = N
     return [Batch.from_data_list([data[i] for i in chunk]) for chunk in np.array_split(order, n_batches)]
 
 
-def l1_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean |pred − y| over all entries (``[n_graphs, out_dim]`` each)."""
-    return nn.functional.l1_loss(pred, y)
+def model_loss(model: nn.Module):
+    """The loss ``model`` declares (``model.loss(pred, y)``); a model without one cannot be trained here."""
+    loss = getattr(model, "loss", None)
+    if not callable(loss):
+        raise TypeError(f"{type(model).__name__} declares no loss (a method loss(pred, y) -> scalar tensor)")
+    return loss
 
 
-def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, loss_fn=l1_loss) -> float:
-    """One pass over ``loader`` (iterable of batches with ``y``); returns the graph-weighted mean loss."""
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer) -> float:
+    """One pass over ``loader`` (iterable of batches with ``y``); returns the graph-weighted mean of the
+    model's loss."""
+    loss_fn = model_loss(model)
     model.train()
     total, count = 0.0, 0
     for batch in loader:
@@ -101,8 +107,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, loss_fn=l1_loss) -> float:
-    """Graph-weighted mean loss over ``loader`` in eval mode."""
+def evaluate(model: nn.Module, loader) -> float:
+    """Graph-weighted mean of the model's loss over ``loader`` in eval mode."""
+    loss_fn = model_loss(model)
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
@@ -141,12 +148,16 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
 def fit(model: nn.Module, train: Sequence, val: Sequence, settings: TrainSettings) -> FitResult:
     """Train ``model`` in place on ``train`` with early stopping on ``val``; restores the best weights.
 
+    ``model``: any ``torch.nn.Module`` that declares its loss (``model.loss(pred, y)``) and whose
+    ``requires_grad`` flags say what trains (``OptiMate.set_trainable``).
+
     ``train``/``val``: lists of ``Data`` with ``y``; a training ``Data`` whose ``mat_id`` is a validation or
     test material raises :class:`~optiladder.data.splits.LeakageError`. Validation batches are collated once; training batches are
     reshuffled every epoch from ``np.random.default_rng(settings.seed)``.
     """
     if len(train) < 2:
         raise ValueError(f"need at least 2 training graphs, got {len(train)}")
+    model_loss(model)
     from ..data.splits import check_trainable
 
     check_trainable([d.mat_id for d in train if getattr(d, "mat_id", None)], context="fit")

@@ -20,9 +20,10 @@ import numpy as np
 
 from ..data.splits import LeakageError, check_split_names, check_trainable
 from ..graphs import DEFAULT_FEATURIZER, Featurizer, GraphCache
-from .checkpoint import Checkpoint, load_checkpoint, make_card, state_sha256
-from .data import TARGET_LEVEL, TARGETS, Target, dataset_graphs, make_data, target_values
+from ..targets import TargetSpec, get_target
+from .data import dataset_graphs, make_data
 from .loop import FitResult, TrainSettings, fit, predict, seed_everything
+from .model import Model, load_model_dir, make_card, parent_ref
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,16 +35,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """A trained model (eval mode, best validation weights), its featurizer, card and fit log."""
+    """A trained :class:`~.model.Model` (eval mode, best validation weights, card filled in) and its fit log."""
 
-    model: nn.Module
-    featurizer: Featurizer
-    card: dict[str, Any]
+    model: Model
     fit: FitResult
 
     @property
-    def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.model, self.featurizer, self.card)
+    def featurizer(self) -> Featurizer:
+        return self.model.featurizer
+
+    @property
+    def card(self) -> dict[str, Any]:
+        return self.model.card
+
+    @property
+    def net(self) -> nn.Module:
+        return self.model.net
 
 
 def _select_training(
@@ -68,39 +75,61 @@ def _select_training(
     return pool
 
 
+def build_net(
+    target: TargetSpec,
+    featurizer: Featurizer,
+    y_train: np.ndarray,
+    model_kwargs: dict[str, Any] | None = None,
+):
+    """A fresh OptiMate for ``target``: ``out_dim`` and loss from the target; a scalar target gets a linear
+    1-value head standardised to the training mean and std of ``y_train``."""
+    from ..nn import OptiMate
+
+    kw = dict(model_kwargs or {})
+    kw.setdefault("node_dim", featurizer.node_dim)
+    kw.setdefault("edge_dim", featurizer.edge_dim)
+    kw["out_dim"] = target.out_dim
+    kw["loss"] = target.loss
+    if not target.is_spectrum:
+        kw.setdefault("output_activation", "none")
+        kw.setdefault("target_shift", float(np.mean(y_train)))
+        kw.setdefault("target_scale", float(np.std(y_train) or 1.0))
+    return OptiMate(**kw)
+
+
 def train_model(
     data: DatasetArrays,
     *,
-    target: Target,
+    target: str | TargetSpec,
     train_splits: Sequence[str] = ("train", "none"),
     ids: Sequence[str] | None = None,
     val_split: str = "validation",
     val_ids: Sequence[str] | None = None,
-    parent: Checkpoint | str | Path | None = None,
-    trainable: str = "all",
+    parent: Model | str | Path | None = None,
+    trainable: str | Sequence[str] = "all",
     settings: TrainSettings | None = None,
     model_kwargs: dict[str, Any] | None = None,
     featurizer: Featurizer | None = None,
     cache: GraphCache | bool | None = True,
     name: str = "",
-    data_note: str = "",
+    data_info: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train one model on ``data`` and return it with its model card.
 
-    ``target``: ``ipa``, ``rpa`` (Im ε spectra) or ``sc_rpa_ipa`` (scalar). ``train_splits``: split names to
-    train on; ``ids``: optional subset of them (e.g. a learning-curve size). Early stopping uses the rows of
-    ``val_split`` (or ``val_ids``, e.g. a cross-validation fold of the training split; they are never trained
-    on and must not overlap the training ids). ``parent``: checkpoint (object or path) to transfer from — its
-    architecture, weights and featurizer are reused and ``trainable`` (``all``/``head``) says what is
-    retrained; without a parent a new model is built from ``model_kwargs`` (a scalar target gets a 1-value
-    head standardised to the training mean and std).
+    ``target``: a :class:`~optiladder.targets.TargetSpec` or its name (``ipa``, ``rpa``, ``sc_rpa_ipa``); its
+    grid must be the grid of ``data``. ``train_splits``: split names to train on; ``ids``: optional subset of
+    them (e.g. a learning-curve size). Early stopping uses the rows of ``val_split`` (or ``val_ids``, e.g. a
+    cross-validation fold of the training split; they are never trained on and must not overlap the training
+    ids). ``parent``: a :class:`~.model.Model` (or its folder) to transfer from — its architecture, weights and
+    featurizer are reused and ``trainable`` (parameter groups: ``all``, ``head``, ``body`` or submodule names,
+    see ``OptiMate.set_trainable``) says what is retrained; without a parent a new network is built for the
+    target (:func:`build_net`) from ``model_kwargs``. ``data_info``: the card's ``data`` block.
     """
+    import copy
+
     import torch
 
-    from ..nn import OptiMate, scalar_model
-
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    target = get_target(target)
     settings = settings or TrainSettings()
     train = _select_training(data, train_splits, ids)
     if val_ids is not None:
@@ -116,59 +145,44 @@ def train_model(
         val = data.split(val_split)
 
     parent_info = None
+    y_train = target.values(train)
+    seed_everything(settings.seed)
     if parent is not None:
         if isinstance(parent, str | Path):
-            parent = load_checkpoint(parent)
-        check_trainable(parent.card.get("train_ids", []), context=f"parent model {parent.card.get('name')}")
-        model = parent.model
+            parent = load_model_dir(parent)
+        check_trainable(
+            parent.card.get("training", {}).get("train_ids", []), context=f"parent model {parent.name}"
+        )
+        if parent.members != 1:
+            raise ValueError("transfer learning starts from one network, not an ensemble")
         if featurizer is not None and featurizer != parent.featurizer:
             raise ValueError("a transferred model must keep its parent's featurizer")
+        if parent.target.out_dim != target.out_dim:
+            raise ValueError(
+                f"parent {parent.name} outputs {parent.target.out_dim} values, target {target.name} {target.out_dim}"
+            )
         featurizer = parent.featurizer
-        parent_info = {
-            "name": parent.card.get("name", ""),
-            "state_sha256": parent.card.get("state_sha256") or state_sha256(model.state_dict()),
-            "target": parent.card.get("target"),
-            "dataset_size": parent.card.get("dataset_size"),
-            "train_ids_sha256": parent.card.get("train_ids_sha256"),
-        }
+        parent_info = parent_ref(parent)
         # a transferred model starts from the parent's weights: copy them, never train the parent in place
-        import copy
-
-        model = copy.deepcopy(model)
+        net = copy.deepcopy(parent.net)
+        net.config["loss"] = target.loss
     else:
         featurizer = featurizer or DEFAULT_FEATURIZER
-    y_train = target_values(train, target)
-    seed_everything(settings.seed)
-    if parent is None:
-        kw = dict(model_kwargs or {})
-        kw.setdefault("node_dim", featurizer.node_dim)
-        kw.setdefault("edge_dim", featurizer.edge_dim)
-        if target == "sc_rpa_ipa":
-            kw.setdefault("target_shift", float(np.mean(y_train)))
-            kw.setdefault("target_scale", float(np.std(y_train) or 1.0))
-            model = scalar_model(**kw)
-        else:
-            model = OptiMate(**kw)
-    out_dim = model.config["out_dim"]
-    if out_dim != y_train.shape[1]:
-        raise ValueError(f"model predicts {out_dim} values, target {target!r} has {y_train.shape[1]}")
-    model.set_trainable(trainable)
+        net = build_net(target, featurizer, y_train, model_kwargs)
+    net.set_trainable(trainable)
 
     train_data = make_data(dataset_graphs(train, featurizer, cache), y_train, train.ids)
-    val_data = make_data(dataset_graphs(val, featurizer, cache), target_values(val, target), val.ids)
+    val_data = make_data(dataset_graphs(val, featurizer, cache), target.values(val), val.ids)
     with torch.random.fork_rng():
-        result = fit(model, train_data, val_data, settings)
+        result = fit(net, train_data, val_data, settings)
     card = make_card(
-        name=name or f"optimate-{target}-{len(train)}",
-        task="scalar" if out_dim == 1 else "spectrum",
+        name=name or f"optimate-{target.name}-{len(train)}",
         target=target,
-        level=TARGET_LEVEL[target],
         train_ids=train.ids,
+        data=data_info,
         n_validation=len(val),
         train_splits=train_splits,
-        metrics={"val_l1": result.best_val_loss},
-        parent=parent_info,
-        trainable=trainable,
+        trainable=list(net.trainable),
         settings=settings.to_dict(),
         fit={
             "best_epoch": result.best_epoch,
@@ -176,19 +190,28 @@ def train_model(
             "seconds": round(result.seconds, 2),
             "stopped": result.stopped,
         },
-        data=data_note,
+        val_loss=result.best_val_loss,
+        parent=parent_info,
     )
-    return TrainResult(model, featurizer, card, result)
+    net.set_trainable("all")
+    return TrainResult(Model([net.eval()], featurizer, target, card), result)
 
 
 def predict_arrays(
-    model: nn.Module,
-    featurizer: Featurizer,
+    model: Model,
     data: DatasetArrays,
     *,
     cache: GraphCache | bool | None = True,
     batch_size: int = 256,
+    raw: bool = False,
+    postprocess: Any = None,
 ) -> np.ndarray:
-    """Model outputs for every record of ``data``, ``[n, out_dim]`` (float64)."""
-    graphs = dataset_graphs(data, featurizer, cache)
-    return predict(model, make_data(graphs, None, data.ids), batch_size)
+    """Predictions for every record of ``data``, ``[n, out_dim]`` (float64): post-processed as the target
+    says (or by ``postprocess``), or the raw network output (``raw=True``)."""
+    graphs = dataset_graphs(data, model.featurizer, cache)
+    model.eval()
+    outs = [predict(net, make_data(graphs, None, data.ids), batch_size) for net in model.nets]
+    y = np.mean(outs, axis=0) if len(outs) > 1 else outs[0]
+    if y.size == 0:
+        y = np.zeros((0, model.target.out_dim))
+    return y if raw else model.finish(y, postprocess)
