@@ -99,7 +99,9 @@ def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
         raise CampaignError(protocol, "records of a non-production protocol need their own --store folder")
     root = Path(store).resolve()
     if root == dataset or (root / "..").resolve().name == "dataset" and root.name == "records":
-        raise CampaignError(str(store), f"records of protocol {protocol!r} may not go into the dataset ({why})")
+        raise CampaignError(
+            str(store), f"records of protocol {protocol!r} may not go into the dataset ({why})"
+        )
     return root, True
 
 

@@ -151,7 +151,7 @@ def levers(
 @study_app.command("acquire")
 def acquire(
     models: Annotated[
-        Path, typer.Option(help="Folder with the ensemble members rpa-member*.pt (written by study levers)")
+        Path, typer.Option(help="An RPA ensemble model folder, or a study levers models/ folder")
     ] = Path("reports/levers/models"),
     out: Annotated[Path, typer.Option(help="Ranked id file for `campaign run --order`")] = Path(
         "acquisition.txt"

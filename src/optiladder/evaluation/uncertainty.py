@@ -109,11 +109,25 @@ class Calibration:
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation of two ``[n]`` arrays (nan for fewer than 3 values)."""
-    from scipy.stats import spearmanr
-
+    """Spearman rank correlation of two ``[n]`` arrays: Pearson correlation of their average ranks (ties share
+    the mean rank); nan for fewer than 3 values or a constant array."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    return float(spearmanr(x, y).statistic) if len(x) >= 3 else float("nan")
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1…n of ``v`` ``[n]`` with tied values given their mean rank."""
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(len(v), float)
+    ranks[order] = np.arange(1, len(v) + 1)
+    _, inv = np.unique(v, return_inverse=True)
+    sums = np.bincount(inv, weights=ranks)
+    return (sums / np.bincount(inv))[inv]
 
 
 def coverage(lo: np.ndarray, hi: np.ndarray, actual: np.ndarray) -> float:

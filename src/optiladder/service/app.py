@@ -316,7 +316,9 @@ def create_app(
                 pred["sc_vs_dft"] = {}
                 for lv, ps in res.spectra.items():  # on the model's own grid
                     dft = record_traces(rec, Grid.of(ps.omega), (lv,))[lv]
-                    pred["sc_vs_dft"][lv] = round(float(similarity_coefficient(ps.trace_im(), dft, ps.omega)), 4)
+                    pred["sc_vs_dft"][lv] = round(
+                        float(similarity_coefficient(ps.trace_im(), dft, ps.omega)), 4
+                    )
                 out["prediction"] = pred
             else:
                 out["prediction"] = {"ok": False, "error": res.error}

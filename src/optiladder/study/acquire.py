@@ -1,6 +1,6 @@
 """Acquisition: which uncomputed training structures should the campaign compute next?
 
-The ensemble (K RPA members saved by the levers study, ``<models>/rpa-member*.pt``) predicts every uncomputed
+The ensemble (K RPA members saved by the levers study, ``<models>/rpa-ensemble``) predicts every uncomputed
 Alexandria structure of the trainable splits (``train`` + ``none``, cells of at most ``max_atoms`` atoms). A
 structure is worth computing when the members disagree on it (uncertainty ``1 − mean_k SC[p_k; p̄]``) and when
 it is unlike what is already known (latent distance to the nearest computed or already chosen structure, in units
@@ -26,18 +26,18 @@ log = logging.getLogger(__name__)
 DIVERSITY_CAP = 3.0
 
 
-def load_members(models: str | Path) -> tuple[list, bool]:
-    """The ensemble members of a levers-study model folder and whether they use foundation features."""
-    from ..training import load_checkpoint
+def load_members(models: str | Path):
+    """The RPA ensemble (:class:`~optiladder.training.Model`, K ≥ 2) of a levers-study model folder
+    (``<models>/rpa-ensemble``) or of a model folder given directly."""
+    from ..training import load_model_dir
 
-    paths = sorted(Path(models).glob("rpa-member*.pt"))
-    if len(paths) < 2:
-        raise ValueError(f"{models}: needs ≥ 2 ensemble members (rpa-member*.pt), found {len(paths)}")
-    cks = [load_checkpoint(p) for p in paths]
-    found = {bool(c.card.get("foundation", False)) for c in cks}
-    if len(found) != 1:
-        raise ValueError(f"{models}: members disagree on foundation features")
-    return [c.model for c in cks], found.pop()
+    folder = Path(models)
+    if (folder / "rpa-ensemble").is_dir():
+        folder = folder / "rpa-ensemble"
+    model = load_model_dir(folder)
+    if model.members < 2:
+        raise ValueError(f"{folder}: needs an ensemble (≥ 2 members), this model has {model.members}")
+    return model
 
 
 def greedy_rank(uncertainty: np.ndarray, z: np.ndarray, z_known: np.ndarray, scale: float) -> np.ndarray:
@@ -62,11 +62,11 @@ def acquire(models: str | Path, store=None, *, max_atoms: int = 6, limit: int = 
     from ..data.splits import TRAINABLE, check_trainable, split_of
     from ..data.store import Store
     from ..evaluation.uncertainty import LatentDomain, ensemble_stats, nearest_distance
+    from ..graphs import GraphCache
     from ..structures import alexandria
-    from ..training import embed, predict
-    from .levers import Featurize
+    from ..training import embed, make_data, predict
 
-    members, found = load_members(models)
+    model = load_members(models)
     store = store or Store()
     done = set(store.ids())
     known = [e for e in alexandria() if e["mat_id"] in done and split_of(e["mat_id"]) in TRAINABLE]
@@ -80,9 +80,12 @@ def acquire(models: str | Path, store=None, *, max_atoms: int = 6, limit: int = 
         cands = cands[:limit]
     if not cands:
         return []
-    feat = Featurize()
-    cdata = feat.data([e["mat_id"] for e in cands], [e["structure"] for e in cands], foundation=found)
-    kdata = feat.data([e["mat_id"] for e in known], [e["structure"] for e in known], foundation=found)
+    cache = GraphCache(model.featurizer)
+    cdata = make_data(cache.graphs([e["mat_id"] for e in cands], [e["structure"] for e in cands]), None,
+                      [e["mat_id"] for e in cands])  # fmt: skip
+    kdata = make_data(cache.graphs([e["mat_id"] for e in known], [e["structure"] for e in known]), None,
+                      [e["mat_id"] for e in known])  # fmt: skip
+    members = model.nets
     preds = np.stack([predict(m, cdata) for m in members])
     unc = 1.0 - ensemble_stats(preds)["agreement"]
     z = np.mean([embed(m, cdata) for m in members], axis=0)

@@ -147,27 +147,15 @@ class Featurize:
     """Graph ``Data`` lists of structures with or without foundation node features (both cached on disk)."""
 
     def __init__(self):
-        from ..graphs import DEFAULT_FEATURIZER, GraphCache
+        from ..graphs import DEFAULT_FEATURIZER, FoundationFeaturizer
 
-        self.featurizer = DEFAULT_FEATURIZER
-        self.graphs = GraphCache(DEFAULT_FEATURIZER)
-        self._emb = None
-
-    def embeddings(self, structures):
-        from ..foundation import EmbeddingCache
-
-        if self._emb is None:
-            self._emb = EmbeddingCache()
-        return self._emb.get(structures)
+        self.featurizers = {False: DEFAULT_FEATURIZER, True: FoundationFeaturizer()}
 
     def data(self, ids, structures, *, foundation: bool, y: np.ndarray | None = None) -> list:
-        from ..foundation import augment
+        from ..graphs import GraphCache
         from ..training import make_data
 
-        graphs = self.graphs.graphs(ids, structures)
-        if foundation:
-            for g, e in zip(graphs, self.embeddings(structures), strict=True):
-                g.x = augment(g.x, e)
+        graphs = GraphCache(self.featurizers[foundation]).graphs(list(ids), list(structures))
         return make_data(graphs, y, list(ids))
 
 
@@ -233,7 +221,16 @@ def _scalar_head_from(parent, target: np.ndarray, train: list, val: list, val_y:
     return model, res
 
 
+def _finish(raw: np.ndarray) -> np.ndarray:
+    """Raw RPA network output ``[n, G]`` → the reported spectrum (the RPA target's post-processing: the
+    same as the Predictor and the model cards)."""
+    from ..targets import get_target
+
+    return get_target("rpa").finish(raw)
+
+
 def _scores(pred: np.ndarray, es: EvalSet) -> tuple[Any, dict[str, Any]]:
+    """Per-material scores and summary of post-processed predictions ``pred`` ``[n, G]``."""
     from ..evaluation import by_cell_size, scores_for, summary
 
     frame = scores_for(pred, es.arrays, "rpa")
@@ -268,7 +265,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     )
     from ..onset import apply_onset
     from ..spectra import similarity_coefficient
-    from ..training import embed, fit, predict, save_checkpoint
+    from ..targets import get_target
+    from ..training import Model, embed, fit, make_card, predict, save_model
     from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
     from .paper import choose_threads
     from .report_levers import write_levers_readme
@@ -291,7 +289,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         raise ValueError("the levers study needs ≥ 4 training, ≥ 1 validation and ≥ 1 test material")
     log.info("levers: pool %d, validation %d, test %d", len(pool), len(val), len(test))
     feat = Featurize()
-    node_dim = {False: feat.featurizer.node_dim, True: feat.featurizer.node_dim + 64}
+    node_dim = {k: f.node_dim for k, f in feat.featurizers.items()}
     need_found = any(VARIANTS[v][1] for v in opts.variants)
     data: dict[tuple[str, bool], list] = {}
     for name, es in (("pool", pool), ("validation", val), ("test", test)):
@@ -359,7 +357,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                          _settings(opts, tl_kind, seed))  # fmt: skip
                 row = per.setdefault(f"{v}|{size_label[s]}", {"validation": [], "test": [], "seconds": []})
                 for name, es in (("validation", val), ("test", test)):
-                    frame, summ = _scores(predict(model, data[(name, found)]), es)
+                    frame, summ = _scores(_finish(predict(model, data[(name, found)])), es)
                     row[name].append(summ)
                     if name == "test" and j == 0:
                         frames.append(frame.assign(model=v, size=size_label[s]))
@@ -412,7 +410,10 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
                 _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
             members.append(m)
-        preds = {n: np.stack([predict(m, data[(n, found)]) for m in members]) for n in ("validation", "test")}
+        preds = {
+            n: np.stack([_finish(predict(m, data[(n, found)])) for m in members])
+            for n in ("validation", "test")
+        }
         z = {
             n: np.mean([embed(m, data[(n, found)]) for m in members], axis=0)
             for n in ("pool", "validation", "test")
@@ -446,7 +447,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         sc_model, _ = _scalar_head_from(parent, sc_pool, data[("pool", found)], data[("validation", found)],
                                         sc_val, _settings(opts, "aux", seed))  # fmt: skip
         sc_head = {n: predict(sc_model, data[(n, found)])[:, 0] for n in preds}
-        ipa_pred = {n: predict(parent, data[(n, found)]) for n in preds}
+        ipa_pred = {n: get_target("ipa").finish(predict(parent, data[(n, found)])) for n in preds}
         sc_spec = {
             n: similarity_coefficient(st[n]["mean"], np.clip(ipa_pred[n], 0, None), val.arrays.grid)
             for n in preds
@@ -494,17 +495,25 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 "sc_rpa_ipa": sc_test, "sc_rpa_ipa_head": sc_head["test"], "sc_rpa_ipa_spectra": sc_spec["test"],
             }))  # fmt: skip
             if opts.save_models:
-                for k, m in enumerate(members):
-                    card = {"name": f"levers-{winner}-member{k}", "foundation": found, "free_labels": free,
-                            "train_ids": pool.arrays.ids}  # fmt: skip
-                    save_checkpoint(out / "models" / f"rpa-member{k}.pt", m, feat.featurizer, card)
-                save_checkpoint(
-                    out / "models" / "ipa.pt",
-                    parent,
-                    feat.featurizer,
-                    {"name": "levers-ipa", "foundation": found},
+                lever = {"variant": winner, "free_labels": free, "foundation": found, "seed": seed}
+                common = dict(
+                    train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none")
                 )
-                np.save(out / "models" / "pool_embeddings.npy", z["pool"])
+                rpa_card = make_card(
+                    name=f"levers-rpa-{winner}", target=get_target("rpa"), full_name=f"RPA ensemble of {len(members)} ({winner})",
+                    description="levers study winner: ensemble members fine-tuned from one IPA model", extra={"levers": lever}, **common,
+                )  # fmt: skip
+                save_model(
+                    out / "models" / "rpa-ensemble",
+                    Model(members, feat.featurizers[found], get_target("rpa"), rpa_card),
+                )
+                ipa_card = make_card(
+                    name=f"levers-ipa-{winner}", target=get_target("ipa"), extra={"levers": lever}, **common
+                )
+                save_model(
+                    out / "models" / "ipa",
+                    Model([parent], feat.featurizers[found], get_target("ipa"), ipa_card),
+                )
     results["ensemble"] = ens_rows
     results.update(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
