@@ -3,9 +3,10 @@
 From K member predictions ``[K, n, n_grid]`` of Im ε (eV grid):
 
 * the mean spectrum and the per-energy spread (standard deviation over members, same units as Im ε);
-* the *agreement* ``u = mean_k SC[p_k; p̄]`` (1 when all members agree) and the latent distance ``d`` of a
-  material to its nearest training material (pooled embeddings, in units of the training set's own median
-  nearest-neighbour distance);
+* the *agreement* ``u = 1 − ∫σ dω / ∫|p̄| dω`` (1 when all members agree; computable from one ensemble
+  forward's mean and spread) and the latent distance ``d`` of a material to its nearest training material
+  (pooled embeddings of the first member, in units of the training set's own median nearest-neighbour
+  distance);
 * :class:`Calibration`: a least-squares map ``SC_expected = a + b·u + c·min(d, 5)`` fitted on the validation
   split (actual SC[mean; DFT] known there, never the test split), plus the 10th and 90th percentiles of its
   residuals: the stated 80 % interval is ``[SC_expected + q10, SC_expected + q90]`` (split-conformal);
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spectra import MODEL_GRID, similarity_coefficient
+from ..spectra import MODEL_GRID
 
 #: below this SC[RPA_ML; RPA_DFT] a prediction is a miss that a warning must catch (issue 14)
 MISS_SC = 0.4
@@ -31,14 +32,23 @@ MISS_SC = 0.4
 DIST_CLIP = 5.0
 
 
+def relative_spread(mean: np.ndarray, spread: np.ndarray, grid: np.ndarray = MODEL_GRID) -> np.ndarray:
+    """``∫ σ(ω) dω / ∫ |p̄(ω)| dω`` per material ``[n]`` from the ensemble mean and spread ``[n, G]``: the
+    members' typical deviation relative to the spectrum (0 when all members agree). What a
+    :class:`~optiladder.training.Model` ensemble's one forward gives (mean, spread) is enough to compute it."""
+    num = np.trapezoid(np.asarray(spread, float), grid, axis=-1)
+    den = np.trapezoid(np.abs(np.asarray(mean, float)), grid, axis=-1)
+    return num / np.maximum(den, 1e-12)
+
+
 def ensemble_stats(preds: np.ndarray, grid: np.ndarray = MODEL_GRID) -> dict[str, np.ndarray]:
-    """``mean`` ``[n, G]``, ``spread`` ``[n, G]`` (std over members) and ``agreement`` ``[n]`` of ``[K, n, G]``."""
+    """``mean`` ``[n, G]``, ``spread`` ``[n, G]`` (std over members) and ``agreement`` ``[n]`` of ``[K, n, G]``;
+    ``agreement = 1 − relative_spread`` (1 when all members agree)."""
     preds = np.asarray(preds, float)
     if preds.ndim != 3 or preds.shape[0] < 2:
         raise ValueError(f"need member predictions [K ≥ 2, n, G], got shape {preds.shape}")
-    mean = preds.mean(axis=0)
-    agreement = np.mean([similarity_coefficient(p, mean, grid) for p in preds], axis=0)
-    return {"mean": mean, "spread": preds.std(axis=0), "agreement": agreement}
+    mean, spread = preds.mean(axis=0), preds.std(axis=0)
+    return {"mean": mean, "spread": spread, "agreement": 1.0 - relative_spread(mean, spread, grid)}
 
 
 def nearest_distance(query: np.ndarray, train: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:

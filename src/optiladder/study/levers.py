@@ -410,16 +410,15 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
                 _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
             members.append(m)
-        preds = {
-            n: np.stack([_finish(predict(m, data[(n, found)])) for m in members])
-            for n in ("validation", "test")
-        }
-        z = {
-            n: np.mean([embed(m, data[(n, found)]) for m in members], axis=0)
-            for n in ("pool", "validation", "test")
-        }
+        # raw member outputs (what an ensemble Model's one forward averages); the reported spectrum is the
+        # post-processed mean, the agreement comes from the raw mean and spread, as in the Predictor
+        preds = {n: np.stack([predict(m, data[(n, found)]) for m in members]) for n in ("validation", "test")}
+        # latent space of the first member (what the Predictor's one ensemble forward embeds)
+        z = {n: embed(members[0], data[(n, found)]) for n in ("pool", "validation", "test")}
         domain = LatentDomain.fit(z["pool"])
         st = {n: ensemble_stats(preds[n], val.arrays.grid) for n in preds}
+        for n in st:
+            st[n]["mean"] = _finish(st[n]["mean"])
         dist = {n: domain.distance(z[n]) for n in preds}
         sets_ = {"validation": val, "test": test}
         actual = {
@@ -464,7 +463,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             "members": len(members),
             "ensemble_validation": ens_val,
             "ensemble_test": ens_test,
-            "single_test_median_sc": float(np.median(similarity_coefficient(preds["test"][0], test.arrays.rpa, val.arrays.grid))),
+            "single_test_median_sc": float(np.median(similarity_coefficient(_finish(preds["test"][0]), test.arrays.rpa, val.arrays.grid))),
             "calibration": cal.to_dict(),
             "spearman_test": spearman(exp["test"], actual["test"]),
             "spearman_validation": spearman(exp["validation"], actual["validation"]),
