@@ -66,3 +66,33 @@ def test_acquisition_order(levers_run, tmp_path):
     z = np.array([[5.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
     order = greedy_rank(np.array([0.5, 0.5, 0.4]), z, np.zeros((1, 2)), 1.0)
     assert order.tolist() == [0, 2, 1]
+
+
+def test_predictor_trust_from_the_calibrated_ensemble(levers_run):
+    """The saved ensemble's card carries the calibration; the Predictor gives every prediction an expected SC
+    inside its interval, and a crystal of elements no training crystal has lies farther in latent space (and
+    is warned about when beyond the card's limit)."""
+    from pymatgen.core import Structure
+
+    from optiladder.predict import Predictor
+    from optiladder.structures import alexandria
+    from optiladder.training import load_model_dir
+
+    out, res = levers_run
+    model = load_model_dir(out / "models" / "rpa-ensemble")
+    block = model.card["uncertainty"]
+    assert set(block) >= {"calibration", "rule", "latent_scale"}
+    p = Predictor({"rpa": model})
+    assert "rpa" in p.trust
+    train_ids = set(model.card["training"]["train_ids"])
+    seen = {el for e in alexandria() if e["mat_id"] in train_ids for el in e["elements"]}
+    inside = next(e for e in alexandria("train") if e["mat_id"] in train_ids)
+    far = next(e for e in alexandria("train") if not set(e["elements"]) & seen and e["nsites"] <= 4)
+    r_in, r_far = p.predict([Structure.from_dict(inside["structure"]), Structure.from_dict(far["structure"])])
+    for r in (r_in, r_far):
+        t = r.trust["rpa"]
+        assert t["sc_interval80"][0] <= t["expected_sc"] <= t["sc_interval80"][1]
+        assert r.to_dict()["trust"]["rpa"] == t
+    assert r_far.trust["rpa"]["latent_distance"] > r_in.trust["rpa"]["latent_distance"]
+    limit = block["rule"]["max_distance"]
+    assert any("latent space" in w for w in r_far.warnings) == (r_far.trust["rpa"]["latent_distance"] > limit)

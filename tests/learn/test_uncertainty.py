@@ -7,6 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
+
+
+@pytest.fixture(scope="module")
+def fixture_arrays():
+    """Model-grid arrays of the learning fixture's records (1–3 atoms; a few are excluded by the store)."""
+    from optiladder.data.store import Store
+
+    data = Store(FIXTURES).table()
+    assert len(data) >= 70
+    return data
+
 
 def test_calibration_interval_and_warning_rule():
     from optiladder.evaluation.uncertainty import Calibration, coverage, spearman, warning_thresholds
@@ -28,14 +40,14 @@ def test_calibration_interval_and_warning_rule():
     assert rule.flags([0.9], [10.0])[0]  # far outside the latent domain
 
 
-def test_onset_rule_leaves_only_the_reference_tail(arrays):
+def test_onset_rule_leaves_only_the_reference_tail(fixture_arrays):
     """A spectrum predicted absorbing from 0 eV, after the rule with the true gap, has no more Im ε more than
     δ + 2w below the gap than the reference spectra themselves have there."""
     from optiladder.data.store import Store
     from optiladder.onset import ONSET_DELTA, ONSET_WIDTH, apply_onset, reference_tail
 
-    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
-    gaps = {r["mat_id"]: r["gap_direct"] for r in Store(fixtures).index()}
+    arrays = fixture_arrays
+    gaps = {r["mat_id"]: r["gap_direct"] for r in Store(FIXTURES).index()}
     gap = np.array([gaps[i] for i in arrays.ids])
     grid, ref = arrays.grid, arrays.rpa
     below = ONSET_DELTA + 2 * ONSET_WIDTH
@@ -61,7 +73,7 @@ def test_free_label_set_is_trainable_only():
     assert np.all(fl.y[:, 0] >= fl.y[:, 1] - 1e-3) and np.all(np.abs(fl.y[:, 2]) < 6)
 
 
-def test_ensemble_less_certain_far_from_training(arrays):
+def test_ensemble_less_certain_far_from_training(fixture_arrays):
     """K = 4 small models trained on the fixture's ≤ 3-atom train crystals disagree more, and sit farther in
     latent space, on crystals whose elements none of them saw than on validation crystals of the same chemistry."""
     from optiladder.evaluation.uncertainty import LatentDomain, ensemble_stats
@@ -70,6 +82,7 @@ def test_ensemble_less_certain_far_from_training(arrays):
     from optiladder.structures import alexandria
     from optiladder.training import TrainSettings, embed, fit, make_data, predict
 
+    arrays = fixture_arrays
     train = arrays.split("train", "none")
     seen = {el for s in train.structures for site in s["sites"] for el in [site["species"][0]["element"]]}
     far = [e for e in alexandria("train") if not set(e["elements"]) & seen and e["nsites"] <= 4][:8]

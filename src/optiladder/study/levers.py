@@ -63,7 +63,8 @@ class LeverOptions:
     ipa_seconds: float = 45.0
     tl_seconds: float = 25.0
     paper_tl_seconds: float = 40.0
-    free_seconds: float = 90.0
+    free_seconds: float = 600.0
+    free_epochs: int = 12
     aux_seconds: float = 20.0
     max_epochs: int = 300
     patience: int = 40
@@ -78,7 +79,7 @@ class LeverOptions:
         """A few-minute run for CI: 60 pool materials, 300 free labels, short runs, 1 seed, K = 3."""
         base = dict(
             seeds=1, sizes=(30,), ensemble=3, ipa_seconds=8.0, tl_seconds=4.0, paper_tl_seconds=4.0,
-            free_seconds=8.0, aux_seconds=3.0, max_epochs=15, patience=5, quick=True, pool_limit=60,
+            free_seconds=8.0, free_epochs=3, aux_seconds=3.0, max_epochs=15, patience=5, quick=True, pool_limit=60,
             free_limit=300, save_models=False,
         )  # fmt: skip
         base.update(overrides)
@@ -103,17 +104,22 @@ class EvalSet:
 
 
 def _concat(a, b):
+    """Rows of ``b`` appended to ``a`` (two ``DatasetArrays`` on the same grid, same levels)."""
     from ..data.store import DatasetArrays
 
+    if a.grid.shape != b.grid.shape or not np.allclose(a.grid, b.grid):
+        raise ValueError("cannot join tables on different grids")
     return DatasetArrays(
         a.ids + b.ids,
         np.concatenate([a.splits, b.splits]),
         np.concatenate([a.nsites, b.nsites]),
         a.formulas + b.formulas,
-        np.concatenate([a.ipa, b.ipa]),
-        np.concatenate([a.rpa, b.rpa]),
+        {lv: np.concatenate([a.spectra[lv], b.spectra[lv]]) for lv in a.spectra},
         a.structures + b.structures,
         a.grid,
+        np.concatenate([a.protocols, b.protocols]),
+        np.concatenate([a.numerics, b.numerics]),
+        a.components,
     )
 
 
@@ -179,8 +185,11 @@ def _settings(opts: LeverOptions, kind: str, seed: int):
         )
     if kind == "aux":
         return replace(base, lr=3e-4, weight_decay=1e-4, batch_size=32, max_seconds=opts.aux_seconds)
-    if kind == "free":
-        return replace(base, lr=1e-3, weight_decay=1e-5, batch_size=64, max_seconds=opts.free_seconds)
+    if kind == "free":  # epoch-bounded (a time cap would make the lever depend on the machine's load)
+        return replace(
+            base, lr=1e-3, weight_decay=1e-5, batch_size=64, max_epochs=opts.free_epochs, patience=opts.free_epochs,
+            max_seconds=opts.free_seconds,
+        )  # fmt: skip
     raise ValueError(kind)
 
 
@@ -498,9 +507,15 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 common = dict(
                     train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none")
                 )
+                uncertainty = {
+                    "calibration": cal.to_dict(), "rule": rule.to_dict(), "latent_scale": domain.scale,
+                    "fitted_on": f"validation split ({len(val)} materials), seed {seed}",
+                    "agreement": "1 - integral(spread) / integral(|mean|), raw outputs",
+                }  # fmt: skip
                 rpa_card = make_card(
                     name=f"levers-rpa-{winner}", target=get_target("rpa"), full_name=f"RPA ensemble of {len(members)} ({winner})",
-                    description="levers study winner: ensemble members fine-tuned from one IPA model", extra={"levers": lever}, **common,
+                    description="levers study winner: ensemble members fine-tuned from one IPA model",
+                    extra={"levers": lever, "uncertainty": uncertainty}, **common,
                 )  # fmt: skip
                 save_model(
                     out / "models" / "rpa-ensemble",
@@ -512,6 +527,16 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 save_model(
                     out / "models" / "ipa",
                     Model([parent], feat.featurizers[found], get_target("ipa"), ipa_card),
+                )
+                sc_card = make_card(
+                    name=f"levers-sc-{winner}",
+                    target=get_target("sc_rpa_ipa"),
+                    extra={"levers": lever},
+                    **common,
+                )
+                save_model(
+                    out / "models" / "sc",
+                    Model([sc_model], feat.featurizers[found], get_target("sc_rpa_ipa"), sc_card),
                 )
     results["ensemble"] = ens_rows
     results.update(
