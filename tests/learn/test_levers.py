@@ -96,3 +96,23 @@ def test_predictor_trust_from_the_calibrated_ensemble(levers_run):
     assert r_far.trust["rpa"]["latent_distance"] > r_in.trust["rpa"]["latent_distance"]
     limit = block["rule"]["max_distance"]
     assert any("latent space" in w for w in r_far.warnings) == (r_far.trust["rpa"]["latent_distance"] > limit)
+
+
+def test_ship_winner_into_a_registry(levers_run, tmp_path):
+    """The winner becomes ipa/rpa/sc of a registry: parents linked, test metrics in the cards, and the
+    Predictor loads them (the rpa ensemble with its trust)."""
+    from optiladder.data.store import Store
+    from optiladder.predict import Predictor
+    from optiladder.pretrained import load_model
+    from optiladder.study.ship import ship
+
+    out, _ = levers_run
+    paths = ship(out / "models", "v2099.01.01", store=Store(FIXTURES), root=tmp_path)
+    assert set(paths) == {"ipa", "rpa", "sc"}
+    ipa, rpa = load_model("ipa", root=tmp_path), load_model("rpa", root=tmp_path)
+    assert rpa.members == 3 and rpa.card["training"]["parent"]["id"] == ipa.card["id"]
+    assert rpa.card["metrics"]["values"]["median_sc"] > 0 and "snapshot" in rpa.card["retrained"]
+    assert not set(rpa.card["training"]["train_ids"]) & set(Store(FIXTURES).table().split("test").ids)
+    p = Predictor.from_pretrained(root=tmp_path)
+    (r,) = p.predict([Path(__file__).resolve().parents[2] / "examples" / "SiC.cif"])
+    assert r.ok and "rpa" in r.trust and r.sc is not None
