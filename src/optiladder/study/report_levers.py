@@ -37,8 +37,8 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
         "",
         "## Ablation (single models; each lever on/off against the faithful baseline)",
         "",
-        "| variant | RPA spectra | validation | test | test Δ vs baseline | test p10 | test by cell size | s / run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | RPA spectra | seeds | validation | test | test Δ vs baseline | test p10 | test by cell size | s / run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     table = r["table"]
     for key, row in table.items():
@@ -47,7 +47,7 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
         delta = row["test"]["median_sc"] - base["test"]["median_sc"] if base else float("nan")
         cells = ", ".join(f"{c} at.: {s:.3f}" for c, s in row["test"]["by_cell_size"].items())
         lines.append(
-            f"| {v} | {size} | {_pm(row['validation'], 'median_sc')} | {_pm(row['test'], 'median_sc')} | "
+            f"| {v} | {size} | {len(row['test']['median_sc_seeds'])} | {_pm(row['validation'], 'median_sc')} | {_pm(row['test'], 'median_sc')} | "
             f"{delta:+.3f} | {row['test']['p10_sc']:.3f} | {cells} | {np.mean(row['seconds']):.0f} |"
         )
     if r.get("skipped_sizes"):
