@@ -92,7 +92,7 @@ def test_ensemble_less_certain_far_from_training(fixture_arrays):
     members = []
     for k in range(4):
         torch_model = OptiMate(head_hidden=(128,), norm="batch_norm")
-        fit(torch_model, tr, tr[:8], TrainSettings(lr=1e-3, max_epochs=25, patience=25, seed=k))
+        fit(torch_model, tr, tr[:8], TrainSettings(lr=1e-3, max_epochs=20, patience=20, seed=k))
         members.append(torch_model)
     val = arrays.split("validation")
     va = make_data([structure_graph(s) for s in val.structures], None, val.ids)

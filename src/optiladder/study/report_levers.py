@@ -112,3 +112,44 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
     path = Path(out) / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def merge_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``results`` dict from levers runs of the same options on different seeds (e.g. run in parallel
+    processes): per variant and size the seeds' medians are pooled (mean ± std over seeds), ensemble rows
+    concatenated; the baseline and winner are re-chosen on the pooled validation medians (the baseline among
+    the faithful variants present in every run)."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    table: dict[str, Any] = {}
+    for key in runs[0]["table"]:
+        rows = [r["table"][key] for r in runs if key in r["table"]]
+        merged: dict[str, Any] = {"seconds": [s for r in rows for s in r["seconds"]]}
+        for split in ("validation", "test"):
+            parts = [r[split] for r in rows]
+            seeds = [v for p in parts for v in p["median_sc_seeds"]]
+            m: dict[str, Any] = {"median_sc": float(np.mean(seeds)), "median_sc_std": float(np.std(seeds))}
+            for k in ("mean_sc", "p10_sc", "median_mse"):
+                vals = [p[k] for p in parts]
+                m[k], m[f"{k}_std"] = float(np.mean(vals)), float(np.std(vals))
+            cells = sorted({c for p in parts for c in p["by_cell_size"]}, key=int)
+            m["by_cell_size"] = {
+                c: float(np.mean([p["by_cell_size"][c] for p in parts if c in p["by_cell_size"]]))
+                for c in cells
+            }
+            m["median_sc_seeds"], m["n"] = seeds, parts[0]["n"]
+            merged[split] = m
+        table[key] = merged
+    out["table"] = table
+    all_keys = [k for k in table if k.endswith("|all")]
+    faithful = [k for k in all_keys if k.startswith("faithful")]
+    if faithful:
+        out["baseline"] = max(faithful, key=lambda k: table[k]["validation"]["median_sc"]).split("|")[0]
+    out["winner"] = max(all_keys, key=lambda k: table[k]["validation"]["median_sc"]).split("|")[0]
+    # ensemble rows only from runs whose own winner is the pooled winner (their ensembles are of that variant)
+    out["ensemble"] = [e for r in runs if r["winner"] == out["winner"] for e in r.get("ensemble") or []]
+    out["merged_seeds"] = [r["options"]["seed"] for r in runs]
+    out["options"] = {**runs[0]["options"], "seeds": sum(r["options"]["seeds"] for r in runs)}
+    out["seconds"] = sum(r["seconds"] for r in runs)
+    return out
