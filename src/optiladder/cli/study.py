@@ -177,3 +177,24 @@ def acquire(
             f"{r['mat_id']}  {r['formula']:<12} {r['nsites']} atoms  uncertainty {r['uncertainty']:.3f}  distance {r['distance']:.2f}"
         )
     typer.echo(f"{len(ranked)} candidates ranked; order file: {out}")
+
+
+@study_app.command("ship")
+def ship_levers(
+    version: Annotated[
+        str, typer.Option(help="Version string of the new ipa/rpa/sc models, e.g. v2026.11.29")
+    ],
+    models: Annotated[Path, typer.Option(help="The models/ folder a `study levers` run wrote")] = Path(
+        "reports/levers/models"
+    ),
+    dataset: Annotated[Path | None, typer.Option(help="Records folder (test metrics)")] = None,
+) -> None:
+    """Install the levers winner as the shipped ipa, rpa (ensemble) and sc models (then regenerate the
+    prediction snapshot: python tests/predict/make_snapshot.py)."""
+    from ..data.store import Store
+    from ..study.ship import ship
+
+    paths = ship(models, version, store=Store(dataset) if dataset else Store())
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+    typer.echo("now regenerate the snapshot fixture: python tests/predict/make_snapshot.py")
