@@ -92,7 +92,7 @@ class Featurizer:
 
     # ---- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (lists, floats, str), the form saved in checkpoints."""
+        """Plain JSON-able dict (lists, floats, str): the parameters of the saved spec (:meth:`spec`)."""
         d = asdict(self)
         d.pop("_index", None)
         d["centers"] = list(self.centers)
@@ -268,46 +268,17 @@ class Graph:
 
 
 # ------------------------------------------------------------------------------------------------
-# structure parsing (fast path for pymatgen dicts, no Structure object needed)
+# structure parsing (structures.cell_arrays: fast path for pymatgen dicts, no Structure object needed)
 # ------------------------------------------------------------------------------------------------
 def _lattice_and_sites(structure: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(lattice rows ``[3, 3]`` Å, Cartesian positions ``[n, 3]`` Å, element symbols) of a structure.
+    """(lattice ``[3, 3]`` Å, Cartesian positions ``[n, 3]`` Å, symbols) through the one structure reader,
+    :func:`optiladder.structures.cell_arrays`; its errors become :class:`GraphError`."""
+    from .structures import StructureError, cell_arrays
 
-    Accepts a pymatgen ``Structure``, its ``as_dict()`` form, or an ASE ``Atoms``.
-    """
-    if isinstance(structure, dict):
-        try:
-            lattice = np.asarray(structure["lattice"]["matrix"], dtype=np.float64)
-            sites = structure["sites"]
-            frac = np.asarray([s["abc"] for s in sites], dtype=np.float64)
-            symbols = []
-            for s in sites:
-                species = s["species"]
-                if len(species) != 1 or float(species[0].get("occu", 1)) != 1.0:
-                    raise GraphError("disordered sites (partial occupancy) are not supported")
-                symbols.append(str(species[0]["element"]))
-        except (KeyError, TypeError, IndexError) as exc:
-            raise GraphError(f"not a pymatgen structure dict ({type(exc).__name__}: {exc})") from None
-        cart = frac.reshape(-1, 3) @ lattice
-    elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):  # pymatgen Structure
-        if not structure.is_ordered:
-            raise GraphError("disordered sites (partial occupancy) are not supported")
-        lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
-        cart = np.asarray(structure.cart_coords, dtype=np.float64)
-        symbols = [sp.symbol for sp in structure.species]
-    elif hasattr(structure, "get_cell") and hasattr(structure, "get_positions"):  # ASE Atoms
-        lattice = np.asarray(structure.get_cell(), dtype=np.float64)
-        cart = np.asarray(structure.get_positions(), dtype=np.float64)
-        symbols = list(structure.get_chemical_symbols())
-    else:
-        raise GraphError(f"cannot read a structure from {type(structure).__name__}")
-    if lattice.shape != (3, 3) or not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
-        raise GraphError("lattice is not a finite, non-degenerate 3×3 matrix")
-    if len(symbols) == 0:
-        raise GraphError("structure has no sites")
-    if not np.all(np.isfinite(cart)):
-        raise GraphError("atomic positions are not finite")
-    return lattice, cart.reshape(-1, 3), symbols
+    try:
+        return cell_arrays(structure)
+    except StructureError as exc:
+        raise GraphError(exc.problem) from None
 
 
 def neighbor_list(
@@ -365,7 +336,7 @@ def to_data(graph: Graph, *, compress: bool = True, **attrs: Any):
     ``compress=True`` collapses identical edges (:meth:`Graph.compressed`) and adds ``edge_mult``
     ``[n_edges]``: the OptiMate model gives the same output (exactly, up to float rounding) at a fraction of
     the cost. ``compress=False`` keeps the full multigraph (what ``torch_geometric.nn.GATv2Conv`` expects).
-    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, 2001]``) become float32 tensors; others are kept as is.
+    Array-valued ``attrs`` (e.g. ``y`` of shape ``[1, out_dim]``) become float32 tensors; others are kept as is.
     """
     import torch
     from torch_geometric.data import Data

@@ -246,8 +246,8 @@ class Prediction:
 
     def to_dict(self, *, optics: bool = True, stride: int = 1, digits: int = 5) -> dict:
         """JSON-able dict: name, formula, verdict and per level ``omega_eV``, ``eps_im``, ``eps_re`` and (with
-        ``optics``) ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss``; every ``stride``-th grid point, values
-        rounded to ``digits`` significant digits."""
+        ``optics``) ``n``, ``k``, ``alpha_cm`` (cm⁻¹), ``R``, ``loss`` (and ``eps_im_spread`` for an ensemble);
+        every ``stride``-th grid point, values rounded to ``digits`` significant digits."""
         out: dict[str, Any] = {
             "name": self.name,
             "ok": self.ok,
@@ -270,6 +270,8 @@ class Prediction:
             )
             out["spectra"][lv] = {k: _rounded(v[::stride], digits) for k, v in table.items()}
             out["spectra"][lv]["eps_inf"] = round(sp.eps_inf, 4)
+            if lv in self.spread:  # an ensemble's standard deviation of Im ε over its members
+                out["spectra"][lv]["eps_im_spread"] = _rounded(self.spread[lv][::stride], digits)
         return out
 
 
@@ -566,10 +568,9 @@ class Predictor:
         return results
 
 
-def plot_prediction(result: Prediction, path: str | Path, emax: float | None = None) -> Path:
-    """PNG with three panels: Im ε, Re ε and α (cm⁻¹) of every predicted level, verdict in the title.
-
-    The energy axis is each spectrum's own grid (up to ``emax`` eV; default: the end of the grids)."""
+def prediction_figure(result: Prediction, emax: float | None = None):
+    """Matplotlib figure of :func:`plot_prediction` (three panels: Im ε, Re ε, α); the energy axis is each
+    spectrum's own grid, up to ``emax`` eV (default: the end of the grids)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -595,6 +596,15 @@ def plot_prediction(result: Prediction, path: str | Path, emax: float | None = N
     verdict = result.verdict()
     fig.suptitle(f"{result.formula}  ({Path(result.name).name})  —  {verdict.split(':')[0]}", fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+def plot_prediction(result: Prediction, path: str | Path, emax: float | None = None) -> Path:
+    """PNG with three panels: Im ε, Re ε and α (cm⁻¹) of every predicted level, verdict in the title
+    (see :func:`prediction_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = prediction_figure(result, emax)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -613,5 +623,6 @@ __all__ = [
     "levels_of",
     "parse_text",
     "plot_prediction",
+    "prediction_figure",
     "read_structure",
 ]

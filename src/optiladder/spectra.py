@@ -218,7 +218,7 @@ class Spectrum:
     omega: np.ndarray
     im: dict[str, np.ndarray]
     re: dict[str, np.ndarray] = field(default_factory=dict)
-    level: str = "rpa"
+    level: str = LEVELS[-1]
     provenance: dict = field(default_factory=dict)
     #: power of the high-energy tail assumed when Re ε is computed by Kramers–Kronig (see kk_real_from_imag)
     kk_tail: float | None = 3.0

@@ -266,3 +266,46 @@ def alexandria(split: str | None = None) -> list[dict]:
     if split is not None:
         entries = [e for e in entries if e["split"] == split]
     return entries
+
+
+def cell_arrays(structure: Any, name: str = "structure") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(lattice rows ``[3, 3]`` Å, Cartesian positions ``[n, 3]`` Å, element symbols) of a structure.
+
+    Accepts a pymatgen ``Structure``, its ``as_dict()`` form (read directly, without building a ``Structure``:
+    the fast path of graph building), or an ASE ``Atoms``. Raises :class:`StructureError` (``name: problem``).
+    """
+    if isinstance(structure, dict):
+        try:
+            lattice = np.asarray(structure["lattice"]["matrix"], dtype=np.float64)
+            sites = structure["sites"]
+            frac = np.asarray([s["abc"] for s in sites], dtype=np.float64)
+            symbols = []
+            for s in sites:
+                species = s["species"]
+                if len(species) != 1 or float(species[0].get("occu", 1)) != 1.0:
+                    raise StructureError(name, "disordered sites (partial occupancy) are not supported")
+                symbols.append(str(species[0]["element"]))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise StructureError(
+                name, f"not a pymatgen structure dict ({type(exc).__name__}: {exc})"
+            ) from None
+        cart = frac.reshape(-1, 3) @ lattice
+    elif hasattr(structure, "lattice") and hasattr(structure, "cart_coords"):  # pymatgen Structure
+        if not structure.is_ordered:
+            raise StructureError(name, "disordered sites (partial occupancy) are not supported")
+        lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
+        cart = np.asarray(structure.cart_coords, dtype=np.float64)
+        symbols = [sp.symbol for sp in structure.species]
+    elif hasattr(structure, "get_cell") and hasattr(structure, "get_positions"):  # ASE Atoms
+        lattice = np.asarray(structure.get_cell(), dtype=np.float64)
+        cart = np.asarray(structure.get_positions(), dtype=np.float64)
+        symbols = list(structure.get_chemical_symbols())
+    else:
+        raise StructureError(name, f"cannot read a structure from {type(structure).__name__}")
+    if lattice.shape != (3, 3) or not np.all(np.isfinite(lattice)) or abs(np.linalg.det(lattice)) < 1e-6:
+        raise StructureError(name, "lattice is not a finite, non-degenerate 3×3 matrix")
+    if len(symbols) == 0:
+        raise StructureError(name, "structure has no sites")
+    if not np.all(np.isfinite(cart)):
+        raise StructureError(name, "atomic positions are not finite")
+    return lattice, cart.reshape(-1, 3), symbols

@@ -62,7 +62,7 @@ class Trust:
     @classmethod
     def of(cls, model: Any) -> Trust | None:
         """The trust of ``model``, or None when it is no calibrated ensemble."""
-        if getattr(model, "members", 1) < 2 or "uncertainty" not in (model.card or {}):
+        if getattr(model, "members", 1) < 2 or not (model.card or {}).get("uncertainty"):
             return None
         return cls(model)
 

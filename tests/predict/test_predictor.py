@@ -107,7 +107,7 @@ def test_parse_text_errors_are_one_line():
 
 def test_levels_and_result_dict(predictor, examples):
     assert levels_of("both") == ("ipa", "rpa") and levels_of("rpa") == ("rpa",)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="level must be one of ipa, rpa, both"):
         levels_of("gw")
     r = predictor.predict_one(examples / "SiC.cif", levels=("rpa",))
     assert list(r.spectra) == ["rpa"]
@@ -189,3 +189,41 @@ def test_batches_and_progress(predictor, examples):
     assert seen == [2, 2, 1]
     for x, y in zip(a, b, strict=True):
         assert np.allclose(x.spectra["rpa"].trace_im(), y.spectra["rpa"].trace_im(), atol=1e-4)
+
+
+def test_ensemble_model_gives_mean_and_spread(examples):
+    """An ensemble is one model: the Predictor reports the members' mean (post-processed) and their spread."""
+    import copy
+
+    import torch
+
+    from optiladder.predict import Predictor
+    from optiladder.pretrained import load_model
+    from optiladder.training import Model
+
+    rpa = load_model("rpa")
+    other = copy.deepcopy(rpa.net)
+    with torch.no_grad():
+        other.head.mlp.layers[-1].bias.add_(
+            0.2
+        )  # a second member that predicts Im ε higher by 0.2 everywhere
+    ens = Model([rpa.net, other], rpa.featurizer, rpa.target, {**rpa.card, "name": "rpa-ens"})
+    [one] = Predictor({"rpa": rpa}).predict([examples / "SiC.cif"])
+    [two] = Predictor({"rpa": ens}).predict([examples / "SiC.cif"])
+    spread = two.spread["rpa"]
+    assert spread.shape == (2001,) and not one.spread
+    # where the leaky-ReLU output is positive the members differ by 0.2: spread 0.1 and mean raised by 0.1
+    raw = rpa.net(_batch_for(rpa, examples / "SiC.cif")).detach().numpy()[0]
+    pos = raw > 0.5
+    assert np.allclose(spread[pos], 0.1, atol=1e-4) and pos.sum() > 500
+    diff = two.spectra["rpa"].trace_im() - one.spectra["rpa"].trace_im()
+    assert abs(np.median(diff[pos]) - 0.1) < 0.01
+    assert two.spectra["rpa"].provenance["members"] == 2
+    assert len(two.to_dict(stride=10)["spectra"]["rpa"]["eps_im_spread"]) == 201
+
+
+def _batch_for(model, path):
+    from optiladder.graphs import structure_graph
+    from optiladder.predict import GraphBatch, read_structure
+
+    return GraphBatch.from_graphs([structure_graph(read_structure(path), model.featurizer)])

@@ -150,7 +150,7 @@ def test_map_has_every_point_with_coordinates_and_sc(client):
         n >= 50 and len(d["ids"]) == len(d["x"]) == len(d["y"]) == len(d["sc_dft"]) == len(d["sc_pred"]) == n
     )
     assert "embedding" not in d
-    assert d["model"]["weights_sha256"] == client.get("/models").json()["cards"]["sc"]["weights"]["sha256"]
+    assert d["model"]["id"] == client.get("/models").json()["cards"]["sc"]["id"]
     full = client.get("/map", params={"embeddings": True}).json()
     emb = np.asarray(full["embedding"])
     assert emb.shape[0] == n and emb.shape[1] >= 16

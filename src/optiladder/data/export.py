@@ -78,7 +78,7 @@ def select(store: Store, splits: Sequence[str], grid: Grid = DEFAULT_GRID) -> Da
 
 
 def training_arrays(
-    splits: Sequence[str] = ("train",), *, level: Level = "rpa", store: Store | None = None
+    splits: Sequence[str] = ("train",), *, level: Level = LEVELS[-1], store: Store | None = None
 ) -> tuple[list[str], np.ndarray]:
     """(ids, trace Im ε ``[n, n_grid]`` on the default grid) for training; raises ``LeakageError`` for
     validation/test splits or ids."""
@@ -93,7 +93,7 @@ def export(
     store: Store,
     out: str | Path,
     *,
-    level: Level = "rpa",
+    level: Level = LEVELS[-1],
     splits: Sequence[str] = ("train",),
     training: bool = False,
     grid: Grid = DEFAULT_GRID,

@@ -189,6 +189,7 @@ class Store:
         grid: Grid | np.ndarray = DEFAULT_GRID,
         *,
         components: tuple[str, ...] = (TRACE,),
+        levels: tuple[str, ...] = LEVELS,
         protocol: str | None = None,
         mix_physics: bool = False,
         include_excluded: bool = False,
@@ -199,6 +200,7 @@ class Store:
         Records of one physics only: ``protocol`` selects one; without it, records of several protocols raise
         :class:`MixedPhysicsError` unless ``mix_physics``. Records that differ only in numerics are pooled.
         Excluded materials (:func:`~.admission.exclusion`) are left out unless ``include_excluded``.
+        ``levels``: the rungs to read (default: all of :data:`~optiladder.targets.LEVELS`).
         """
         grid = grid if isinstance(grid, Grid) else Grid.of(grid)
         rows = []
@@ -214,7 +216,7 @@ class Store:
                     rec.get("split") or split_of(rec["mat_id"]),
                     int(rec["nsites"]),
                     rec["formula"],
-                    record_traces(rec, grid, LEVELS, components),
+                    record_traces(rec, grid, levels, components),
                     rec["structure"],
                     physics,
                     record_numerics(rec),
@@ -229,7 +231,7 @@ class Store:
             )
         width = grid.n * len(components)
         if not rows:
-            empty = {lv: np.zeros((0, width)) for lv in LEVELS}
+            empty = {lv: np.zeros((0, width)) for lv in levels}
             e = np.array([], str)
             return DatasetArrays(
                 [], e, np.array([], int), [], empty, [], grid.values(), e, e, tuple(components)
@@ -240,7 +242,7 @@ class Store:
             np.array(splits),
             np.array(nsites),
             list(formulas),
-            {lv: np.stack([t[lv] for t in traces]) for lv in LEVELS},
+            {lv: np.stack([t[lv] for t in traces]) for lv in levels},
             list(structs),
             grid.values(),
             np.array(phys),

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..spectra import MODEL_GRID, mae, mse, similarity_coefficient
-from ..targets import SC_GOOD_ENOUGH
+from ..targets import LEVELS, SC_GOOD_ENOUGH
 
 if TYPE_CHECKING:
     from ..data.store import DatasetArrays
@@ -51,7 +51,7 @@ def spectrum_scores(
     )
 
 
-def scores_for(pred: np.ndarray, data: DatasetArrays, level: str = "rpa") -> pd.DataFrame:
+def scores_for(pred: np.ndarray, data: DatasetArrays, level: str = LEVELS[-1]) -> pd.DataFrame:
     """:func:`spectrum_scores` of ``pred`` against the ``level`` spectra of ``data`` (same row order)."""
     return spectrum_scores(
         pred, getattr(data, level), ids=data.ids, nsites=data.nsites, formulas=data.formulas, grid=data.grid
@@ -60,7 +60,7 @@ def scores_for(pred: np.ndarray, data: DatasetArrays, level: str = "rpa") -> pd.
 
 def ipa_baseline(data: DatasetArrays) -> pd.DataFrame:
     """The baseline "IPA spectrum as the RPA prediction": scores of SC[IPA_DFT; RPA_DFT] etc. per material."""
-    return scores_for(data.ipa, data, "rpa")
+    return scores_for(data.spectrum(LEVELS[0]), data, LEVELS[1])
 
 
 def summary(scores: pd.DataFrame) -> dict[str, float]:
@@ -169,12 +169,19 @@ def card_metrics(
 ) -> dict[str, Any]:
     """The ``metrics`` block of a model card: :func:`evaluate_model` on the ``split`` rows of ``data``, with the
     split, its size and id hash, and the date (``values``: the metrics). The study reports the same block.
+    A scalar target's trivial baseline uses the mean over the card's training ids found in ``data``.
     ``keep``: also return the :class:`ModelEvaluation` under ``"_evaluation"`` (not for the card)."""
     import datetime as dt
 
     from ..training.model import ids_sha256
 
     part = data.split(split)
+    if not model.target.is_spectrum and kwargs.get("train_mean") is None:
+        # the trivial baseline of a scalar: the mean over the materials the card says it was trained on
+        ids = set(model.card.get("training", {}).get("train_ids", []))
+        rows = data.subset([i in ids for i in data.ids])
+        if len(rows):
+            kwargs["train_mean"] = float(np.mean(model.target.values(rows)))
     ev = evaluate_model(model, part, **kwargs)
     block: dict[str, Any] = {
         "split": split,

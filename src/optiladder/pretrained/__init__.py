@@ -18,6 +18,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
+from ..targets import LEVELS
 from ..training.model import (
     CARD_FILE,
     Model,
@@ -34,7 +35,7 @@ from ..training.model import (
 log = logging.getLogger(__name__)
 
 #: the models shipped with the package
-MODEL_NAMES: tuple[str, ...] = ("ipa", "rpa", "sc")
+MODEL_NAMES: tuple[str, ...] = (*LEVELS, "sc")
 ModelName = str
 #: names that existed once and were withdrawn: name → reason (raised as a clear error, never loaded)
 RETIRED: dict[str, str] = {}

@@ -220,6 +220,7 @@ def rebuild(
                     "chosen_seed": runs[best][0],
                 },
             )
+        installed: dict[str, dict] = {}
         for name in names:
             res, seconds, selection = chosen[name]
             model = res.model
@@ -240,8 +241,13 @@ def rebuild(
                 "seconds": round(seconds, 1),
                 "torch_threads": settings.threads,
             }
+            parent = card["training"].get("parent")
+            if parent and parent.get("name") in installed:  # name the parent by its saved id and version
+                saved = installed[parent["name"]]
+                card["training"]["parent"] = {**parent, "id": saved["id"], "version": saved["version"]}
             model.card = card
             install(model, tmp, dtype=settings.dtype)
+            installed[name] = model.card
         # test metrics from the stored weights, through the one metric pipeline
         for name in names:
             folder = tmp / name / version

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from ..targets import LEVELS
 from . import DEFAULT_MAP_PATH, STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def create_app(
     store: Any = None,
     map_path: str | Path = DEFAULT_MAP_PATH,
     max_upload: int = DEFAULT_MAX_UPLOAD,
-    levels: tuple[str, ...] = ("ipa", "rpa"),
+    levels: tuple[str, ...] = LEVELS,
     preload: bool = False,
 ) -> FastAPI:
     """Build the app.
@@ -274,7 +275,7 @@ def create_app(
         from ..data.splits import split_of
         from ..engine.records import RecordError, record_spectra
         from ..spectra import similarity_coefficient
-        from ..targets import LEVELS, Grid, record_traces
+        from ..targets import Grid, record_traces
 
         if not MAT_ID_RE.match(mat_id):
             raise HTTPException(400, f"{mat_id[:80]}: not a valid material id")

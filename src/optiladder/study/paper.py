@@ -37,8 +37,11 @@ import numpy as np
 
 from ..data.splits import check_trainable
 from ..evaluation import by_cell_size, card_metrics, ipa_baseline, summary
+from ..targets import LEVELS
 
 log = logging.getLogger(__name__)
+#: the two rungs the study climbs: pretraining on the lower, DL/TL learning curves on the higher
+LOW, HIGH = LEVELS[0], LEVELS[1]
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def plan_runs(pool_ids: list[str], pool_nsites: np.ndarray, options: StudyOption
     rng = np.random.default_rng(options.seed)
     perm = [pool_ids[i] for i in rng.permutation(len(pool_ids))]
     n = len(pool_ids)
-    runs = [Run("ipa", "ipa", "ipa", list(pool_ids), "all")]
+    runs = [Run(LOW, "ipa", LOW, list(pool_ids), "all")]
     seen: dict[frozenset[str], str] = {}
     sizes: list[int | str] = [s for s in sorted(set(options.sizes))] + ["all"]
     for size in sizes:
@@ -143,7 +146,7 @@ def plan_runs(pool_ids: list[str], pool_nsites: np.ndarray, options: StudyOption
         elif size > n:
             for kind in ("dl", "tl"):
                 runs.append(
-                    Run(f"{kind}-{label}", kind, "rpa", [], size, status="skipped",
+                    Run(f"{kind}-{label}", kind, HIGH, [], size, status="skipped",
                         note=f"only {n} training materials exist")
                 )  # fmt: skip
             continue
@@ -153,27 +156,27 @@ def plan_runs(pool_ids: list[str], pool_nsites: np.ndarray, options: StudyOption
         if key in seen:
             for kind in ("dl", "tl"):
                 runs.append(
-                    Run(f"{kind}-{label}", kind, "rpa", ids, size, status="same",
+                    Run(f"{kind}-{label}", kind, HIGH, ids, size, status="same",
                         same_as=f"{kind}-{seen[key]}", note=f"same materials as {kind}-{seen[key]}")
                 )  # fmt: skip
             continue
         seen[key] = label
-        runs.append(Run(f"dl-{label}", "dl", "rpa", ids, size))
-        runs.append(Run(f"tl-{label}", "tl", "rpa", ids, size, parent="ipa"))
+        runs.append(Run(f"dl-{label}", "dl", HIGH, ids, size))
+        runs.append(Run(f"tl-{label}", "tl", HIGH, ids, size, parent=LOW))
     for k in sorted(set(options.max_atoms)):
         ids = [i for i, ns in zip(pool_ids, pool_nsites, strict=True) if ns <= k]
         key = frozenset(ids)
         name = f"tl-le{k}"
         if len(ids) < 2:
-            runs.append(Run(name, "tl_small", "rpa", ids, f"<={k} atoms", status="skipped",
+            runs.append(Run(name, "tl_small", HIGH, ids, f"<={k} atoms", status="skipped",
                             note=f"{len(ids)} training material(s) with ≤ {k} atoms"))  # fmt: skip
         elif key in seen:
-            runs.append(Run(name, "tl_small", "rpa", ids, f"<={k} atoms", status="same",
+            runs.append(Run(name, "tl_small", HIGH, ids, f"<={k} atoms", status="same",
                             same_as=f"tl-{seen[key]}", note=f"same materials as tl-{seen[key]}"))  # fmt: skip
         else:
             seen[key] = f"le{k}"
-            runs.append(Run(name, "tl_small", "rpa", ids, f"<={k} atoms", parent="ipa"))
-    runs.append(Run("sc", "sc", "sc_rpa_ipa", list(pool_ids), "all"))
+            runs.append(Run(name, "tl_small", HIGH, ids, f"<={k} atoms", parent=LOW))
+    runs.append(Run("sc", "sc", f"sc_{HIGH}_{LOW}", list(pool_ids), "all"))
     return runs
 
 
@@ -203,7 +206,7 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
 
     from ..data.store import Store
     from ..targets import get_target
-    from ..training import TrainSettings, save_model, target_values, train_model
+    from ..training import TrainSettings, save_model, train_model
     from .figures import make_figures
     from .report import write_readme
 
@@ -273,11 +276,8 @@ def run_paper_study(out: str | Path, options: StudyOptions | None = None, store=
             )
             models[(run.name, j)] = res
             target = get_target(run.target)
-            train_mean = None
-            if not target.is_spectrum:
-                train_mean = float(np.mean(target_values(pool.subset(np.isin(pool.ids, run.ids)), target)))
             # the one metric pipeline (the cards use it too): post-processing as the target records it
-            block = card_metrics(res.model, data, "test", keep=True, train_mean=train_mean)
+            block = card_metrics(res.model, data, "test", keep=True)
             ev = block.pop("_evaluation")
             metrics = block["values"]
             if not target.is_spectrum:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..targets import DEFAULT_GRID
 from . import published
 
 
@@ -55,7 +56,7 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
         + "), not the paper's Quantum ESPRESSO + Yambo**, "
         "and our dataset is far smaller than the paper's 4,610 / 603 / 639 materials, so the published numbers "
         f"(from {published.CITATION}; SC read off their Fig. 3, ±0.005) are a reference, not a target. "
-        "Same split ids, same metrics (eqs. 6–8 on 0–20 eV, 2001 points), same network."
+        f"Same split ids, same metrics (eqs. 6–8 on {DEFAULT_GRID.start:g}–{DEFAULT_GRID.stop:g} eV, {DEFAULT_GRID.n} points), same network."
     )
     a("")
     seeds = opt.get("seeds", 1)
@@ -202,7 +203,7 @@ def write_readme(out: str | Path, results: dict[str, Any]) -> Path:
     a(
         "Files: `results.json` (everything above), `test_scores.csv` (per-material SC/MSE/MAE of every model), "
         "`sc_predictor_test.csv`, `training_ids.json` (the ids each model was trained on: none is in the "
-        "validation or test list — checked at training time and by `tests/learn`). Checkpoints go to `models/` "
+        "validation or test list — checked at training time and by `tests/study`). Models (model folders) go to `models/` "
         "(not in git)."
     )
     path = out / "README.md"

@@ -22,7 +22,7 @@ from ..data.splits import LeakageError, check_split_names, check_trainable
 from ..graphs import DEFAULT_FEATURIZER, Featurizer, GraphCache
 from ..targets import TargetSpec, get_target
 from .data import dataset_graphs, make_data
-from .loop import FitResult, TrainSettings, fit, predict, seed_everything
+from .loop import FitResult, TrainSettings, fit, seed_everything
 from .model import Model, load_model_dir, make_card, parent_ref
 
 if TYPE_CHECKING:
@@ -207,11 +207,6 @@ def predict_arrays(
     postprocess: Any = None,
 ) -> np.ndarray:
     """Predictions for every record of ``data``, ``[n, out_dim]`` (float64): post-processed as the target
-    says (or by ``postprocess``), or the raw network output (``raw=True``)."""
+    says (or by ``postprocess``), or the raw network output (``raw=True``); an ensemble gives its mean."""
     graphs = dataset_graphs(data, model.featurizer, cache)
-    model.eval()
-    outs = [predict(net, make_data(graphs, None, data.ids), batch_size) for net in model.nets]
-    y = np.mean(outs, axis=0) if len(outs) > 1 else outs[0]
-    if y.size == 0:
-        y = np.zeros((0, model.target.out_dim))
-    return y if raw else model.finish(y, postprocess)
+    return model.predict_graphs(graphs, batch_size=batch_size, postprocess=postprocess, raw=raw)

@@ -130,6 +130,24 @@ def test_featurizer_round_trip_and_hash():
     json.dumps(f.to_dict())  # plain JSON types
 
 
+def test_featurizer_is_a_declared_saved_object():
+    """The saved form names the featurizer and its parameters; unknown names and bad parameters are refused."""
+    from optiladder.graphs import FEATURIZERS, featurizer_from_spec
+
+    f = Featurizer(cutoff=4.5)
+    spec = f.spec()
+    assert (
+        spec["name"] == "optimate"
+        and spec["params"]["cutoff"] == 4.5
+        and FEATURIZERS["optimate"] is Featurizer
+    )
+    assert featurizer_from_spec(spec) == f
+    with pytest.raises(ValueError, match="unknown featurizer"):
+        featurizer_from_spec({"name": "chgnet-embeddings", "params": {}})
+    with pytest.raises(ValueError, match="bad featurizer parameters"):
+        featurizer_from_spec({"name": "optimate", "params": {"cutof": 5.0}})
+
+
 def test_compressed_edges_preserve_multiplicity():
     g = structure_graph(WURTZITE)
     eidx, eattr, mult = g.compressed()

@@ -7,14 +7,15 @@ import torch
 
 from optiladder.data.splits import LeakageError, split_of
 from optiladder.graphs import DEFAULT_FEATURIZER
-from optiladder.training import TrainSettings, make_card, save_checkpoint, train_model
+from optiladder.targets import get_target
+from optiladder.training import Model, TrainSettings, make_card, save_model, train_model
 
 SMALL = {"node_hidden": (16, 16), "gat_channels": (8, 8), "gat_heads": (2, 2), "head_hidden": (64,)}
 QUICK = TrainSettings(lr=1e-3, batch_size=8, max_epochs=4, patience=10, seed=3)
 
 
 def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return {k: v.clone() for k, v in model.net.state_dict().items()}
 
 
 def test_reproducible_with_seed(arrays):
@@ -25,7 +26,7 @@ def test_reproducible_with_seed(arrays):
     assert [h["train_loss"] for h in a.fit.history] == [h["train_loss"] for h in b.fit.history]
     c = train_model(arrays, target="rpa", settings=TrainSettings(**{**QUICK.to_dict(), "seed": 4}),
                     model_kwargs=SMALL, cache=False)  # fmt: skip
-    assert any(not torch.equal(sa[k], c.model.state_dict()[k]) for k in sa)
+    assert any(not torch.equal(sa[k], c.model.net.state_dict()[k]) for k in sa)
 
 
 def test_loss_decreases_and_best_checkpoint_kept(arrays):
@@ -36,8 +37,11 @@ def test_loss_decreases_and_best_checkpoint_kept(arrays):
     assert r.fit.best_val_loss == min(h["val_loss"] for h in hist)
     assert r.fit.stopped in ("early stopping", "max_epochs")
     card = r.card
-    assert card["dataset_size"] == 48 and card["n_validation"] == 12 and card["level"] == "ipa"
-    assert all(split_of(i) in ("train", "none") for i in card["train_ids"])
+    tr = card["training"]
+    assert tr["n_train"] == 47 and tr["n_validation"] == 12 and card["levels"] == ["ipa"]
+    assert all(split_of(i) in ("train", "none") for i in tr["train_ids"])
+    assert "agm001850264" not in tr["train_ids"]  # excluded material (RbF2), present in the fixture folder
+    assert tr["val_loss"] == r.fit.best_val_loss and r.model.target == get_target("ipa")
 
 
 def test_training_on_held_out_ids_raises(arrays):
@@ -70,13 +74,41 @@ def test_fit_itself_refuses_held_out_graphs(arrays):
         fit(OptiMate(**SMALL), data, data, QUICK)
 
 
+def test_fit_needs_a_model_that_declares_its_loss(arrays):
+    from optiladder.graphs import structure_graph
+    from optiladder.nn import OptiMate
+    from optiladder.training import fit, make_data, target_values
+
+    pool = arrays.split("train")
+    data = make_data([structure_graph(s) for s in pool.structures[:4]], target_values(pool, "rpa")[:4],
+                     pool.ids[:4])  # fmt: skip
+
+    class NoLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = OptiMate(**SMALL)
+
+        def forward(self, batch):
+            return self.inner(batch)
+
+    with pytest.raises(TypeError, match="declares no loss"):
+        fit(NoLoss(), data, data, QUICK)
+    mse = OptiMate(**SMALL, loss="mse")
+    res = fit(mse, data, data, TrainSettings(max_epochs=1, batch_size=2))
+    # the loop used the model's own loss: the recorded validation loss is its MSE, not an L1
+    from optiladder.training import batches, evaluate
+
+    assert res.best_val_loss == pytest.approx(evaluate(mse, batches(data, 256)), rel=1e-6)
+
+
 def test_transfer_refuses_a_parent_trained_on_held_out_ids(tmp_path, arrays):
     """A parent whose card lists a test id (e.g. an IPA model trained elsewhere) cannot be fine-tuned."""
     from optiladder.nn import OptiMate
 
     test_id = arrays.split("test").ids[0]
-    card = make_card(name="leaky", task="spectrum", target="ipa", level="ipa", train_ids=["x", test_id])
-    path = save_checkpoint(tmp_path / "leaky.pt", OptiMate(**SMALL), DEFAULT_FEATURIZER, card)
+    target = get_target("ipa")
+    card = make_card(name="leaky", target=target, train_ids=["x", test_id])
+    path = save_model(tmp_path / "leaky", Model([OptiMate(**SMALL)], DEFAULT_FEATURIZER, target, card))
     with pytest.raises(LeakageError, match="parent"):
         train_model(arrays, target="rpa", parent=path, settings=QUICK)
 
@@ -84,12 +116,13 @@ def test_transfer_refuses_a_parent_trained_on_held_out_ids(tmp_path, arrays):
 def test_transfer_head_only_keeps_body(arrays):
     parent = train_model(arrays, target="ipa", settings=QUICK, model_kwargs=SMALL, name="ipa")
     before = _state(parent.model)
-    child = train_model(arrays, target="rpa", parent=parent.checkpoint, trainable="head", settings=QUICK)
-    after = child.model.state_dict()
+    child = train_model(arrays, target="rpa", parent=parent.model, trainable="head", settings=QUICK)
+    after = child.model.net.state_dict()
     for k, v in before.items():
         if k.startswith(("node_mlp", "convs", "pool")):
             assert torch.equal(v, after[k]), k  # frozen, batch-norm statistics included
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head"))
-    assert all(torch.equal(before[k], parent.model.state_dict()[k]) for k in before)  # parent untouched
-    assert child.card["parent"]["name"] == "ipa" and child.card["trainable"] == "head"
-    assert child.card["parent"]["state_sha256"]
+    assert all(torch.equal(before[k], parent.model.net.state_dict()[k]) for k in before)  # parent untouched
+    tr = child.card["training"]
+    assert tr["parent"]["name"] == "ipa" and tr["trainable"] == ["head"]
+    assert tr["parent"]["id"] == parent.model.state_id() and tr["parent"]["target"] == "ipa"

@@ -107,5 +107,32 @@ def test_trainable_head_freezes_body(arrays):
     assert not m.node_mlp.training and m.head.training  # frozen batch-norm statistics stay fixed
     m.set_trainable("all")
     assert all(p.requires_grad for p in m.parameters())
-    with pytest.raises(ValueError):
-        m.set_trainable("body")
+    with pytest.raises(ValueError, match="unknown parameter group"):
+        m.set_trainable("bogus")
+
+
+def test_named_parameter_groups():
+    """Trainable = a list of named groups: body only, or one GAT layer plus the head's last layer."""
+    m = OptiMate(**SMALL)
+    groups = m.parameter_groups()
+    assert {"all", "head", "body", "convs.0", "convs.1", "node_mlp", "pool"} <= set(groups)
+    m.set_trainable("body")
+    assert all(p.requires_grad == (not n.startswith("head")) for n, p in m.named_parameters())
+    last = [n for n in groups if n.startswith("head.mlp.layers.")][-1]
+    m.set_trainable(["convs.1", last])
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("convs.1.", last + ".")) for n in trainable)
+    assert any(n.startswith("convs.1.") for n in trainable) and m.trainable == ("convs.1", last)
+    m.train()
+    # batch norms of frozen parts stay in eval mode; the trainable GAT layer trains
+    assert not m.node_mlp.training and not m.head.mlp.layers[1].training and m.convs[1].training
+    n_train = m.num_parameters(trainable_only=True)
+    assert 0 < n_train < m.num_parameters()
+
+
+def test_the_model_owns_its_loss():
+    x, y = torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 0.0]])
+    assert float(OptiMate(**SMALL).loss(x, y)) == 2.0  # L1 by default
+    assert float(OptiMate(**SMALL, loss="mse").loss(x, y)) == 5.0
+    with pytest.raises(ValueError, match="loss"):
+        OptiMate(**SMALL, loss="huber")
