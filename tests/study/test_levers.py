@@ -104,7 +104,7 @@ def test_ship_winner_into_a_registry(levers_run, tmp_path):
     from optiladder.data.store import Store
     from optiladder.predict import Predictor
     from optiladder.pretrained import load_model
-    from optiladder.study.ship import ship
+    from optiladder.pretrained.ship import ship
 
     out, _ = levers_run
     paths = ship(out / "models", "v2099.01.01", store=Store(FIXTURES), root=tmp_path)

@@ -192,7 +192,7 @@ def ship_levers(
     """Install the levers winner as the shipped ipa, rpa (ensemble) and sc models (then regenerate the
     prediction snapshot: python tests/predict/make_snapshot.py)."""
     from ..data.store import Store
-    from ..study.ship import ship
+    from ..pretrained.ship import ship
 
     paths = ship(models, version, store=Store(dataset) if dataset else Store())
     for name, path in paths.items():

@@ -18,8 +18,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DESCRIPTIONS = {
-    "ipa": "trace of Im ε in the independent-particle approximation, 2001 points on 0–20 eV",
-    "rpa": "trace of Im ε in the RPA (local-field effects), 2001 points on 0–20 eV; ensemble fine-tuned from ipa "
+    "ipa": "trace of Im ε in the independent-particle approximation on the target's grid",
+    "rpa": "trace of Im ε in the RPA (local-field effects) on the target's grid; ensemble fine-tuned from ipa "
     "(all weights), mean and per-energy spread, calibrated expected SC and warnings",
     "sc": "SC[RPA; IPA] (is IPA good enough?), 1-value head on the ipa body",
 }
@@ -30,8 +30,8 @@ def ship(
 ) -> dict[str, Path]:
     """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``."""
     from ..data.store import Store
-    from ..pretrained import install
-    from ..pretrained.rebuild import DATA_TAG, _write_test_metrics
+    from . import install
+    from .rebuild import DATA_TAG, _write_test_metrics
     from ..training import load_model_dir
     from ..training.model import parent_ref
 
