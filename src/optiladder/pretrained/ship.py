@@ -30,10 +30,10 @@ def ship(
 ) -> dict[str, Path]:
     """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``."""
     from ..data.store import Store
-    from . import install
-    from .rebuild import DATA_TAG, _write_test_metrics
     from ..training import load_model_dir
     from ..training.model import parent_ref
+    from . import install
+    from .rebuild import DATA_TAG, _write_test_metrics
 
     models = Path(models)
     store = store or Store()
