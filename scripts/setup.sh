@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything optiladder needs on a fresh Debian/Ubuntu machine (as root, or with sudo):
 #   apt: libxc + OpenBLAS (GPAW), PostgreSQL (campaign tests), Chromium (page tests)
-#   a virtual environment .venv with torch 2.13.0 (CPU) and optiladder[compute,campaign,learn,serve,dev]
+#   a virtual environment .venv with torch 2.13.0 (CPU) and optiladder[compute,campaign,learn,foundation,serve,dev]
 # Idempotent: a second run only checks. Set OPTILADDER_VENV to use another venv folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
 # torch first, pinned: on these machines 2.13.0 is a local CPU wheel (anything else pulls GBs of CUDA)
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" install torch==2.13.0
 # GPAW 26 compiles as C++
-CC=g++ "${PIP[@]}" install -e ".[compute,campaign,learn,serve,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+CC=g++ "${PIP[@]}" install -e ".[compute,campaign,learn,foundation,serve,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -c "import gpaw, torch, torch_geometric, optiladder" \
     || { echo "setup: import check failed" >&2; exit 1; }
 echo "setup: ready ($VENV, optiladder $("$VENV/bin/python" -c 'import optiladder; print(optiladder.__version__)'))"

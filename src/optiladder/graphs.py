@@ -139,11 +139,22 @@ class Featurizer:
         """One-hot group ‖ one-hot row of element rows ``species`` ``[n]`` → ``[n, 13]`` float32."""
         table = np.asarray([(g, r) for _, g, r in self.elements], dtype=np.int64).reshape(-1, 2)
         gr = table[np.asarray(species, dtype=np.int64)]
-        out = np.zeros((gr.shape[0], self.node_dim), dtype=np.float32)
+        out = np.zeros((gr.shape[0], self.n_groups + self.n_rows), dtype=np.float32)
         rows = np.arange(gr.shape[0])
         out[rows, gr[:, 0]] = 1.0
         out[rows, self.n_groups + gr[:, 1]] = 1.0
         return out
+
+    def structure_node_features(
+        self, structures: Sequence[Any], species: Sequence[np.ndarray], *, cached: bool = False
+    ) -> list[np.ndarray]:
+        """Node features ``[n_atoms, node_dim]`` of several structures (their element rows ``species``).
+
+        The one-hot features depend on the elements only; a subclass whose features depend on the structure
+        (:class:`FoundationFeaturizer`) overrides this. ``cached``: results may be kept in an on-disk cache
+        (dataset records); unseen structures at prediction time are not cached.
+        """
+        return [self.node_features(s) for s in species]
 
     def edge_features(self, distances: np.ndarray) -> np.ndarray:
         """Gaussian expansion of distances ``[n_edges]`` (Å) → ``[n_edges, n_gaussians]`` float32."""
@@ -153,8 +164,57 @@ class Featurizer:
 
 
 DEFAULT_FEATURIZER = Featurizer()
+
+
+@dataclass(frozen=True)
+class FoundationFeaturizer(Featurizer):
+    """OptiMate's graph with node features one-hot ‖ frozen foundation-model embeddings per atom.
+
+    ``foundation``: the embedding model (:data:`optiladder.foundation.KNOWN_MODELS`, ``"chgnet-0.3.0"``: 64
+    values per atom, rotation- and translation-invariant). ``node_dim`` = 13 + 64. Dataset graphs use the
+    on-disk embedding cache (:class:`optiladder.foundation.EmbeddingCache`); an unseen structure pays one
+    foundation-model forward (``bench/predict`` measures it). Needs the ``chgnet`` package.
+    """
+
+    foundation: str = "chgnet-0.3.0"
+    kind: ClassVar[str] = "optimate+foundation"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .foundation import KNOWN_MODELS
+
+        if self.foundation not in KNOWN_MODELS:
+            raise ValueError(f"unknown foundation model {self.foundation!r}; known: {sorted(KNOWN_MODELS)}")
+
+    @property
+    def foundation_dim(self) -> int:
+        from .foundation import KNOWN_MODELS
+
+        return KNOWN_MODELS[self.foundation]
+
+    @property
+    def node_dim(self) -> int:
+        """One-hot group and row (13) plus the embedding size (64 for CHGNet 0.3.0)."""
+        return self.n_groups + self.n_rows + self.foundation_dim
+
+    def structure_node_features(
+        self, structures: Sequence[Any], species: Sequence[np.ndarray], *, cached: bool = False
+    ) -> list[np.ndarray]:
+        from .foundation import EmbeddingCache, FoundationSpec, augment, embeddings
+
+        spec = FoundationSpec(self.foundation, self.foundation_dim)
+        if cached:
+            embs = EmbeddingCache(spec).get([s if isinstance(s, dict) else s.as_dict() for s in structures])
+        else:
+            embs = embeddings(list(structures), spec)
+        return [augment(self.node_features(sp), e) for sp, e in zip(species, embs, strict=True)]
+
+
 #: featurizer name → class, for :func:`featurizer_from_spec`
-FEATURIZERS: dict[str, type[Featurizer]] = {Featurizer.kind: Featurizer}
+FEATURIZERS: dict[str, type[Featurizer]] = {
+    Featurizer.kind: Featurizer,
+    FoundationFeaturizer.kind: FoundationFeaturizer,
+}
 
 
 def featurizer_from_spec(spec: dict[str, Any]) -> Featurizer:
@@ -287,7 +347,7 @@ def structure_graph(structure: Any, featurizer: Featurizer = DEFAULT_FEATURIZER)
     i, j, d = neighbor_list(lattice, cart, featurizer.cutoff)
     return Graph(
         species=species,
-        x=featurizer.node_features(species),
+        x=featurizer.structure_node_features([structure], [species])[0],
         edge_index=np.stack([i, j]),
         distances=d.astype(np.float32),
         edge_attr=featurizer.edge_features(d),
@@ -409,14 +469,19 @@ class GraphCache:
         entries = self._load()
         out, built = [], 0
         f = self.featurizer
+        structures = list(structures)
+        rows = []
         for mat_id, struct in zip(ids, structures, strict=True):
             key = structure_key(mat_id, struct)
             if key not in entries:
-                g = structure_graph(struct, f)
-                entries[key] = (g.species, g.edge_index, g.distances)
+                lattice, cart, symbols = _lattice_and_sites(struct)
+                i, j, d = neighbor_list(lattice, cart, f.cutoff)
+                entries[key] = (f.species_index(symbols), np.stack([i, j]), d.astype(np.float32))
                 built += 1
-            species, eidx, dist = entries[key]
-            out.append(Graph(species, f.node_features(species), eidx, dist, f.edge_features(dist)))
+            rows.append(entries[key])
+        xs = f.structure_node_features(structures, [r[0] for r in rows], cached=True)
+        for (species, eidx, dist), x in zip(rows, xs, strict=True):
+            out.append(Graph(species, x, eidx, dist, f.edge_features(dist)))
         if built:
             log.info("graph cache: built %d new graph(s), %d cached", built, len(out) - built)
             if save:

@@ -200,9 +200,11 @@ class Prediction:
     ``spectra``: level → :class:`~optiladder.spectra.Spectrum` with Im ε (trace, or x/y/z for a tensor model)
     and Re ε (Kramers–Kronig) on the model's grid (eV). ``spread``: level → the ensemble's standard deviation
     of Im ε over its members (ensembles only). ``sc``: predicted SC[RPA; IPA] (None without the ``sc`` model).
-    ``error``: one line ``"<name>: <problem>"`` if the input failed (then ``spectra`` is empty).
-    ``warnings``: one line each where the crystal lies outside the models' training domain
-    (:func:`optiladder.domain.static_warnings`); the verdict then says it is uncertain.
+    ``trust``: level → expected SC[ML; DFT], its 80 % interval, member agreement and latent distance (calibrated
+    ensembles only, :mod:`optiladder.trust`). ``error``: one line ``"<name>: <problem>"`` if the input failed
+    (then ``spectra`` is empty). ``warnings``: one line each why the prediction should not be trusted: the
+    crystal lies outside the models' training domain (:func:`optiladder.domain.static_warnings`) or a calibrated
+    ensemble expects a poor spectrum (:mod:`optiladder.trust`); the verdict then says it is uncertain.
     """
 
     name: str
@@ -215,6 +217,7 @@ class Prediction:
     error: str | None = None
     structure: Any = None
     embedding: np.ndarray | None = None
+    trust: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -262,6 +265,7 @@ class Prediction:
             "ipa_good_enough": self.ipa_good_enough,
             "verdict": self.verdict(),
             "in_domain": self.ok and not self.warnings,
+            "trust": self.trust,
             "warnings": list(self.warnings),
             "spectra": {},
         }
@@ -406,6 +410,12 @@ class Predictor:
         self._model_feat = {name: m.featurizer.hash() for name, m in self.models.items()}
         self.timings: dict[str, float] = {"read": 0.0, "graph": 0.0, "forward": 0.0, "post": 0.0}
         self._domain: Any = None
+        from .trust import Trust
+
+        #: model name → calibrated uncertainty (ensembles whose card has one): expected SC and warnings
+        self.trust = {
+            name: t for name in self.level_models.values() if (t := Trust.of(self.models[name])) is not None
+        }
 
     @classmethod
     def from_pretrained(
@@ -496,6 +506,8 @@ class Predictor:
                 if embed and name == embed_model:
                     out["embedding"] = m.embed(batches[h]).cpu().numpy()
                 y, spread = m.forward(batches[h]) if m.members > 1 else (m(batches[h]), None)
+                if name in self.trust:
+                    out[f"{name}.embedding"] = m.nets[0].embed(batches[h]).cpu().numpy().astype(np.float64)
                 y = y.cpu().numpy().astype(np.float64)
                 out[name] = y if m.target.is_spectrum else y[:, 0]
                 if spread is not None:
@@ -637,6 +649,11 @@ class Predictor:
                 )
                 if spread is not None:
                     results[idx].spread[lv] = spread[row]
+            if name in self.trust:
+                assessed = self.trust[name].assess(out[name], spread, out[f"{name}.embedding"])
+                for (idx, _), a in zip(ok, assessed, strict=True):
+                    results[idx].trust[lv] = a.to_dict()
+                    results[idx].warnings.extend(a.warnings)
         for row, (idx, _) in enumerate(ok):
             if self.sc_model in out:
                 results[idx].sc = float(out[self.sc_model][row])

@@ -1,0 +1,572 @@
+"""The levers study: what beats faithful OptiMate on few spectra, on larger cells, and when not to trust it.
+
+One run trains, for every seed, the same IPA → RPA transfer-learning pipeline in several variants and scores all
+of them on the same validation (choosing) and test (reporting) materials:
+
+* ``faithful-paper`` / ``faithful-tuned``: the published OptiMate (one-hot group/row node features, 51 Gaussian
+  edge features, batch norm, GATv2 48×4 → 96×4, attention pooling, 3×1024 head), IPA from scratch, then RPA
+  fine-tuning of all weights with the paper's settings (lr 1e-5, batch 128) or ours (lr 2e-4, batch 32). The
+  better of the two on validation is *the* baseline every gain is measured against;
+* ``free-labels``: the body first learns Alexandria's PBE direct/indirect gaps and formation energies of the
+  train + none structures (:mod:`optiladder.training.freelabels`), then IPA, then RPA;
+* ``foundation``: node features ‖ frozen CHGNet 0.3.0 per-atom embeddings (:mod:`optiladder.foundation`);
+* ``free+foundation``: both.
+
+RPA fine-tuning runs at every training size (``sizes``, nested seeded subsets of the pool, and "all"). The
+variant with the best validation median SC at "all" (mean over seeds) is the winner; for it (phase 2), every seed
+gets a K-member ensemble (K − 1 more fine-tunings from the same IPA model), a calibrated expected SC with an 80 %
+interval and a warning rule (:mod:`optiladder.evaluation.uncertainty`, fitted on validation), an absorption-onset
+rule from a gap model trained on our records' ``gap_direct`` (:mod:`optiladder.onset`; kept only if it helps on
+validation), and SC[RPA; IPA] predictors (a 1-value head, and the SC of the predicted spectra).
+
+Evaluation-only records (e.g. 4-atom validation/test cells computed elsewhere) come from ``extra`` folders; their
+ids must be validation or test materials (they are never trained on; a train/none id there is refused).
+Free-label pretraining is done once per node-feature kind (seed ``seed``) and shared by all seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.splits import check_trainable, split_of
+
+log = logging.getLogger(__name__)
+
+#: variant → (free-label pretraining, foundation features, RPA fine-tuning settings)
+VARIANTS: dict[str, tuple[bool, bool, str]] = {
+    "faithful-paper": (False, False, "paper"),
+    "faithful-tuned": (False, False, "tuned"),
+    "free-labels": (True, False, "tuned"),
+    "foundation": (False, True, "tuned"),
+    "free+foundation": (True, True, "tuned"),
+}
+BASELINES: tuple[str, ...] = ("faithful-paper", "faithful-tuned")
+
+
+@dataclass(frozen=True)
+class LeverOptions:
+    """Settings of :func:`run_levers`. Runs are bounded by epochs (``max_epochs``/``patience`` from scratch,
+    ``tl_epochs``/``tl_patience`` for fine-tuning, ``free_epochs`` for free labels) so that results do not depend
+    on the machine's load; the ``*_seconds`` are only safety caps per run. ``paper_seeds``: seeds that also
+    train the paper's fine-tuning settings (slow; the better faithful setting is chosen on validation)."""
+
+    seeds: int = 3
+    seed: int = 0
+    sizes: tuple[int, ...] = (100,)
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    ensemble: int = 5
+    extra: tuple[str, ...] = ()
+    ipa_seconds: float = 240.0
+    tl_seconds: float = 120.0
+    paper_tl_seconds: float = 180.0
+    free_seconds: float = 600.0
+    free_epochs: int = 6
+    aux_seconds: float = 90.0
+    max_epochs: int = 80
+    patience: int = 20
+    tl_epochs: int = 60
+    tl_patience: int = 15
+    paper_seeds: int = 1
+    quick: bool = False
+    pool_limit: int = 0
+    free_limit: int = 0
+    threads: int | None = None
+    save_models: bool = True
+
+    @classmethod
+    def quick_mode(cls, **overrides: Any) -> LeverOptions:
+        """A few-minute run for CI: 60 pool materials, 300 free labels, short runs, 1 seed, K = 3."""
+        base = dict(
+            seeds=1, sizes=(30,), ensemble=3, ipa_seconds=8.0, tl_seconds=4.0, paper_tl_seconds=4.0,
+            free_seconds=8.0, free_epochs=3, aux_seconds=3.0, max_epochs=15, patience=5, tl_epochs=10, tl_patience=4, quick=True, pool_limit=60,
+            free_limit=300, save_models=False,
+        )  # fmt: skip
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class EvalSet:
+    """Model-grid arrays of a set of records plus their direct gaps (eV, ``[n]``)."""
+
+    arrays: Any
+    gaps: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+
+def _concat(a, b):
+    """Rows of ``b`` appended to ``a`` (two ``DatasetArrays`` on the same grid, same levels)."""
+    from ..data.store import DatasetArrays
+
+    if a.grid.shape != b.grid.shape or not np.allclose(a.grid, b.grid):
+        raise ValueError("cannot join tables on different grids")
+    return DatasetArrays(
+        a.ids + b.ids,
+        np.concatenate([a.splits, b.splits]),
+        np.concatenate([a.nsites, b.nsites]),
+        a.formulas + b.formulas,
+        {lv: np.concatenate([a.spectra[lv], b.spectra[lv]]) for lv in a.spectra},
+        a.structures + b.structures,
+        a.grid,
+        np.concatenate([a.protocols, b.protocols]),
+        np.concatenate([a.numerics, b.numerics]),
+        a.components,
+    )
+
+
+def load_sets(store, extra: tuple[str, ...] = ()) -> dict[str, EvalSet]:
+    """``pool`` (train + none), ``validation`` and ``test`` sets of ``store`` plus ``extra`` evaluation folders."""
+    from ..data.store import Store
+
+    data = store.table()
+    gaps = {r["mat_id"]: r.get("gap_direct") for r in store.index()}
+    for folder in extra:
+        ex_store = Store(Path(folder))
+        ex = ex_store.table()
+        bad = [i for i in ex.ids if split_of(i) not in ("validation", "test")]
+        if bad:
+            raise ValueError(
+                f"{folder}: {len(bad)} record(s) are not validation/test materials (e.g. {bad[0]})"
+            )
+        keep = [i not in set(data.ids) for i in ex.ids]
+        gaps.update({r["mat_id"]: r.get("gap_direct") for r in ex_store.index()})
+        data = _concat(data, ex.subset(keep))
+    g = np.array([np.nan if gaps.get(i) is None else float(gaps[i]) for i in data.ids])
+    out = {}
+    for name, splits in (("pool", ("train", "none")), ("validation", ("validation",)), ("test", ("test",))):
+        mask = np.isin(data.splits, splits)
+        out[name] = EvalSet(data.subset(mask), g[mask])
+    check_trainable(out["pool"].arrays.ids, context="levers pool")
+    return out
+
+
+class Featurize:
+    """Graph ``Data`` lists of structures with or without foundation node features (both cached on disk)."""
+
+    def __init__(self):
+        from ..graphs import DEFAULT_FEATURIZER, FoundationFeaturizer
+
+        self.featurizers = {False: DEFAULT_FEATURIZER, True: FoundationFeaturizer()}
+
+    def data(self, ids, structures, *, foundation: bool, y: np.ndarray | None = None) -> list:
+        from ..graphs import GraphCache
+        from ..training import make_data
+
+        graphs = GraphCache(self.featurizers[foundation]).graphs(list(ids), list(structures))
+        return make_data(graphs, y, list(ids))
+
+
+# --------------------------------------------------------------------------------------------------
+# training pieces
+# --------------------------------------------------------------------------------------------------
+def _settings(opts: LeverOptions, kind: str, seed: int):
+    from ..training import TrainSettings
+
+    base = TrainSettings(max_epochs=opts.max_epochs, patience=opts.patience, seed=seed)
+    if kind == "scratch":
+        return replace(base, lr=1e-3, weight_decay=1e-5, batch_size=32, max_seconds=opts.ipa_seconds)
+    tl = replace(base, max_epochs=opts.tl_epochs, patience=opts.tl_patience)
+    if kind == "tuned":
+        return replace(tl, lr=2e-4, weight_decay=1e-4, batch_size=32, max_seconds=opts.tl_seconds)
+    if kind == "paper":  # lr 1e-5, batch 128: ~3 steps per epoch here, so more epochs than ours
+        return replace(
+            TrainSettings.paper_transfer(seed=seed),
+            max_epochs=opts.tl_epochs * 3,
+            patience=opts.tl_patience * 3,
+            max_seconds=opts.paper_tl_seconds,
+        )
+    if kind == "aux":
+        return replace(tl, lr=3e-4, weight_decay=1e-4, batch_size=32, max_seconds=opts.aux_seconds)
+    if kind == "free":  # epoch-bounded (a time cap would make the lever depend on the machine's load)
+        return replace(
+            base, lr=1e-3, weight_decay=1e-5, batch_size=64, max_epochs=opts.free_epochs, patience=opts.free_epochs,
+            max_seconds=opts.free_seconds,
+        )  # fmt: skip
+    raise ValueError(kind)
+
+
+def _new_model(node_dim: int, **kw: Any):
+    from ..nn import OptiMate
+
+    return OptiMate(node_dim=node_dim, norm="batch_norm", **kw)
+
+
+def _with_y(data: list, y: np.ndarray) -> list:
+    """Shallow copies of ``Data`` objects with targets ``y`` ``[n, out]``."""
+    import torch
+
+    out = []
+    for d, row in zip(data, np.asarray(y, np.float32), strict=True):
+        c = d.clone()
+        c.y = torch.as_tensor(row)[None, :]
+        out.append(c)
+    return out
+
+
+def _scalar_head_from(parent, target: np.ndarray, train: list, val: list, val_y: np.ndarray, settings):
+    """A 1-value model with ``parent``'s body, trained on ``target`` (standardised inside the head)."""
+    from ..nn import scalar_model
+    from ..training import fit
+    from ..training.freelabels import transfer_body
+
+    cfg = {
+        k: v
+        for k, v in parent.config.items()
+        if k not in ("out_dim", "output_activation", "target_shift", "target_scale")
+    }
+    model = scalar_model(
+        **cfg, target_shift=float(np.mean(target)), target_scale=float(np.std(target) or 1.0)
+    )
+    transfer_body(parent, model)
+    res = fit(model, _with_y(train, target[:, None]), _with_y(val, val_y[:, None]), settings)
+    return model, res
+
+
+def _finish(raw: np.ndarray) -> np.ndarray:
+    """Raw RPA network output ``[n, G]`` → the reported spectrum (the RPA target's post-processing: the
+    same as the Predictor and the model cards)."""
+    from ..targets import get_target
+
+    return get_target("rpa").finish(raw)
+
+
+def _scores(pred: np.ndarray, es: EvalSet) -> tuple[Any, dict[str, Any]]:
+    """Per-material scores and summary of post-processed predictions ``pred`` ``[n, G]``."""
+    from ..evaluation import by_cell_size, scores_for, summary
+
+    frame = scores_for(pred, es.arrays, "rpa")
+    return frame, {
+        **summary(frame),
+        "by_cell_size": {
+            int(r["nsites"]): float(r["median_sc"]) for r in by_cell_size(frame).to_dict("records")
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# the study
+# --------------------------------------------------------------------------------------------------
+def run_levers(out: str | Path, options: LeverOptions | None = None, store=None) -> dict[str, Any]:
+    """Run the levers study; writes ``results.json``, ``test_scores.csv``, ``uncertainty_test.csv`` and
+    ``README.md`` to ``out`` and returns the results."""
+    import datetime as dt
+
+    import pandas as pd
+    import torch
+
+    from ..data.store import Store
+    from ..evaluation.uncertainty import (
+        Calibration,
+        LatentDomain,
+        coverage,
+        ensemble_stats,
+        spearman,
+        warning_report,
+        warning_thresholds,
+    )
+    from ..onset import apply_onset
+    from ..spectra import similarity_coefficient
+    from ..targets import get_target
+    from ..training import Model, embed, fit, make_card, predict, save_model
+    from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
+    from .paper import choose_threads
+    from .report_levers import write_levers_readme
+
+    opts = options or LeverOptions()
+    unknown = [v for v in opts.variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(choose_threads(opts.threads))
+    t0 = time.perf_counter()
+    sets = load_sets(store or Store(), opts.extra)
+    pool, val, test = sets["pool"], sets["validation"], sets["test"]
+    if opts.pool_limit and len(pool) > opts.pool_limit:
+        keep = np.zeros(len(pool), bool)
+        keep[np.random.default_rng(opts.seed).permutation(len(pool))[: opts.pool_limit]] = True
+        pool = EvalSet(pool.arrays.subset(keep), pool.gaps[keep])
+    if len(pool) < 4 or not len(val) or not len(test):
+        raise ValueError("the levers study needs ≥ 4 training, ≥ 1 validation and ≥ 1 test material")
+    log.info("levers: pool %d, validation %d, test %d", len(pool), len(val), len(test))
+    feat = Featurize()
+    node_dim = {k: f.node_dim for k, f in feat.featurizers.items()}
+    need_found = any(VARIANTS[v][1] for v in opts.variants)
+    data: dict[tuple[str, bool], list] = {}
+    for name, es in (("pool", pool), ("validation", val), ("test", test)):
+        for found in (False, True) if need_found else (False,):
+            data[(name, found)] = feat.data(es.arrays.ids, es.arrays.structures, foundation=found)
+    y_ipa, y_rpa = pool.arrays.ipa.astype(np.float32), pool.arrays.rpa.astype(np.float32)
+    perm = np.random.default_rng(opts.seed).permutation(len(pool))
+    sizes = [s for s in sorted(set(opts.sizes)) if s < len(pool)] + [len(pool)]
+    size_label = {s: ("all" if s == len(pool) else str(s)) for s in sizes}
+    results: dict[str, Any] = {"runs": {}, "skipped_sizes": [s for s in opts.sizes if s >= len(pool)]}
+
+    # ---- free-label pretraining, once per node-feature kind -----------------------------------------
+    free_models: dict[bool, Any] = {}
+    if any(VARIANTS[v][0] for v in opts.variants):
+        fl = free_label_set()
+        if opts.free_limit and len(fl) > opts.free_limit:
+            idx = np.random.default_rng(opts.seed).permutation(len(fl))[: opts.free_limit]
+            fl.ids = [fl.ids[i] for i in idx]
+            fl.structures = [fl.structures[i] for i in idx]
+            fl.nsites, fl.y = fl.nsites[idx], fl.y[idx]
+        results["free_labels"] = {
+            "n": len(fl),
+            "nsites": {
+                int(k): int(v) for k, v in zip(*np.unique(fl.nsites, return_counts=True), strict=True)
+            },
+        }
+        for found in sorted({VARIANTS[v][1] for v in opts.variants if VARIANTS[v][0]}):
+            fdata = feat.data(fl.ids, fl.structures, foundation=found)
+            model, res = pretrain_free_labels(
+                fdata, fl.y, settings=_settings(opts, "free", opts.seed),
+                model_kwargs={"node_dim": node_dim[found], "norm": "batch_norm"},
+            )  # fmt: skip
+            free_models[found] = model
+            results["free_labels"][f"foundation={found}"] = {
+                "best_epoch": res.best_epoch, "epochs": res.epochs_run, "val_l1_std_units": res.best_val_loss,
+                "seconds": round(res.seconds, 1),
+            }  # fmt: skip
+
+    # ---- phase 1: variants × seeds × sizes -----------------------------------------------------------
+    ipa_models: dict[tuple[bool, bool, int], Any] = {}
+    tl_models: dict[tuple[str, int], Any] = {}
+    frames = []
+    per: dict[str, dict[str, list]] = {}
+    for j in range(opts.seeds):
+        seed = opts.seed + j
+        for v in opts.variants:
+            if v == "faithful-paper" and j >= opts.paper_seeds:
+                continue
+            free, found, tl_kind = VARIANTS[v]
+            key = (free, found, seed)
+            if key not in ipa_models:
+                model = _new_model(node_dim[found])
+                if free:
+                    transfer_body(free_models[found], model)
+                fr = fit(model, _with_y(data[("pool", found)], y_ipa),
+                         _with_y(data[("validation", found)], val.arrays.ipa), _settings(opts, "scratch", seed))  # fmt: skip
+                ipa_models[key] = model
+                results["runs"][f"ipa free={free} found={found} seed={seed}"] = {
+                    "best_epoch": fr.best_epoch, "epochs": fr.epochs_run, "seconds": round(fr.seconds, 1)}  # fmt: skip
+            for s in sizes:
+                import copy
+
+                ids = np.sort(perm[:s])
+                model = copy.deepcopy(ipa_models[key])
+                tr = [data[("pool", found)][i] for i in ids]
+                fr = fit(model, _with_y(tr, y_rpa[ids]), _with_y(data[("validation", found)], val.arrays.rpa),
+                         _settings(opts, tl_kind, seed))  # fmt: skip
+                row = per.setdefault(f"{v}|{size_label[s]}", {"validation": [], "test": [], "seconds": []})
+                for name, es in (("validation", val), ("test", test)):
+                    frame, summ = _scores(_finish(predict(model, data[(name, found)])), es)
+                    row[name].append(summ)
+                    if name == "test" and j == 0:
+                        frames.append(frame.assign(model=v, size=size_label[s]))
+                row["seconds"].append(round(fr.seconds, 1))
+                if s == len(pool):
+                    tl_models[(v, seed)] = model
+                log.info("levers: %s size %s seed %d: val %.3f test %.3f (%.0f s)", v, size_label[s], seed,
+                         row["validation"][-1]["median_sc"], row["test"][-1]["median_sc"], fr.seconds)  # fmt: skip
+
+    def agg(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [k for k in ("median_sc", "mean_sc", "p10_sc", "median_mse") if k in rows[0]]
+        out_ = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+        out_.update({f"{k}_std": float(np.std([r[k] for r in rows])) for k in keys})
+        out_["median_sc_seeds"] = [r["median_sc"] for r in rows]
+        cells = sorted({c for r in rows for c in r["by_cell_size"]})
+        out_["by_cell_size"] = {
+            c: float(np.mean([r["by_cell_size"][c] for r in rows if c in r["by_cell_size"]])) for c in cells
+        }
+        out_["n"] = rows[0]["n"]
+        return out_
+
+    table = {
+        k: {"validation": agg(r["validation"]), "test": agg(r["test"]), "seconds": r["seconds"]}
+        for k, r in per.items()
+    }
+    results["table"] = table
+    all_label = size_label[len(pool)]
+    base_cands = [b for b in BASELINES if f"{b}|{all_label}" in table]
+    baseline = (
+        # on the first seed's validation median (the paper's settings may run on fewer seeds)
+        max(base_cands, key=lambda b: per[f"{b}|{all_label}"]["validation"][0]["median_sc"])
+        if base_cands
+        else None
+    )
+    winner = max(opts.variants, key=lambda v: table[f"{v}|{all_label}"]["validation"]["median_sc"])
+    results.update(baseline=baseline, winner=winner)
+    log.info("levers: baseline %s, winner %s", baseline, winner)
+
+    # ---- phase 2: ensemble, uncertainty, domain, onset and SC predictors for the winner ---------------
+    free, found, tl_kind = VARIANTS[winner]
+    ens_rows: list[dict[str, Any]] = []
+    unc_frames = []
+    for j in range(opts.seeds):
+        seed = opts.seed + j
+        import copy
+
+        parent = ipa_models[(free, found, seed)]
+        members = [tl_models[(winner, seed)]]
+        for k in range(1, opts.ensemble):
+            m = copy.deepcopy(parent)
+            fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
+                _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
+            members.append(m)
+        # raw member outputs (what an ensemble Model's one forward averages); the reported spectrum is the
+        # post-processed mean, the agreement comes from the raw mean and spread, as in the Predictor
+        preds = {n: np.stack([predict(m, data[(n, found)]) for m in members]) for n in ("validation", "test")}
+        # latent space of the first member (what the Predictor's one ensemble forward embeds)
+        z = {n: embed(members[0], data[(n, found)]) for n in ("pool", "validation", "test")}
+        domain = LatentDomain.fit(z["pool"])
+        st = {n: ensemble_stats(preds[n], val.arrays.grid) for n in preds}
+        for n in st:
+            st[n]["mean"] = _finish(st[n]["mean"])
+        dist = {n: domain.distance(z[n]) for n in preds}
+        sets_ = {"validation": val, "test": test}
+        actual = {
+            n: similarity_coefficient(st[n]["mean"], sets_[n].arrays.rpa, val.arrays.grid) for n in preds
+        }
+        cal = Calibration.fit(st["validation"]["agreement"], dist["validation"], actual["validation"])
+        exp = {n: cal.expected(st[n]["agreement"], dist[n]) for n in preds}
+        lo, hi = cal.interval(exp["test"])
+        rule = warning_thresholds(exp["validation"], dist["validation"], actual["validation"])
+        # onset rule from a gap model (our gap_direct), kept only if it helps on validation
+        gmask = np.isfinite(pool.gaps)
+        gap_model, _ = _scalar_head_from(
+            parent, pool.gaps[gmask], [d for d, ok in zip(data[("pool", found)], gmask, strict=True) if ok],
+            data[("validation", found)], np.nan_to_num(val.gaps), _settings(opts, "aux", seed),
+        )  # fmt: skip
+        gap_pred = {n: predict(gap_model, data[(n, found)])[:, 0] for n in preds}
+        onset = {n: apply_onset(st[n]["mean"], val.arrays.grid, gap_pred[n]) for n in preds}
+        onset_sc = {n: similarity_coefficient(onset[n], sets_[n].arrays.rpa, val.arrays.grid) for n in preds}
+        oracle_sc = similarity_coefficient(apply_onset(st["test"]["mean"], val.arrays.grid, np.nan_to_num(test.gaps)),
+                                           test.arrays.rpa, val.arrays.grid)  # fmt: skip
+        # SC[RPA; IPA] predictors: a 1-value head, and the SC of the predicted spectra
+        sc_pool = similarity_coefficient(pool.arrays.rpa, pool.arrays.ipa, pool.arrays.grid)
+        sc_val = similarity_coefficient(val.arrays.rpa, val.arrays.ipa, val.arrays.grid)
+        sc_test = similarity_coefficient(test.arrays.rpa, test.arrays.ipa, test.arrays.grid)
+        sc_model, _ = _scalar_head_from(parent, sc_pool, data[("pool", found)], data[("validation", found)],
+                                        sc_val, _settings(opts, "aux", seed))  # fmt: skip
+        sc_head = {n: predict(sc_model, data[(n, found)])[:, 0] for n in preds}
+        ipa_pred = {n: get_target("ipa").finish(predict(parent, data[(n, found)])) for n in preds}
+        sc_spec = {
+            n: similarity_coefficient(st[n]["mean"], np.clip(ipa_pred[n], 0, None), val.arrays.grid)
+            for n in preds
+        }
+        sc_ref = {"validation": sc_val, "test": sc_test}
+
+        def mae(p, n, ref=sc_ref):
+            return float(np.mean(np.abs(p[n] - ref[n])))
+
+        _, ens_test = _scores(st["test"]["mean"], test)
+        _, ens_val = _scores(st["validation"]["mean"], val)
+        row = {
+            "seed": seed,
+            "members": len(members),
+            "ensemble_validation": ens_val,
+            "ensemble_test": ens_test,
+            "single_test_median_sc": float(np.median(similarity_coefficient(_finish(preds["test"][0]), test.arrays.rpa, val.arrays.grid))),
+            "calibration": cal.to_dict(),
+            "spearman_test": spearman(exp["test"], actual["test"]),
+            "spearman_validation": spearman(exp["validation"], actual["validation"]),
+            "spearman_agreement_only_test": spearman(st["test"]["agreement"], actual["test"]),
+            "coverage80_test": coverage(lo, hi, actual["test"]),
+            "warning_rule": rule.to_dict(),
+            "warnings_validation": warning_report(rule, exp["validation"], dist["validation"], actual["validation"]),
+            "warnings_test": warning_report(rule, exp["test"], dist["test"], actual["test"]),
+            "onset": {
+                "validation_median_sc": [float(np.median(actual["validation"])), float(np.median(onset_sc["validation"]))],
+                "test_median_sc": [float(np.median(actual["test"])), float(np.median(onset_sc["test"]))],
+                "test_median_sc_true_gap": float(np.median(oracle_sc)),
+                "gap_mae_validation": float(np.nanmean(np.abs(gap_pred["validation"] - val.gaps))),
+            },
+            "sc_predictor": {
+                "head_mae_validation": mae(sc_head, "validation"), "head_mae_test": mae(sc_head, "test"),
+                "spectra_mae_validation": mae(sc_spec, "validation"), "spectra_mae_test": mae(sc_spec, "test"),
+                "mean_baseline_mae_test": float(np.mean(np.abs(sc_pool.mean() - sc_test))),
+            },
+        }  # fmt: skip
+        ens_rows.append(row)
+        if j == 0:
+            unc_frames.append(pd.DataFrame({
+                "mat_id": test.arrays.ids, "formula": test.arrays.formulas, "nsites": test.arrays.nsites,
+                "sc": actual["test"], "sc_onset": onset_sc["test"], "expected_sc": exp["test"], "lo80": lo, "hi80": hi,
+                "agreement": st["test"]["agreement"], "latent_distance": dist["test"],
+                "warning": rule.flags(exp["test"], dist["test"]), "gap_direct": test.gaps, "gap_pred": gap_pred["test"],
+                "sc_rpa_ipa": sc_test, "sc_rpa_ipa_head": sc_head["test"], "sc_rpa_ipa_spectra": sc_spec["test"],
+            }))  # fmt: skip
+            if opts.save_models:
+                lever = {"variant": winner, "free_labels": free, "foundation": found, "seed": seed}
+                common = dict(
+                    train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none")
+                )
+                uncertainty = {
+                    "calibration": cal.to_dict(), "rule": rule.to_dict(), "latent_scale": domain.scale,
+                    "fitted_on": f"validation split ({len(val)} materials), seed {seed}",
+                    "agreement": "1 - integral(spread) / integral(|mean|), raw outputs",
+                }  # fmt: skip
+                rpa_card = make_card(
+                    name=f"levers-rpa-{winner}", target=get_target("rpa"), full_name=f"RPA ensemble of {len(members)} ({winner})",
+                    description="levers study winner: ensemble members fine-tuned from one IPA model",
+                    extra={"levers": lever, "uncertainty": uncertainty}, **common,
+                )  # fmt: skip
+                save_model(
+                    out / "models" / "rpa-ensemble",
+                    Model(members, feat.featurizers[found], get_target("rpa"), rpa_card),
+                )
+                ipa_card = make_card(
+                    name=f"levers-ipa-{winner}", target=get_target("ipa"), extra={"levers": lever}, **common
+                )
+                save_model(
+                    out / "models" / "ipa",
+                    Model([parent], feat.featurizers[found], get_target("ipa"), ipa_card),
+                )
+                sc_card = make_card(
+                    name=f"levers-sc-{winner}",
+                    target=get_target("sc_rpa_ipa"),
+                    extra={"levers": lever},
+                    **common,
+                )
+                save_model(
+                    out / "models" / "sc",
+                    Model([sc_model], feat.featurizers[found], get_target("sc_rpa_ipa"), sc_card),
+                )
+    results["ensemble"] = ens_rows
+    results.update(
+        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        options=opts.to_dict(),
+        n={"pool": len(pool), "validation": len(val), "test": len(test)},
+        cells={
+            n: {int(k): int(v) for k, v in zip(*np.unique(es.arrays.nsites, return_counts=True), strict=True)}
+            for n, es in (("pool", pool), ("validation", val), ("test", test))
+        },  # fmt: skip
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    if frames:
+        pd.concat(frames, ignore_index=True).to_csv(out / "test_scores.csv", index=False, float_format="%.5f")
+    if unc_frames:
+        unc_frames[0].to_csv(out / "uncertainty_test.csv", index=False, float_format="%.5f")
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    write_levers_readme(out, results)
+    log.info("levers study written to %s in %.0f s", out, results["seconds"])
+    return results
+
+
+__all__ = ["VARIANTS", "LeverOptions", "load_sets", "run_levers"]

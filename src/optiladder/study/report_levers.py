@@ -1,0 +1,155 @@
+"""README.md of the levers study (:mod:`optiladder.study.levers`) from its ``results.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pm(d: dict[str, Any], key: str, digits: int = 3) -> str:
+    return f"{d[key]:.{digits}f} ± {d.get(key + '_std', 0.0):.{digits}f}"
+
+
+def _ms(values: list[float], digits: int = 3) -> str:
+    v = np.asarray(values, float)
+    return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}"
+
+
+def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
+    """Write ``out/README.md``: ablation table, cell sizes, ensemble/uncertainty, onset and SC predictor."""
+    o = r["options"]
+    lines = [
+        "# Levers study: beating faithful OptiMate on few spectra, larger cells, and when not to trust a prediction",
+        "",
+        f"Run {r['date']}: pool (train + none) {r['n']['pool']}, validation {r['n']['validation']}, test {r['n']['test']} "
+        f"materials; cells per set: {r['cells']}. {o['seeds']} seed(s) (mean ± std over seeds of each median); "
+        f"{'**quick mode** (CI smoke run, numbers meaningless); ' if o['quick'] else ''}total {r['seconds']:.0f} s on one CPU thread.",
+        "",
+        "Every number is a median SC[RPA_ML; RPA_DFT] over the named split; the winner is chosen on **validation** only, "
+        "test is reported. Regenerate: `optiladder study levers --out reports/levers"
+        + "".join(f" --extra {e}" for e in o["extra"])
+        + f" --seeds {o['seeds']}`.",
+        "",
+        f"Baseline (faithful OptiMate, the better of the paper's and our fine-tuning settings on validation): "
+        f"**{r['baseline']}**. Winner on validation: **{r['winner']}**.",
+        "",
+        "## Ablation (single models; each lever on/off against the faithful baseline)",
+        "",
+        "| variant | RPA spectra | seeds | validation | test | test Δ vs baseline | test p10 | test by cell size | s / run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    table = r["table"]
+    for key, row in table.items():
+        v, size = key.split("|")
+        base = table.get(f"{r['baseline']}|{size}")
+        delta = row["test"]["median_sc"] - base["test"]["median_sc"] if base else float("nan")
+        cells = ", ".join(f"{c} at.: {s:.3f}" for c, s in row["test"]["by_cell_size"].items())
+        lines.append(
+            f"| {v} | {size} | {len(row['test']['median_sc_seeds'])} | {_pm(row['validation'], 'median_sc')} | {_pm(row['test'], 'median_sc')} | "
+            f"{delta:+.3f} | {row['test']['p10_sc']:.3f} | {cells} | {np.mean(row['seconds']):.0f} |"
+        )
+    if r.get("skipped_sizes"):
+        lines += ["", f"Sizes skipped (not fewer than the pool): {r['skipped_sizes']}."]
+    if "free_labels" in r:
+        lines += ["", f"Free labels: {r['free_labels']}"]
+    ens = r.get("ensemble") or []
+    if ens:
+
+        def col(path):
+            vals = []
+            for e in ens:
+                x = e
+                for p in path:
+                    x = x[p]
+                vals.append(x)
+            return vals
+
+        lines += [
+            "",
+            f"## Ensemble of {ens[0]['members']} and uncertainty ({r['winner']}, all pool spectra)",
+            "",
+            "| | validation | test |",
+            "|---|---|---|",
+            f"| ensemble mean: median SC | {_ms(col(['ensemble_validation', 'median_sc']))} | {_ms(col(['ensemble_test', 'median_sc']))} |",
+            f"| single member: median SC | | {_ms(col(['single_test_median_sc']))} |",
+            f"| Spearman(expected SC, actual SC) | {_ms(col(['spearman_validation']))} | {_ms(col(['spearman_test']))} |",
+            f"| Spearman(member agreement only, actual) | | {_ms(col(['spearman_agreement_only_test']))} |",
+            f"| coverage of the stated 80 % interval | (fitted here) | {_ms(col(['coverage80_test']))} |",
+            f"| warning: flagged fraction | {_ms(col(['warnings_validation', 'flagged_fraction']))} | {_ms(col(['warnings_test', 'flagged_fraction']))} |",
+            f"| misses (SC < 0.4) caught / all | {sum(col(['warnings_validation', 'misses_caught']))} / {sum(col(['warnings_validation', 'misses']))} | "
+            f"{sum(col(['warnings_test', 'misses_caught']))} / {sum(col(['warnings_test', 'misses']))} |",
+            "",
+            "Ensemble median SC on test by cell size (seed 0): "
+            + ", ".join(f"{c} atoms {s:.3f}" for c, s in ens[0]["ensemble_test"]["by_cell_size"].items()),
+            "",
+            f"Calibration (seed 0, fitted on validation): {ens[0]['calibration']}; warning rule: {ens[0]['warning_rule']}.",
+            "",
+            "## Onset rule (predicted direct gap, our records' `gap_direct`, 0.5 eV allowance)",
+            "",
+            "| | without | with rule |",
+            "|---|---|---|",
+            f"| validation median SC | {_ms([e['onset']['validation_median_sc'][0] for e in ens])} | {_ms([e['onset']['validation_median_sc'][1] for e in ens])} |",
+            f"| test median SC | {_ms([e['onset']['test_median_sc'][0] for e in ens])} | {_ms([e['onset']['test_median_sc'][1] for e in ens])} |",
+            f"| test median SC, rule with the true gap | | {_ms(col(['onset', 'test_median_sc_true_gap']))} |",
+            f"| gap model MAE on validation (eV) | {_ms(col(['onset', 'gap_mae_validation']))} | |",
+            "",
+            "## SC[RPA; IPA] predictor",
+            "",
+            "| | validation MAE | test MAE |",
+            "|---|---|---|",
+            f"| 1-value head on the IPA body | {_ms(col(['sc_predictor', 'head_mae_validation']))} | {_ms(col(['sc_predictor', 'head_mae_test']))} |",
+            f"| SC of the predicted RPA (ensemble) and IPA spectra | {_ms(col(['sc_predictor', 'spectra_mae_validation']))} | {_ms(col(['sc_predictor', 'spectra_mae_test']))} |",
+            f"| predicting the pool mean | | {_ms(col(['sc_predictor', 'mean_baseline_mae_test']))} |",
+        ]
+    lines += [
+        "",
+        "Files: `results.json` (everything above, per seed), `test_scores.csv` (per material, every variant and size, "
+        "seed 0), `uncertainty_test.csv` (per test material: actual and expected SC, interval, latent distance, warning, "
+        "gaps, SC[RPA; IPA] predictions; seed 0).",
+    ]
+    path = Path(out) / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def merge_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``results`` dict from levers runs of the same options on different seeds (e.g. run in parallel
+    processes): per variant and size the seeds' medians are pooled (mean ± std over seeds), ensemble rows
+    concatenated; the baseline and winner are re-chosen on the pooled validation medians (the baseline among
+    the faithful variants present in every run)."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    table: dict[str, Any] = {}
+    for key in runs[0]["table"]:
+        rows = [r["table"][key] for r in runs if key in r["table"]]
+        merged: dict[str, Any] = {"seconds": [s for r in rows for s in r["seconds"]]}
+        for split in ("validation", "test"):
+            parts = [r[split] for r in rows]
+            seeds = [v for p in parts for v in p["median_sc_seeds"]]
+            m: dict[str, Any] = {"median_sc": float(np.mean(seeds)), "median_sc_std": float(np.std(seeds))}
+            for k in ("mean_sc", "p10_sc", "median_mse"):
+                vals = [p[k] for p in parts]
+                m[k], m[f"{k}_std"] = float(np.mean(vals)), float(np.std(vals))
+            cells = sorted({c for p in parts for c in p["by_cell_size"]}, key=int)
+            m["by_cell_size"] = {
+                c: float(np.mean([p["by_cell_size"][c] for p in parts if c in p["by_cell_size"]]))
+                for c in cells
+            }
+            m["median_sc_seeds"], m["n"] = seeds, parts[0]["n"]
+            merged[split] = m
+        table[key] = merged
+    out["table"] = table
+    all_keys = [k for k in table if k.endswith("|all")]
+    faithful = [k for k in all_keys if k.startswith("faithful")]
+    if faithful:
+        out["baseline"] = max(faithful, key=lambda k: table[k]["validation"]["median_sc"]).split("|")[0]
+    out["winner"] = max(all_keys, key=lambda k: table[k]["validation"]["median_sc"]).split("|")[0]
+    # ensemble rows only from runs whose own winner is the pooled winner (their ensembles are of that variant)
+    out["ensemble"] = [e for r in runs if r["winner"] == out["winner"] for e in r.get("ensemble") or []]
+    out["merged_seeds"] = [r["options"]["seed"] for r in runs]
+    out["options"] = {**runs[0]["options"], "seeds": sum(r["options"]["seeds"] for r in runs)}
+    out["seconds"] = sum(r["seconds"] for r in runs)
+    return out

@@ -1,0 +1,118 @@
+"""The levers study in quick mode on the fixture records, and the acquisition order from its ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
+
+
+@pytest.fixture(scope="module")
+def levers_run(tmp_path_factory):
+    from optiladder.data.store import Store
+    from optiladder.study.levers import LeverOptions, run_levers
+
+    out = tmp_path_factory.mktemp("levers")
+    opts = LeverOptions.quick_mode(
+        variants=("faithful-tuned", "free-labels"), sizes=(20,), save_models=True, free_limit=120,
+        ipa_seconds=4.0, tl_seconds=2.0, free_seconds=3.0, aux_seconds=2.0, max_epochs=5, patience=3, threads=1,
+    )  # fmt: skip
+    return out, run_levers(out, opts, Store(FIXTURES))
+
+
+def test_quick_study_report(levers_run):
+    from optiladder.data.splits import split_ids
+
+    out, res = levers_run
+    assert res["baseline"] == "faithful-tuned" and res["winner"] in ("faithful-tuned", "free-labels")
+    assert set(res["table"]) == {f"{v}|{s}" for v in ("faithful-tuned", "free-labels") for s in ("20", "all")}
+    for row in res["table"].values():
+        assert 0.0 < row["test"]["median_sc"] < 1.0 and row["test"]["n"] == 16
+    ens = res["ensemble"][0]
+    assert ens["members"] == 3 and 0.0 <= ens["coverage80_test"] <= 1.0
+    assert ens["warnings_test"]["n"] == 16
+    # the saved ensemble: one model of 3 members, trained on no validation or test material
+    from optiladder.training import load_model_dir
+
+    held = split_ids()["validation"] | split_ids()["test"]
+    model = load_model_dir(out / "models" / "rpa-ensemble")
+    assert model.members == 3 and model.target.name == "rpa"
+    ids = model.card["training"]["train_ids"]
+    assert len(ids) == res["n"]["pool"] >= 40 and not set(ids) & held
+    text = (out / "README.md").read_text()
+    assert "faithful-tuned" in text and "Spearman" in text and "quick mode" in text
+    assert json.loads((out / "results.json").read_text())["winner"] == res["winner"]
+
+
+def test_acquisition_order(levers_run, tmp_path):
+    from optiladder.data.splits import TRAINABLE, split_of
+    from optiladder.data.store import Store
+    from optiladder.study.acquire import acquire, greedy_rank, write_order
+
+    out, _ = levers_run
+    ranked = acquire(out / "models", Store(FIXTURES), max_atoms=4, limit=40)
+    assert len(ranked) == 40 and len({r["mat_id"] for r in ranked}) == 40
+    computed = set(Store(FIXTURES).ids())
+    assert all(split_of(r["mat_id"]) in TRAINABLE and r["mat_id"] not in computed for r in ranked)
+    assert all(r["nsites"] <= 4 for r in ranked)
+    path = write_order(tmp_path / "order.txt", ranked)
+    lines = [ln.split()[0] for ln in path.read_text().splitlines() if not ln.startswith("#")]
+    assert lines == [r["mat_id"] for r in ranked]
+    # diversity: of two identical uncertain candidates the second waits behind a distinct, less uncertain one
+    z = np.array([[5.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    order = greedy_rank(np.array([0.5, 0.5, 0.4]), z, np.zeros((1, 2)), 1.0)
+    assert order.tolist() == [0, 2, 1]
+
+
+def test_predictor_trust_from_the_calibrated_ensemble(levers_run):
+    """The saved ensemble's card carries the calibration; the Predictor gives every prediction an expected SC
+    inside its interval, and a crystal of elements no training crystal has lies farther in latent space (and
+    is warned about when beyond the card's limit)."""
+    from pymatgen.core import Structure
+
+    from optiladder.predict import Predictor
+    from optiladder.structures import alexandria
+    from optiladder.training import load_model_dir
+
+    out, res = levers_run
+    model = load_model_dir(out / "models" / "rpa-ensemble")
+    block = model.card["uncertainty"]
+    assert set(block) >= {"calibration", "rule", "latent_scale"}
+    p = Predictor({"rpa": model})
+    assert "rpa" in p.trust
+    train_ids = set(model.card["training"]["train_ids"])
+    seen = {el for e in alexandria() if e["mat_id"] in train_ids for el in e["elements"]}
+    inside = next(e for e in alexandria("train") if e["mat_id"] in train_ids)
+    far = next(e for e in alexandria("train") if not set(e["elements"]) & seen and e["nsites"] <= 4)
+    r_in, r_far = p.predict([Structure.from_dict(inside["structure"]), Structure.from_dict(far["structure"])])
+    for r in (r_in, r_far):
+        t = r.trust["rpa"]
+        assert t["sc_interval80"][0] <= t["expected_sc"] <= t["sc_interval80"][1]
+        assert r.to_dict()["trust"]["rpa"] == t
+    assert r_far.trust["rpa"]["latent_distance"] > r_in.trust["rpa"]["latent_distance"]
+    limit = block["rule"]["max_distance"]
+    assert any("latent space" in w for w in r_far.warnings) == (r_far.trust["rpa"]["latent_distance"] > limit)
+
+
+def test_ship_winner_into_a_registry(levers_run, tmp_path):
+    """The winner becomes ipa/rpa/sc of a registry: parents linked, test metrics in the cards, and the
+    Predictor loads them (the rpa ensemble with its trust)."""
+    from optiladder.data.store import Store
+    from optiladder.predict import Predictor
+    from optiladder.pretrained import load_model
+    from optiladder.pretrained.ship import ship
+
+    out, _ = levers_run
+    paths = ship(out / "models", "v2099.01.01", store=Store(FIXTURES), root=tmp_path)
+    assert set(paths) == {"ipa", "rpa", "sc"}
+    ipa, rpa = load_model("ipa", root=tmp_path), load_model("rpa", root=tmp_path)
+    assert rpa.members == 3 and rpa.card["training"]["parent"]["id"] == ipa.card["id"]
+    assert rpa.card["metrics"]["values"]["median_sc"] > 0 and "snapshot" in rpa.card["retrained"]
+    assert not set(rpa.card["training"]["train_ids"]) & set(Store(FIXTURES).table().split("test").ids)
+    p = Predictor.from_pretrained(root=tmp_path)
+    (r,) = p.predict([Path(__file__).resolve().parents[2] / "examples" / "SiC.cif"])
+    assert r.ok and "rpa" in r.trust and r.sc is not None

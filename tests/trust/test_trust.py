@@ -1,0 +1,47 @@
+"""Trust of a calibrated ensemble: expected SC inside its interval, warnings exactly at the card's thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _ensemble(uncertainty: dict, train_ids: list[str]):
+    import torch
+
+    from optiladder.graphs import DEFAULT_FEATURIZER
+    from optiladder.nn import OptiMate
+    from optiladder.targets import get_target
+    from optiladder.training import Model, make_card
+
+    nets = []
+    for k in range(3):
+        torch.manual_seed(k)
+        nets.append(OptiMate(head_hidden=(32,)).eval())
+    card = make_card(
+        name="t", target=get_target("rpa"), train_ids=train_ids, extra={"uncertainty": uncertainty}
+    )
+    return Model(nets, DEFAULT_FEATURIZER, get_target("rpa"), card)
+
+
+def test_trust_expected_interval_and_thresholds():
+    from pymatgen.core import Structure
+
+    from optiladder.predict import Predictor
+    from optiladder.structures import alexandria
+    from optiladder.trust import Trust
+
+    train = [e for e in alexandria("train") if e["nsites"] <= 3][:12]
+    cal = {"a": 0.1, "b": 0.8, "c": -0.02, "q_lo": -0.1, "q_hi": 0.08, "n": 50}
+    quiet = _ensemble({"calibration": cal, "rule": {"min_expected": -1.0, "max_distance": 1e9}, "latent_scale": 1.0},
+                      [e["mat_id"] for e in train])  # fmt: skip
+    loud = _ensemble({"calibration": cal, "rule": {"min_expected": 2.0, "max_distance": -1.0}, "latent_scale": 1.0},
+                     [e["mat_id"] for e in train])  # fmt: skip
+    assert Trust.of(quiet) is not None and Trust.of(_ensemble({}, [])) is None
+    s = Structure.from_dict(train[0]["structure"])
+    (q,) = Predictor({"rpa": quiet}).predict([s])
+    (w,) = Predictor({"rpa": loud}).predict([s])
+    t = q.trust["rpa"]
+    assert t["sc_interval80"][0] <= t["expected_sc"] <= t["sc_interval80"][1]
+    assert np.isclose(t["latent_distance"], 0.0, atol=1e-3)  # a training crystal is its own nearest neighbour
+    assert q.warnings == [] and len(w.warnings) == 2
+    assert any("expected SC" in x for x in w.warnings) and any("latent space" in x for x in w.warnings)
