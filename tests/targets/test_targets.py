@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -114,8 +116,8 @@ def test_model_on_another_grid_prediction_plot_and_export_follow_it(tmp_path, le
     assert sp.provenance["model_id"] == model.id
     fig = prediction_figure(pred)
     assert fig.axes[0].get_xlim() == (0.0, 10.0) and fig.axes[0].lines[0].get_xdata()[-1] == 10.0
-    rows = _to_csv([pred]).splitlines()
-    assert len(rows) == 1 + 501 and float(rows[-1].split(",")[5]) == 10.0
+    rows = list(csv.DictReader(io.StringIO(_to_csv([pred]))))
+    assert len(rows) == 501 and float(rows[-1]["omega_eV"]) == 10.0
     out = export(store, tmp_path / "rpa10.npz", level="rpa", splits=("train",), grid=model.target.grid)
     back = read_export(out.path)
     assert back["omega"].shape == (501,) and back["omega"][-1] == 10.0 and back["eps_im"].shape[1] == 501
