@@ -38,7 +38,10 @@ class ForkResult:
 
 
 def fork_call(
-    fn: Callable[..., Any], *args: Any, timeout: float | None = None, on_start: Callable[[int], None] | None = None
+    fn: Callable[..., Any],
+    *args: Any,
+    timeout: float | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ForkResult:
     """``fn(*args)`` in a forked child; see the module docstring. ``on_start(pid)`` is called in the parent."""
     r, w = os.pipe()
@@ -52,7 +55,9 @@ def fork_call(
                 payload = pickle.dumps(("ok", fn(*args), None))
             except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
                 first = (str(exc).strip().splitlines() or [""])[0]
-                payload = pickle.dumps(("error", f"{type(exc).__name__}: {first}", traceback.format_exc()[-4000:]))
+                payload = pickle.dumps(
+                    ("error", f"{type(exc).__name__}: {first}", traceback.format_exc()[-4000:])
+                )
                 code = 1
             view = memoryview(payload)
             while view:

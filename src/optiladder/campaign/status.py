@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .queue import STATES, JobQueue, open_queue
+from .stages import stage_table
 
 
 @dataclass
@@ -35,6 +36,8 @@ class CampaignStatus:
     remaining_core_seconds: float
     running: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: the claim order (:func:`optiladder.campaign.stages.stage_table`)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     def eta_seconds(self, workers: int) -> float:
         """Wall-clock seconds to finish the queue with ``workers`` single-core workers."""
@@ -137,6 +140,7 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
         remaining_core_seconds=remaining,
         running=running,
         failures=failures[:max_failures] if max_failures >= 0 else failures,
+        stages=stage_table(jobs),
     )
 
 
@@ -179,6 +183,19 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
         lines.append(
             f"{name:>10} {c['done']:>6} {c['running']:>8} {c['queued']:>7} {c['failed']:>7} {sum(c.values()):>6}"
         )
+    if st.stages:
+        lines += [
+            "",
+            "stages (claim order):",
+            f"  {'stage':<8} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7}  what",
+        ]
+        for row in st.stages:
+            what = row["description"]
+            if row.get("quota"):
+                what += " (now: " + ", ".join(f"{s} {d}/{n}" for s, (d, n) in row["quota"].items()) + ")"
+            lines.append(
+                f"  {row['stage']:<8} {row['done']:>6} {row['running']:>8} {row['queued']:>7} {row['failed']:>7}  {what}"
+            )
     lines += [
         "",
         f"core-hours spent: {st.core_seconds / 3600:.2f} ({st.attempts} attempts)",
