@@ -24,7 +24,6 @@ skips material/repeat pairs already there) and summarized in ``results.md`` / ``
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
@@ -97,7 +96,7 @@ def run_old(mat: str, out: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
-        raise RuntimeError(f"{mat}: old job failed: {err.strip().splitlines()[-1:] }")
+        raise RuntimeError(f"{mat}: old job failed: {err.strip().splitlines()[-1:]}")
     return {"cpu": ru.ru_utime + ru.ru_stime, "wall": time.time() - t, "peak_mb": ru.ru_maxrss / 1024}
 
 
@@ -127,7 +126,9 @@ def sc_table(a: dict, b: dict) -> dict[str, float]:
 
     def im(rec: dict, lv: str) -> dict[str, np.ndarray]:
         om = np.asarray(rec["omega"], float)
-        out = {c: interpolate(om, np.asarray(rec["spectra"][f"{lv}_im_{c}"], float), MODEL_GRID) for c in "xyz"}
+        out = {
+            c: interpolate(om, np.asarray(rec["spectra"][f"{lv}_im_{c}"], float), MODEL_GRID) for c in "xyz"
+        }
         out["trace"] = (out["x"] + out["y"] + out["z"]) / 3
         return out
 
@@ -274,11 +275,9 @@ def write_summary(runs_path: Path) -> None:
         old_cpu = statistics.median(r["old"]["cpu"] for r in rs)
         new_cpu = statistics.median(r["new"]["cpu"] for r in rs)
 
-        def ph(kind: str) -> str:
+        def ph(kind: str, rs: list[dict] = rs) -> str:
             vals = [r[kind].get("phase_cpu") or {} for r in rs]
-            return "/".join(
-                f"{statistics.median(v.get(p, float('nan')) for v in vals):.1f}" for p in phases
-            )
+            return "/".join(f"{statistics.median(v.get(p, float('nan')) for v in vals):.1f}" for p in phases)
 
         sc = min(min(r["sc_new_vs_old"].values()) for r in rs)
         scr = [min(r["sc_new_vs_ref"].values()) for r in rs if "sc_new_vs_ref" in r]
