@@ -22,6 +22,7 @@ def test_numerics_are_named_and_the_baseline_is_kept():
         get_numerics("nope")
 
 
+@pytest.mark.slow
 def test_direct_hamiltonian_equals_gpaws(fixtures):
     """H and S from one FFT of the potential equal GPAW's row-by-row FFT construction at every k-point."""
     from gpaw import GPAW, PW, FermiDirac
