@@ -122,6 +122,7 @@ class Zygote:
 
     def spawn(self, job_dir: Path) -> ZygoteJob:
         """Fork a child for ``job_dir`` (see :mod:`.child`); returns a Popen-like handle."""
+        job_dir = Path(job_dir).resolve()  # relative to this process's folder, not the zygote's
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self.proc = self._start()
