@@ -11,7 +11,7 @@ import typer
 from ._app import app
 
 campaign_app = typer.Typer(
-    help="The dataset campaign: compute the structure list smallest cells first, resumably.",
+    help="The dataset campaign: compute the structure list by stage (evaluation 4-atom cells first), resumably.",
     no_args_is_help=True,
 )
 app.add_typer(campaign_app, name="campaign")
