@@ -134,6 +134,8 @@ class Zygote:
                 self.proc = None
                 raise ZygoteError(f"the zygote process is gone ({exc})") from None
             msg = _read_line(self.proc, timeout=60.0)
+            while msg is not None and "exit" in msg:  # a late answer about an earlier (killed) child
+                msg = _read_line(self.proc, timeout=60.0)
             if not msg or "pid" not in msg:
                 self.close()
                 raise ZygoteError("the zygote process did not fork")
