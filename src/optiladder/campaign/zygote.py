@@ -163,6 +163,8 @@ class ZygoteJob:
         if proc is None:
             raise ZygoteError("the zygote process is gone")
         msg = _read_line(proc, timeout)
+        while msg is not None and msg.get("pid") != self.pid:  # an answer about an earlier child
+            msg = _read_line(proc, timeout)
         if msg is None:
             if proc.poll() is not None:  # the zygote died: so did its child
                 self.returncode = -9
