@@ -70,8 +70,23 @@ def _env() -> dict[str, str]:
 
 
 def calculations(work_root: Path | str) -> list[int]:
-    """PIDs of the live calculation processes (``optiladder.campaign.child``) under a campaign work root."""
-    return processes_mentioning("optiladder.campaign.child", str(work_root))
+    """PIDs of the live calculation processes under a campaign work root: a ``python -m
+    optiladder.campaign.child`` process, or a child forked from the zygote; both run in their job folder."""
+    root = str(Path(work_root).resolve())
+    out = set(processes_mentioning("optiladder.campaign.child", str(work_root)))
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(d / "cwd")
+            state = next(
+                (ln for ln in (d / "status").read_text().splitlines() if ln.startswith("State:")), ""
+            )
+        except (OSError, StopIteration):
+            continue
+        if cwd.startswith(root + "/") and "zombie" not in state:
+            out.add(int(d.name))
+    return sorted(out)
 
 
 def processes_mentioning(*texts: str) -> list[int]:

@@ -80,10 +80,11 @@ def run(job_dir: Path) -> int:
                 split=spec.get("split"),
                 max_atoms=int(spec.get("max_atoms", 64)),
                 workdir=job_dir,
+                numerics=spec.get("numerics"),
             )
         except StructureError as exc:  # bad input, unsupported element: never retried
             err = {"error": str(exc), "permanent": True, "kind": type(exc).__name__}
-        except EngineError as exc:  # MetallicError is permanent, the others transient
+        except EngineError as exc:  # MetallicError and OpenShellError are permanent, the others transient
             err = {"error": str(exc), "permanent": bool(exc.permanent), "kind": type(exc).__name__}
         else:
             _write_atomic(job_dir / RESULT, encode_record(rec))

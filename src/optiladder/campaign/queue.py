@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["queued", "running", "done", "failed"]
 STATES: tuple[str, ...] = ("queued", "running", "done", "failed")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_MAX_ATTEMPTS = 3
 
 JOB_COLUMNS = (
@@ -65,7 +65,15 @@ JOB_COLUMNS = (
     "traceback",
     "permanent",
     "created_at",
+    "stage",
+    "priority",
+    "rank",
+    "order_rank",
 )
+#: columns added after schema version 1 (added in place to existing databases: additive migration)
+ADDED_JOB_COLUMNS = {"stage": "TEXT", "priority": "INTEGER", "rank": "{real}", "order_rank": "{real}"}
+#: the claim order: stage priority, then the --order file's rank, then the stage's own rank, then size
+CLAIM_ORDER = "COALESCE(priority, 1000), COALESCE(order_rank, 1e18), COALESCE(rank, 1e18), nsites, volume, id"
 INDEX_COLUMNS = (
     "mat_id",
     "split",
@@ -105,7 +113,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     traceback TEXT,
     permanent INTEGER,
-    created_at {real}
+    created_at {real},
+    stage TEXT,
+    priority INTEGER,
+    rank {real},
+    order_rank {real}
 );
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (state, kind, nsites, volume, id);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_expires);
@@ -220,6 +232,8 @@ def open_queue(url: str | os.PathLike, *, create: bool = True) -> JobQueue:
     elif not q.has_schema():
         q.close()
         raise QueueError(display_url(url), "no campaign database here (run `optiladder campaign run` first)")
+    else:
+        q.ensure_columns()
     return q
 
 
@@ -315,21 +329,47 @@ class JobQueue:
 
     def init_schema(self) -> None:
         """Create the tables and indexes if they do not exist (idempotent; later versions only add)."""
-        types = (
-            {"real": "DOUBLE PRECISION", "serial": "BIGSERIAL PRIMARY KEY"}
-            if self.backend == "postgresql"
-            else {"real": "REAL", "serial": "INTEGER PRIMARY KEY"}
-        )
+        types = self._types()
         statements = [s.strip() for s in _SCHEMA.format(**types).split(";") if s.strip()]
         with self.transaction():
             if self.backend == "postgresql":  # serialize concurrent first-time creators
                 self._exec("SELECT pg_advisory_xact_lock(712417)")
             for s in statements:
                 self._exec(s)
+            self._migrate(types)
             self._exec(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING",
                 (str(SCHEMA_VERSION),),
             )
+            self._exec(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version' AND value < ?",
+                (str(SCHEMA_VERSION), str(SCHEMA_VERSION)),
+            )
+
+    def _types(self) -> dict[str, str]:
+        if self.backend == "postgresql":
+            return {"real": "DOUBLE PRECISION", "serial": "BIGSERIAL PRIMARY KEY"}
+        return {"real": "REAL", "serial": "INTEGER PRIMARY KEY"}
+
+    def ensure_columns(self) -> None:
+        """Migrate an existing database of an older schema version in place (adds columns, never removes)."""
+        if self.backend == "sqlite":
+            have = {r[1] for r in self._exec("PRAGMA table_info(jobs)").fetchall()}
+            if set(ADDED_JOB_COLUMNS) <= have:
+                return
+        with self.transaction():
+            self._migrate(self._types())
+
+    def _migrate(self, types: dict[str, str]) -> None:
+        """Add the columns of later schema versions to an existing ``jobs`` table (additive only)."""
+        if self.backend == "postgresql":
+            for col, typ in ADDED_JOB_COLUMNS.items():
+                self._exec(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {col} {typ.format(**types)}")
+        else:
+            have = {r[1] for r in self._exec("PRAGMA table_info(jobs)").fetchall()}
+            for col, typ in ADDED_JOB_COLUMNS.items():
+                if col not in have:
+                    self._exec(f"ALTER TABLE jobs ADD COLUMN {col} {typ.format(**types)}")
 
     def meta(self) -> dict[str, str]:
         return dict(self._exec("SELECT key, value FROM meta").fetchall())
@@ -410,7 +450,10 @@ class JobQueue:
         max_nsites: int | None = None,
         kind: str = "material",
     ) -> Lease | None:
-        """Atomically lease the next queued job (smallest cell first: nsites, volume, id); ``None`` if none.
+        """Atomically lease the next queued job; ``None`` if none.
+
+        Order: the job's stage priority (:mod:`.stages`), the rank of a ``--order`` file, the stage's own
+        rank, then smallest cell first (nsites, volume, id); jobs without a stage come after staged ones.
 
         Reaps expired leases first. ``lease_seconds``: how long the lease lasts without a heartbeat.
         """
@@ -422,7 +465,7 @@ class JobQueue:
         if max_nsites is not None:
             where += " AND nsites <= ?"
             params.append(int(max_nsites))
-        pick = f"SELECT id FROM jobs WHERE {where} ORDER BY nsites, volume, id LIMIT 1"
+        pick = f"SELECT id FROM jobs WHERE {where} ORDER BY {CLAIM_ORDER} LIMIT 1"
         if self.backend == "postgresql":
             pick += " FOR UPDATE SKIP LOCKED"
         with self.transaction():
@@ -586,8 +629,35 @@ class JobQueue:
             sql, params = sql + " AND state = ?", [*params, state]
         if kind:
             sql, params = sql + " AND kind = ?", [*params, kind]
-        rows = self._exec(sql + " ORDER BY nsites, volume, id", params).fetchall()
+        rows = self._exec(sql + f" ORDER BY {CLAIM_ORDER}", params).fetchall()
         return [dict(zip(JOB_COLUMNS, r, strict=True)) for r in rows]
+
+    def set_stages(self, rows: Iterable[tuple[str, str | None, int | None, float | None]]) -> int:
+        """Set ``(id, stage, priority, rank)`` of jobs; returns how many rows were given."""
+        rows = [(stage, prio, rank, job_id) for job_id, stage, prio, rank in rows]
+        if not rows:
+            return 0
+        sql = self._sql("UPDATE jobs SET stage = ?, priority = ?, rank = ? WHERE id = ?")
+        with self.transaction():
+            if self.backend == "postgresql":
+                with self._conn.cursor() as cur:
+                    cur.executemany(sql, rows)
+            else:
+                self._conn.executemany(sql, rows)
+        return len(rows)
+
+    def set_order(self, ids: Sequence[str]) -> int:
+        """Replace the ``--order`` ranks: ``ids[i]`` gets rank i, every other job none. Returns how many matched."""
+        with self.transaction():
+            self._exec("UPDATE jobs SET order_rank = NULL WHERE order_rank IS NOT NULL")
+            sql = self._sql("UPDATE jobs SET order_rank = ? WHERE id = ?")
+            rows = [(float(i), j) for i, j in enumerate(ids)]
+            if self.backend == "postgresql":
+                with self._conn.cursor() as cur:
+                    cur.executemany(sql, rows)
+            else:
+                self._conn.executemany(sql, rows)
+        return int(self._exec("SELECT count(*) FROM jobs WHERE order_rank IS NOT NULL").fetchone()[0])
 
     def attempts(self, job_id: str | None = None) -> list[dict]:
         cols = ("job_id", "token", "owner", "run_id", "claimed_at", "ended_at", "outcome", "seconds", "error")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .queue import STATES, JobQueue, open_queue
+from .stages import stage_table
 
 
 @dataclass
@@ -35,6 +36,11 @@ class CampaignStatus:
     remaining_core_seconds: float
     running: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    #: the claim order (:func:`optiladder.campaign.stages.stage_table`)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    #: (protocol, nsites) -> (median calculation seconds of the stored records, count): the records' own timings
+    #: (one core each, so wall ≈ CPU seconds; gs + nscf + response)
+    record_cost: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
 
     def eta_seconds(self, workers: int) -> float:
         """Wall-clock seconds to finish the queue with ``workers`` single-core workers."""
@@ -105,7 +111,10 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
             measured[nsites_of[a["job_id"]]].append(float(a["seconds"]))
             timed.add(a["job_id"])
     from_records: dict[int, list[float]] = defaultdict(list)
+    by_protocol: dict[tuple[str, int], list[float]] = defaultdict(list)
     for r in q.records_index():
+        if r["nsites"] and r["seconds"]:
+            by_protocol[(r["protocol"] or "?", int(r["nsites"]))].append(float(r["seconds"]))
         if r["nsites"] and r["seconds"] and r["mat_id"] not in timed:
             from_records[int(r["nsites"])].append(float(r["seconds"]))
     for (
@@ -137,6 +146,8 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
         remaining_core_seconds=remaining,
         running=running,
         failures=failures[:max_failures] if max_failures >= 0 else failures,
+        stages=stage_table(jobs),
+        record_cost={k: (float(np.median(v)), len(v)) for k, v in sorted(by_protocol.items())},
     )
 
 
@@ -179,6 +190,28 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
         lines.append(
             f"{name:>10} {c['done']:>6} {c['running']:>8} {c['queued']:>7} {c['failed']:>7} {sum(c.values()):>6}"
         )
+    if st.stages:
+        lines += [
+            "",
+            "stages (claim order):",
+            f"  {'stage':<8} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7}  what",
+        ]
+        for row in st.stages:
+            what = row["description"]
+            if row.get("quota"):
+                what += " (now: " + ", ".join(f"{s} {d}/{n}" for s, (d, n) in row["quota"].items()) + ")"
+            lines.append(
+                f"  {row['stage']:<8} {row['done']:>6} {row['running']:>8} {row['queued']:>7} {row['failed']:>7}  {what}"
+            )
+    if st.record_cost:
+        lines += [
+            "",
+            "cost per material from the records' own timings (median calculation seconds, one core):",
+        ]
+        for (proto, n), (sec, cnt) in st.record_cost.items():
+            lines.append(
+                f"  {proto:<14} {n:>2} atoms: {sec:8.1f} s  ({cnt} records, {3600 / sec:.0f} per core-hour)"
+            )
     lines += [
         "",
         f"core-hours spent: {st.core_seconds / 3600:.2f} ({st.attempts} attempts)",

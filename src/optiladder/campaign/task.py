@@ -29,6 +29,7 @@ from typing import Any
 from ..data.store import record_index  # noqa: F401  (re-exported: the runner imports it from here)
 from . import child
 from .queue import JobQueue, Lease, QueueError, is_postgres, open_queue, owner_name, sqlite_path
+from .zygote import ZygoteError, worker_zygote
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class TaskConfig:
     max_atoms: int = 64
     deadline: float | None = None
     allow_test: bool = False
+    numerics: str | None = None
+    fork: bool = False
 
 
 def normalize_db(db: str | os.PathLike) -> str:
@@ -120,7 +123,7 @@ class _Heartbeat(threading.Thread):
                 q.close()
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc) -> None:
     """Kill the calculation and everything it started (its own process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -197,19 +200,27 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
             "protocol": cfg.protocol,
             "split": job.split,
             "max_atoms": cfg.max_atoms,
+            "numerics": cfg.numerics,
         }
         (job_dir / child.SPEC).write_text(json.dumps(spec))
         env = {**os.environ, **SERIAL_ENV}
         with open(job_dir / "child.log", "wb") as logf:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "optiladder.campaign.child", str(job_dir), str(os.getpid())],
-                cwd=job_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: killable as a whole, deaf to the terminal's ^C
-            )
+            proc = None
+            if cfg.fork:  # a child forked from this worker's pre-imported zygote (no imports per job)
+                try:
+                    proc = worker_zygote(env).spawn(job_dir)
+                except ZygoteError as exc:
+                    log.warning("%s: %s; starting a fresh process instead", job.id, exc)
+            if proc is None:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "optiladder.campaign.child", str(job_dir), str(os.getpid())],
+                    cwd=job_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: killable as a whole, deaf to the terminal's ^C
+                )
             beat.start()
             verdict = None
             while True:

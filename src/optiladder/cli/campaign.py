@@ -11,7 +11,7 @@ import typer
 from ._app import app
 
 campaign_app = typer.Typer(
-    help="The dataset campaign: compute the structure list smallest cells first, resumably.",
+    help="The dataset campaign: compute the structure list by stage (evaluation 4-atom cells first), resumably.",
     no_args_is_help=True,
 )
 app.add_typer(campaign_app, name="campaign")
@@ -66,11 +66,29 @@ def run(
         typer.Option(help="Work root for the private job folders (default: a node-local temp folder)"),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with ETA")] = True,
+    order: Annotated[
+        Path | None,
+        typer.Option(
+            help="A ranked id list (one material id per line) that orders jobs within their stage; replaces "
+            "the ranks of an earlier --order"
+        ),
+    ] = None,
+    numerics: Annotated[
+        str | None,
+        typer.Option(help="How GPAW is driven: gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"),
+    ] = None,
+    fork: Annotated[
+        bool, typer.Option(help="Fork each job from a pre-imported process (no imports per job)")
+    ] = True,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Log only warnings (not every finished job)")
     ] = False,
 ) -> None:
-    """Run the campaign: claim, compute, store, until the queue is empty, the budget is spent or a signal."""
+    """Run the campaign: claim, compute, store, until the queue is empty, the budget is spent or a signal.
+
+    Claims go by stage (4-atom validation/test cells until ≥ 60 test and ≥ 40 validation are done, then the
+    remaining ≤ 3-atom cells, then training 4-atom cells most diverse first, then the rest by size).
+    """
     from ..campaign.inputs import parse_duration
     from ..campaign.queue import QueueError
     from ..campaign.runner import CampaignError, CampaignOptions, run_campaign
@@ -92,6 +110,9 @@ def run(
             max_attempts=max_attempts,
             work_root=workdir,
             progress=progress,
+            order=order,
+            numerics=numerics,
+            fork=fork,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -118,6 +139,7 @@ def status(
     from ..campaign.inputs import alexandria_jobs
     from ..campaign.queue import QueueError, open_queue
     from ..campaign.runner import check_meta, index_store
+    from ..campaign.stages import restage
     from ..campaign.status import campaign_status, format_status
     from ..data.store import default_root
     from ..engine.protocols import DEFAULT_PROTOCOL
@@ -128,6 +150,7 @@ def status(
             check_meta(q, DEFAULT_PROTOCOL, default_root())
             q.add_jobs(alexandria_jobs())
             n, _ = index_store(q, default_root())
+            restage(q)
             st = campaign_status(q, max_failures=failures)
         typer.echo(
             f"{db}: no campaign database here; status of the bundled structure list from the {n} records "

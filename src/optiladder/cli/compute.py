@@ -28,12 +28,19 @@ def compute(
     max_atoms: Annotated[int, typer.Option(help="Refuse cells with more atoms")] = 64,
     overwrite: Annotated[bool, typer.Option(help="Replace existing records")] = False,
     plot: Annotated[bool, typer.Option(help="Write a PNG of the trace of Im ε (IPA and RPA)")] = True,
+    numerics: Annotated[
+        str | None,
+        typer.Option(
+            help="How GPAW is driven (same physics): gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"
+        ),
+    ] = None,
 ) -> None:
     """Compute each input; print one line per material; go on past bad inputs (exit 1 if any failed)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from ..engine.calculate import EngineError
     from ..engine.calculate import compute as run
+    from ..engine.numerics import get_numerics
     from ..engine.protocols import get_protocol
     from ..engine.records import RecordError, record_path, record_spectra, write_record
     from ..structures import StructureError
@@ -41,12 +48,13 @@ def compute(
 
     try:
         get_protocol(protocol)
+        get_numerics(numerics)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     failed = 0
     for item in inputs:
         try:
-            rec = run(item, protocol, spacegroup=spacegroup, max_atoms=max_atoms)
+            rec = run(item, protocol, spacegroup=spacegroup, max_atoms=max_atoms, numerics=numerics)
             path = write_record(rec, record_path(out, rec["mat_id"]), overwrite=overwrite)
             if plot:
                 plot_record(rec, path.with_name(f"{rec['mat_id']}.png"))

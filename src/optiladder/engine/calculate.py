@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import structures as st
 from ..spectra import COMPONENTS
+from .numerics import Numerics, get_numerics
 from .protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from .records import FORMAT_VERSION, round_sig, validate_record
 
@@ -43,6 +44,38 @@ class MetallicError(EngineError):
     """Gap below the protocol's ``min_gap``: the IPA/RPA protocol (no intraband term) would be wrong."""
 
     permanent = True
+
+
+class OpenShellError(EngineError):
+    """An odd number of valence electrons: a closed-shell (spin-paired) protocol would give a half-filled band
+    and a meaningless gap and spectrum (e.g. KF₂, RbF₂: 23 electrons). Raised before any SCF."""
+
+    permanent = True
+
+
+def valence_electrons(symbols, xc: str = "PBE") -> int:
+    """Number of valence electrons of GPAW's default PAW setups for ``symbols`` (reads the setup files only)."""
+    from gpaw.setup_data import SetupData
+
+    cache: dict[str, float] = {}
+    total = 0.0
+    for sym in symbols:
+        if sym not in cache:
+            cache[sym] = float(SetupData(sym, xc, "paw").Nv)
+        total += cache[sym]
+    return int(round(total))
+
+
+def check_closed_shell(atoms, proto: Protocol, label: str) -> int:
+    """The number of valence electrons; raises :class:`OpenShellError` if it is odd."""
+    n = valence_electrons(atoms.get_chemical_symbols(), proto.xc)
+    if n % 2:
+        raise OpenShellError(
+            label,
+            f"odd number of valence electrons ({n}): an open shell, which the spin-paired protocol "
+            f"{proto.name} would treat as a half-filled band (needs a spin-polarised protocol)",
+        )
+    return n
 
 
 def _versions() -> dict[str, str]:
@@ -144,15 +177,19 @@ def compute(
     split: str | None = None,
     max_atoms: int = st.DEFAULT_MAX_ATOMS,
     workdir: str | Path | None = None,
+    numerics: str | Numerics | None = None,
 ) -> dict:
     """IPA and RPA dielectric tensors of one crystal; returns a validated record (format version 2).
 
     ``source``: a file path, a bundled Alexandria id (``agm…``), ASE ``Atoms``, pymatgen ``Structure`` or dict.
     ``workdir``: parent of the private work directory (default: the system temp dir); the private directory is
-    always removed. Raises :class:`~optiladder.structures.StructureError` for bad input, :class:`MetallicError`
+    always removed. ``numerics``: how GPAW is driven (:mod:`.numerics`; default ``DEFAULT_NUMERICS``), stored
+    as the record's ``numerics`` block. Raises :class:`~optiladder.structures.StructureError` for bad input,
+    :class:`OpenShellError` for an odd number of valence electrons (before any SCF), :class:`MetallicError`
     for gaps below ``protocol.min_gap`` and :class:`EngineError` for failed calculations.
     """
     proto = get_protocol(protocol)
+    num = get_numerics(numerics)
     started = datetime.now(UTC)
     t_start = time.time()
     mat_id, sym, input_hash = prepare(
@@ -162,9 +199,10 @@ def compute(
     if split is None:
         entry = alexandria_entry(mat_id)
         split = entry["split"] if entry else None
+    check_closed_shell(st.to_atoms(sym.structure), proto, label)
     private = Path(tempfile.mkdtemp(prefix=f"optiladder-{mat_id}-", dir=workdir))
     try:
-        result = _run_gpaw(sym.structure, proto, private, label)
+        result = _run_gpaw(sym.structure, proto, private, label, num)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     structure = sym.structure
@@ -178,6 +216,7 @@ def compute(
         "symprec": sym.symprec,
         "structure": structure.as_dict(),
         "protocol": proto.as_record(),
+        "numerics": num.as_record(),
         "code": f"gpaw {_versions().get('gpaw', '?')}",
         **{k: result[k] for k in ("nocc", "nbands", "n_ibz_k", "gap_indirect", "gap_direct", "seconds")},
         "omega": round_sig(result["omega"]),
@@ -190,6 +229,7 @@ def compute(
             "start": started.isoformat(timespec="seconds"),
             "end": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_seconds": round(time.time() - t_start, 2),
+            "cpu_seconds": result["cpu_seconds"],
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "structure_hash": st.structure_hash(structure),
             "input_hash": input_hash,
@@ -200,16 +240,19 @@ def compute(
     return validate_record(rec, label)
 
 
-def _run_gpaw(structure, proto: Protocol, private: Path, label: str) -> dict:
+def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numerics) -> dict:
     from ase.units import Hartree  # noqa: F401  (GPAW returns eV already)
     from gpaw import GPAW, PW, FermiDirac
     from gpaw.mpi import serial_comm  # noqa: F401
     from gpaw.response.df import DielectricFunction
 
+    from .numerics import diagonalize_full, fixed_density_without_scf
+
     atoms = st.to_atoms(structure)
-    seconds = {}
+    seconds: dict[str, float] = {}  # wall seconds per phase
+    cpu: dict[str, float] = {}  # CPU seconds of this process per phase
     try:
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         calc = GPAW(
             mode=PW(proto.pw_ecut),
             xc=proto.xc,
@@ -223,18 +266,28 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str) -> dict:
         except Exception as exc:
             raise EngineError(label, f"ground state failed ({type(exc).__name__}: {exc})") from exc
         seconds["gs"] = time.time() - t0
+        cpu["gs"] = time.process_time() - c0
 
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         n_valence = calc.get_number_of_electrons()
         nocc = math.ceil(round(n_valence, 6) / 2)
         nbands = proto.nbands(nocc, atoms.get_volume())
-        nscf = calc.fixed_density(
-            kpts={"density": proto.nscf_kdensity, "gamma": True},
-            nbands=nocc + 4,
-            convergence={"bands": nocc},
-            txt=str(private / "nscf.txt"),
-        )
-        nscf.diagonalize_full_hamiltonian(nbands=nbands)
+        nscf_kpts = {"density": proto.nscf_kdensity, "gamma": True}
+        if num.iterative_pass:
+            nscf = calc.fixed_density(
+                kpts=nscf_kpts,
+                nbands=nocc + 4,
+                convergence={"bands": nocc},
+                txt=str(private / "nscf.txt"),
+            )
+        else:
+            nscf = fixed_density_without_scf(
+                calc, kpts=nscf_kpts, nbands=nocc + 4, txt=str(private / "nscf.txt")
+            )
+        if num.direct_hamiltonian:
+            diagonalize_full(nscf, nbands)
+        else:
+            nscf.diagonalize_full_hamiltonian(nbands=nbands)
         ibzk = nscf.get_ibz_k_points()
         nspins = nscf.get_number_of_spins()
         eig = np.array(
@@ -247,14 +300,20 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str) -> dict:
                 f"PBE gap {gap_ind:.2f} eV < {proto.min_gap} eV (metallic or nearly so); "
                 "IPA/RPA without intraband terms would be wrong",
             )
-        gpw = private / "nscf.gpw"
-        nscf.write(str(gpw), mode="all")
+        if num.gpw_roundtrip:
+            gpw = private / "nscf.gpw"
+            nscf.write(str(gpw), mode="all")
+            gs_input = str(gpw)
+            del nscf
+        else:
+            gs_input = nscf
         seconds["nscf"] = time.time() - t0
-        del nscf, calc
+        cpu["nscf"] = time.process_time() - c0
+        del calc
 
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         df = DielectricFunction(
-            str(gpw),
+            gs_input,
             frequencies=proto.frequencies(),
             eta=proto.eta,
             ecut=proto.lfe_ecut,
@@ -272,6 +331,8 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str) -> dict:
                 spectra[f"{lv}_im_{c}"] = np.asarray(arr).imag[keep]
                 spectra[f"{lv}_re_{c}"] = np.asarray(arr).real[keep]
         seconds["df"] = time.time() - t0
+        cpu["df"] = time.process_time() - c0
+        del df, gs_input
     except EngineError:
         raise
     except Exception as exc:
@@ -286,6 +347,7 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str) -> dict:
         "gap_indirect": gap_ind,
         "gap_direct": gap_dir,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "omega": omega[keep],
         "spectra": {k: spectra[k] for k in sorted(spectra)},
     }

@@ -2,6 +2,9 @@
 
 ``gpaw-pbe-v1`` is the project's default and is fixed by PROTOCOL.md: never change it in place; add a new name.
 ``test`` is a cheap preset for unit tests and reliability tests only (spectra not for the dataset).
+``gpaw-pbe-v2`` is gpaw-pbe-v1 at a 500 eV plane-wave cutoff (converged gaps of first-row anion compounds,
+PROTOCOL.md "Known limitations"): for costing and convergence studies; not for the dataset until a decision
+(``production=False``: its records need their own store).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
         Protocol(name="gpaw-pbe-v1"),
+        Protocol(name="gpaw-pbe-v2", pw_ecut=500.0, production=False),
         Protocol(
             name="test",
             pw_ecut=200.0,
