@@ -62,7 +62,7 @@ def compute(
             secs = sum(rec["seconds"].values())
             typer.echo(
                 f"{rec['mat_id']}  {rec['formula']:<10} gap {rec['gap_indirect']:.2f} eV  "
-                f"eps_inf IPA {sp['ipa'].eps_inf:.3f} RPA {sp['rpa'].eps_inf:.3f}  {secs:.1f} s  -> {path}"
+                f"eps_inf {'  '.join(f'{lv.upper()} {s.eps_inf:.3f}' for lv, s in sp.items())}  {secs:.1f} s  -> {path}"
             )
         except (StructureError, EngineError, RecordError) as exc:
             failed += 1

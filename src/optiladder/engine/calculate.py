@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import structures as st
 from ..spectra import COMPONENTS
+from ..targets import LEVELS
 from .numerics import Numerics, get_numerics
 from .protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from .records import FORMAT_VERSION, round_sig, validate_record
@@ -327,7 +328,7 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numeri
         spectra = {}
         for c in COMPONENTS:
             eps0, eps = df.get_dielectric_function(direction=c, filename=None)
-            for lv, arr in (("ipa", eps0), ("rpa", eps)):
+            for lv, arr in zip(LEVELS[:2], (eps0, eps), strict=True):  # IPA, RPA
                 spectra[f"{lv}_im_{c}"] = np.asarray(arr).imag[keep]
                 spectra[f"{lv}_re_{c}"] = np.asarray(arr).real[keep]
         seconds["df"] = time.time() - t0

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..data.splits import check_trainable, split_of
+from ..targets import LEVELS
 
 log = logging.getLogger(__name__)
 
@@ -242,14 +243,14 @@ def _finish(raw: np.ndarray) -> np.ndarray:
     same as the Predictor and the model cards)."""
     from ..targets import get_target
 
-    return get_target("rpa").finish(raw)
+    return get_target(LEVELS[1]).finish(raw)
 
 
 def _scores(pred: np.ndarray, es: EvalSet) -> tuple[Any, dict[str, Any]]:
     """Per-material scores and summary of post-processed predictions ``pred`` ``[n, G]``."""
     from ..evaluation import by_cell_size, scores_for, summary
 
-    frame = scores_for(pred, es.arrays, "rpa")
+    frame = scores_for(pred, es.arrays, LEVELS[1])
     return frame, {
         **summary(frame),
         "by_cell_size": {
@@ -465,7 +466,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         sc_model, _ = _scalar_head_from(parent, sc_pool, data[("pool", found)], data[("validation", found)],
                                         sc_val, _settings(opts, "aux", seed))  # fmt: skip
         sc_head = {n: predict(sc_model, data[(n, found)])[:, 0] for n in preds}
-        ipa_pred = {n: get_target("ipa").finish(predict(parent, data[(n, found)])) for n in preds}
+        ipa_pred = {n: get_target(LEVELS[0]).finish(predict(parent, data[(n, found)])) for n in preds}
         sc_spec = {
             n: similarity_coefficient(st[n]["mean"], np.clip(ipa_pred[n], 0, None), val.arrays.grid)
             for n in preds
@@ -523,20 +524,23 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                     "agreement": "1 - integral(spread) / integral(|mean|), raw outputs",
                 }  # fmt: skip
                 rpa_card = make_card(
-                    name=f"levers-rpa-{winner}", target=get_target("rpa"), full_name=f"RPA ensemble of {len(members)} ({winner})",
+                    name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), full_name=f"RPA ensemble of {len(members)} ({winner})",
                     description="levers study winner: ensemble members fine-tuned from one IPA model",
                     extra={"levers": lever, "uncertainty": uncertainty}, **common,
                 )  # fmt: skip
                 save_model(
                     out / "models" / "rpa-ensemble",
-                    Model(members, feat.featurizers[found], get_target("rpa"), rpa_card),
+                    Model(members, feat.featurizers[found], get_target(LEVELS[1]), rpa_card),
                 )
                 ipa_card = make_card(
-                    name=f"levers-ipa-{winner}", target=get_target("ipa"), extra={"levers": lever}, **common
+                    name=f"levers-ipa-{winner}",
+                    target=get_target(LEVELS[0]),
+                    extra={"levers": lever},
+                    **common,
                 )
                 save_model(
                     out / "models" / "ipa",
-                    Model([parent], feat.featurizers[found], get_target("ipa"), ipa_card),
+                    Model([parent], feat.featurizers[found], get_target(LEVELS[0]), ipa_card),
                 )
                 sc_card = make_card(
                     name=f"levers-sc-{winner}",
