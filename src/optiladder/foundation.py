@@ -140,10 +140,10 @@ class EmbeddingCache:
     """
 
     def __init__(self, spec: FoundationSpec | None = None, root: str | Path | None = None):
-        from .graphs import default_cache_dir
+        from . import cache_dir
 
         self.spec = spec or FoundationSpec()
-        self.root = Path(root) if root is not None else default_cache_dir() / "foundation"
+        self.root = Path(root) if root is not None else cache_dir() / "foundation"
         self.path = self.root / f"{self.spec.model}.npz"
         self._entries: dict[str, np.ndarray] | None = None
 

@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import cache_dir
+
 log = logging.getLogger(__name__)
 
 #: The main-group elements of periods 1–5: symbol → (group index 0–7, row index 0–4).
@@ -392,13 +394,6 @@ def collate(graphs: Sequence[Graph], *, compress: bool = True):
 # ------------------------------------------------------------------------------------------------
 # cache
 # ------------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """``$OPTILADDER_CACHE`` or ``$XDG_CACHE_HOME/optiladder`` (default ``~/.cache/optiladder``); never in git."""
-    env = os.environ.get("OPTILADDER_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "optiladder"
 
 
 def structure_key(mat_id: str, structure: dict) -> str:
@@ -417,7 +412,7 @@ class GraphCache:
 
     def __init__(self, featurizer: Featurizer = DEFAULT_FEATURIZER, root: str | Path | None = None):
         self.featurizer = featurizer
-        self.root = Path(root) if root is not None else default_cache_dir() / "graphs"
+        self.root = Path(root) if root is not None else cache_dir() / "graphs"
         self.path = self.root / f"graphs-{featurizer.hash()}.npz"
         self._entries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 

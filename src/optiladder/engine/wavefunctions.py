@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import cache_dir
 from .. import structures as st
 from .calculate import EngineError, _versions, alexandria_entry, band_gaps, prepare
 from .protocols import Protocol, get_protocol
@@ -89,20 +90,11 @@ def get_wf_protocol(name: str | WavefunctionProtocol) -> WavefunctionProtocol:
         ) from None
 
 
-def cache_root() -> Path:
-    """``$OPTILADDER_CACHE`` or ``$XDG_CACHE_HOME/optiladder`` (``~/.cache/optiladder``), as the graph cache."""
-    env = os.environ.get("OPTILADDER_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "optiladder"
-
-
 def wavefunction_path(
     mat_id: str, protocol: str = DEFAULT_WF_PROTOCOL, root: str | Path | None = None
 ) -> Path:
     """Default file of one material's export: ``<root or cache>/wavefunctions/<protocol>/<id>.npz``."""
-    base = Path(root) if root is not None else cache_root() / "wavefunctions"
+    base = Path(root) if root is not None else cache_dir() / "wavefunctions"
     return base / protocol / f"{mat_id}.npz"
 
 
