@@ -42,6 +42,18 @@ def test_max_nsites_leaves_big_cells_queued(db_url):
         assert q.claimable(max_nsites=1) == 0 and q.claimable() == 2
 
 
+def test_no_claim_past_a_time_budget(db_url):
+    """``not_after`` is checked by the claiming statement itself: a claim that arrives late takes nothing."""
+    with open_queue(db_url) as q:
+        q.add_jobs(_jobs(2))
+        assert q.claim(not_after=time.time() - 0.01) is None
+        assert q.summary()["queued"] == 2 and q.attempts() == []
+        lease = q.claim(not_after=time.time() + 60, max_nsites=1)
+        assert lease is not None and lease.job.id == "m-a"
+        assert q.claim(not_after=time.time() - 0.01, max_nsites=3) is None
+        assert q.summary() == {"queued": 1, "running": 1, "done": 0, "failed": 0}
+
+
 def test_complete_indexes_and_rejects_a_stale_token(db_url):
     with open_queue(db_url) as q:
         q.add_jobs(_jobs(1))

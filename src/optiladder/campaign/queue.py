@@ -449,13 +449,16 @@ class JobQueue:
         lease_seconds: float = 120.0,
         max_nsites: int | None = None,
         kind: str = "material",
+        not_after: float | None = None,
     ) -> Lease | None:
-        """Atomically lease the next queued job; ``None`` if none.
+        """Atomically lease the next queued job; ``None`` if none (or if the clock is past ``not_after``).
 
         Order: the job's stage priority (:mod:`.stages`), the rank of a ``--order`` file, the stage's own
         rank, then smallest cell first (nsites, volume, id); jobs without a stage come after staged ones.
 
         Reaps expired leases first. ``lease_seconds``: how long the lease lasts without a heartbeat.
+        ``not_after``: epoch seconds (a time budget's end); checked in the claiming statement itself, so a
+        claim that waited for the database lock past it takes nothing.
         """
         owner = owner or owner_name()
         host, _, pid = owner.rpartition(":")
@@ -468,12 +471,16 @@ class JobQueue:
         pick = f"SELECT id FROM jobs WHERE {where} ORDER BY {CLAIM_ORDER} LIMIT 1"
         if self.backend == "postgresql":
             pick += " FOR UPDATE SKIP LOCKED"
+        deadline = ""
+        if not_after is not None:
+            deadline = " AND {now} < ?"
+            params.append(float(not_after))
         with self.transaction():
             self._reap_expired()
             row = self._exec(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, owner_host = ?,"
                 " owner_pid = ?, run_id = ?, claimed_at = {now}, heartbeat_at = {now},"
-                f" lease_expires = {{now}} + ? WHERE state = 'queued' AND id = ({pick})"
+                f" lease_expires = {{now}} + ? WHERE state = 'queued' AND id = ({pick}){deadline}"
                 " RETURNING id, kind, source, split, formula, nsites, volume, attempts, max_attempts",
                 (
                     token,

@@ -145,9 +145,15 @@ def run_next(cfg: TaskConfig) -> dict[str, Any]:
         return {"outcome": "stopped"}
     with open_queue(cfg.db, create=False) as q:
         lease = q.claim(
-            owner=owner_name(), run_id=cfg.run_id, lease_seconds=cfg.lease, max_nsites=cfg.max_atoms
+            owner=owner_name(),
+            run_id=cfg.run_id,
+            lease_seconds=cfg.lease,
+            max_nsites=cfg.max_atoms,
+            not_after=cfg.deadline,
         )
         if lease is None:
+            if cfg.deadline is not None and time.time() >= cfg.deadline:
+                return {"outcome": "stopped"}
             return {"outcome": "empty"}
         try:
             return run_job(q, lease, cfg)
