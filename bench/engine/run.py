@@ -319,6 +319,9 @@ def write_summary(runs_path: Path) -> None:
             " `OMP_NUM_THREADS=1 nice python bench/engine/run.py --resume --set all --repeats 2"
             " --refs ../shared/data/campaign-extra`.",
         ]
+    notes = HERE / "notes.md"  # the reading of these numbers, written by hand (kept across summaries)
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
 
