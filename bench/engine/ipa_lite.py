@@ -192,7 +192,9 @@ def run_one(path: Path, mat: str, ref: dict, kind: str, protocol, rep: int) -> N
     row.update(m)
     row["sc_vs_v1"] = engine_bench.sc_table(rec, ref, levels=("ipa",))
     row["gap_diff"] = round(rec["gap_indirect"] - ref["gap_indirect"], 4)
-    log.info("%s %s rep %d: cpu %.1f s, SC ipa trace %.4f", mat, kind, rep, m["cpu"], row["sc_vs_v1"]["ipa_trace"])
+    log.info(
+        "%s %s rep %d: cpu %.1f s, SC ipa trace %.4f", mat, kind, rep, m["cpu"], row["sc_vs_v1"]["ipa_trace"]
+    )
     _append(path, row)
 
 
@@ -271,7 +273,9 @@ def summary_choose(path: Path) -> None:
         )
     lines += [
         "",
-        "| material | formula | atoms | v1 CPU s | " + " | ".join(f"{k} CPU s / SC" for k in kinds[1:]) + " |",
+        "| material | formula | atoms | v1 CPU s | "
+        + " | ".join(f"{k} CPU s / SC" for k in kinds[1:])
+        + " |",
         "|---|---|---|---|" + "---|" * (len(kinds) - 1),
     ]
     agg: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds[1:]}
@@ -288,7 +292,9 @@ def summary_choose(path: Path) -> None:
             sc = r["sc_vs_v1"]["ipa_trace"]
             agg[k].append((v["cpu"] / r["cpu"], sc))
             cells.append(f"{r['cpu']:.1f} / {sc:.3f}")
-        lines.append(f"| {mat} | {v['formula']} | {v['nsites']} | {v['cpu']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {mat} | {v['formula']} | {v['nsites']} | {v['cpu']:.1f} | " + " | ".join(cells) + " |"
+        )
     lines.append("")
     for k, xs in agg.items():
         if xs:
@@ -311,7 +317,9 @@ def summary_measure(path: Path) -> None:
     for r in rows:
         if r["kind"] == "lite":
             lite.setdefault(r["mat_id"], r)  # the first repeat: one fidelity value per material
-    lines = _head("gpaw-pbe-ipa-lite: fidelity and cost against gpaw-pbe-v1 (bench/engine/ipa_lite.py --measure)")
+    lines = _head(
+        "gpaw-pbe-ipa-lite: fidelity and cost against gpaw-pbe-v1 (bench/engine/ipa_lite.py --measure)"
+    )
     lines.append(
         f"Protocol {LITE}: {json.dumps(p.as_record())}"
         " (`optiladder.engine.protocols`, docs/protocol.md). v1: gpaw-pbe-v1 (IPA and RPA)."
@@ -360,7 +368,9 @@ def summary_measure(path: Path) -> None:
         tot[1] += lc
 
         def ph(rs: list[dict]) -> str:
-            return "/".join(f"{statistics.median(r['phase_cpu'][k] for r in rs):.1f}" for k in ("gs", "nscf", "df"))
+            return "/".join(
+                f"{statistics.median(r['phase_cpu'][k] for r in rs):.1f}" for k in ("gs", "nscf", "df")
+            )
 
         lines.append(
             f"| {mat} | {v[0]['formula']} | {v[0]['nsites']} | {len(reps)} | {vc:.1f} | {lc:.1f} | {vc / lc:.2f}"
@@ -389,7 +399,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--choose", action="store_true", help="try the candidate settings on CHOOSE")
-    mode.add_argument("--measure", action="store_true", help="fidelity on FIDELITY, CPU ratio on RATIO (default)")
+    mode.add_argument(
+        "--measure", action="store_true", help="fidelity on FIDELITY, CPU ratio on RATIO (default)"
+    )
     ap.add_argument("--repeats", type=int, default=2, help="interleaved v1/lite pairs per RATIO material")
     ap.add_argument("--summary-only", action="store_true", help="rewrite the .md from the .jsonl")
     args = ap.parse_args()

@@ -82,7 +82,9 @@ def test_ipa_lite_calculation_of_neon(fixtures, tmp_path):
 
     def trace(r: dict) -> np.ndarray:
         om = np.asarray(r["omega"])
-        return np.mean([interpolate(om, np.asarray(r["spectra"][f"ipa_im_{c}"]), MODEL_GRID) for c in "xyz"], 0)
+        return np.mean(
+            [interpolate(om, np.asarray(r["spectra"][f"ipa_im_{c}"]), MODEL_GRID) for c in "xyz"], 0
+        )
 
     sc = similarity_coefficient(trace(rec), trace(ref), MODEL_GRID)
     assert 0.85 < sc < 0.99  # close to v1, but not v1 (another k-grid)

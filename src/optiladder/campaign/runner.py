@@ -107,7 +107,8 @@ def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
         root = Path(store).resolve() if store else protocol_root(protocol).resolve()
         if root == dataset:
             raise CampaignError(
-                str(store), f"records of protocol {protocol!r} may not go into the dataset ({dataset_refusal(protocol)})"
+                str(store),
+                f"records of protocol {protocol!r} may not go into the dataset ({dataset_refusal(protocol)})",
             )
         return root, True
     why = dataset_refusal(protocol)  # the one rule for which records enter the dataset
@@ -140,7 +141,9 @@ def resolve_protocol(kind: str, protocol: str | None) -> str:
         raise CampaignError("--kind", str(exc)) from None
     if k.protocol is not None:
         if protocol not in (None, k.protocol):
-            raise CampaignError("--protocol", f"jobs of kind {k.name!r} use protocol {k.protocol!r}, not {protocol!r}")
+            raise CampaignError(
+                "--protocol", f"jobs of kind {k.name!r} use protocol {k.protocol!r}, not {protocol!r}"
+            )
         return k.protocol
     name = protocol or DEFAULT_PROTOCOL
     if _protocol(name).folder != "records":
@@ -159,7 +162,9 @@ def check_meta(q: JobQueue, protocol: str, store: Path, kind: str = "material") 
     q.set_meta("store", str(store), overwrite=False)
     meta = q.meta()
     if meta["kind"] != kind:
-        raise CampaignError(q.name, f"is a campaign of {meta['kind']!r} jobs, not {kind!r} (use another --db)")
+        raise CampaignError(
+            q.name, f"is a campaign of {meta['kind']!r} jobs, not {kind!r} (use another --db)"
+        )
     if meta["protocol"] != protocol:
         raise CampaignError(
             q.name, f"is a campaign of protocol {meta['protocol']!r}, not {protocol!r} (use another --db)"
@@ -247,7 +252,9 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
         else:
             jobs, refused = kind_jobs(kind, alexandria_jobs())
             if refused:
-                log.info("%s: %d validation/test structures left out (training data only)", kind.name, len(refused))
+                log.info(
+                    "%s: %d validation/test structures left out (training data only)", kind.name, len(refused)
+                )
         report["refused"] = len(refused)
         report["new_jobs"] = q.add_jobs(jobs, max_attempts=opts.max_attempts)
         report["indexed"], report["store_errors"] = index_store(q, store)
