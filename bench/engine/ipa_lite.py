@@ -117,6 +117,7 @@ def candidates() -> dict:
     return {
         "B:k3-lean": dataclasses.replace(ipa, name="B:k3-lean", nscf_kdensity=3.0, **lean),
         "C:k3.5-lean": dataclasses.replace(ipa, name="C:k3.5-lean", nscf_kdensity=3.5, **lean),
+        # dropped after 3 materials: the 250 eV cutoff moves the gap of BeO by -0.85 eV (SC 0.87)
         "D:k3-lean-250eV": dataclasses.replace(
             ipa,
             name="D:k3-lean-250eV",
@@ -125,7 +126,19 @@ def candidates() -> dict:
             gs_convergence=(("density", 1e-3),),
             **lean,
         ),
+        "E:k4-lean": dataclasses.replace(ipa, name="E:k4-lean", nscf_kdensity=4.0, **lean),
+        "F:k4-lean-gs1.5": dataclasses.replace(
+            ipa,
+            name="F:k4-lean-gs1.5",
+            nscf_kdensity=4.0,
+            gs_convergence=(("density", 1e-3),),
+            **{**lean, "gs_kdensity": 1.5},
+        ),
     }
+
+
+#: candidates no longer run (their rows stay in the jsonl and the summary)
+DROPPED = {"D:k3-lean-250eV"}
 
 
 def _compute(mat: str, protocol) -> dict:
@@ -213,7 +226,7 @@ def choose(path: Path) -> None:
     for mat in CHOOSE:
         ref = reference(mat)
         for kind, proto in [("v1", get_protocol(V1)), *cands.items()]:
-            if (mat, kind, 0) not in done:
+            if (mat, kind, 0) not in done and kind not in DROPPED:
                 run_one(path, mat, ref, kind, proto, 0)
 
 

@@ -79,6 +79,9 @@ def test_ipa_lite_calculation_of_neon(fixtures, tmp_path):
     assert rec["n_ibz_k"] < ref["n_ibz_k"] and rec["nbands"] <= ref["nbands"]
     assert abs(rec["gap_indirect"] - ref["gap_indirect"]) < 0.05
     assert list(tmp_path.iterdir()) == []  # the private work directory is gone
+    from optiladder.viz import plot_record
+
+    assert plot_record(rec, tmp_path / "ne.png").stat().st_size > 1000  # the compute CLI's plot: IPA alone
 
     def trace(r: dict) -> np.ndarray:
         om = np.asarray(r["omega"])
