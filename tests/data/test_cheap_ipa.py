@@ -53,6 +53,8 @@ def test_cheap_ipa_records_are_the_training_ipa_spectra(lite_folder):
     xyz = cheap_ipa_records(root, components=("x", "y", "z"))
     assert xyz.ipa.shape == (4, 3 * DEFAULT_GRID.n)
     assert len(cheap_ipa_records(root.parent / "nothing-here")) == 0
+    with pytest.raises(RecordError, match="holds no rpa spectra"):  # the table of every level: a clear error
+        Store(root).table(protocol=IPA_LITE_PROTOCOL)
 
 
 def test_ipa_lite_records_stay_out_of_the_dataset(lite_folder, tmp_path, monkeypatch):

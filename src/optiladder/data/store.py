@@ -27,6 +27,7 @@ from ..engine.records import (
     RecordError,
     parse_record_bytes,
     read_record,
+    record_levels,
     record_path,
     validate_record,
     write_bytes_atomic,
@@ -259,6 +260,12 @@ class Store:
             physics = record_physics(rec)
             if protocol is not None and physics != protocol:
                 continue
+            missing = [lv for lv in levels if lv not in record_levels(rec)]
+            if missing:  # e.g. an IPA-only gpaw-pbe-ipa-lite record asked for RPA
+                raise RecordError(
+                    record_path(self.root, rec["mat_id"]),
+                    f"holds no {'/'.join(missing)} spectra (protocol {physics}); ask for levels={record_levels(rec)}",
+                )
             rows.append(
                 (
                     rec["mat_id"],
