@@ -6,8 +6,7 @@
 PROTOCOL.md "Known limitations"): for costing and convergence studies; not for the dataset until a decision
 (``production=False``: its records need their own store).
 ``gpaw-pbe-ipa-lite`` is the cheap lower rung of the ladder (issue 12): IPA only (no local fields, no RPA), a
-coarser ground state (k-density 1.5, SCF density criterion 1e-3) and fewer bands on v1's non-self-consistent
-k-grid (coarser grids were measured and rejected: k-sampling is what IPA spectra are most sensitive to); its
+coarser ground state (k-density 1.5, SCF density criterion 1e-3) on v1's non-self-consistent k-grid and bands (coarser grids were measured and rejected: k-sampling is what IPA spectra are most sensitive to); its
 records hold only the ``ipa`` spectra and live in their own folder (``dataset/ipa-lite``), never among the
 IPA + RPA records of ``dataset/records``. Cost and fidelity against gpaw-pbe-v1: ``bench/engine/ipa_lite.md``.
 """
@@ -103,8 +102,7 @@ PROTOCOLS: dict[str, Protocol] = {
             gs_kdensity=1.5,
             gs_convergence=(("density", 1e-3),),
             nscf_kdensity=4.0,  # k-sampling is what IPA spectra are most sensitive to: 3.5 gave SC 0.82–0.95
-            nbands_extra=6,
-            nbands_per_volume=0.35,
+            # bands as v1: max(nocc + 6, ceil(0.35 V)) cost CaO SC 0.85 (its Ca 3d bands) for little time
             lfe_ecut=1.0,  # IPA needs only the head G = G' = 0 of χ0: no local-field matrix
             levels=("ipa",),
             folder="ipa-lite",
