@@ -406,6 +406,19 @@ def summary_measure(path: Path) -> None:
         ]
     if errors:
         lines += ["", "Failed jobs: " + "; ".join(r["error"] for r in errors)]
+    first = [r for r in _rows(HERE / "ipa_lite_lean_bands.jsonl") if "error" not in r]
+    if first:
+        lines += [
+            "",
+            "A first run with fewer bands, max(nocc + 6, ⌈0.35·V⌉) (candidate F of `ipa_lite_choose.md`), was stopped"
+            " after "
+            + str(len(first))
+            + " jobs (`ipa_lite_lean_bands.jsonl`): SC of the IPA trace "
+            + ", ".join(
+                f"{r['formula']} {r['sc_vs_v1']['ipa_trace']:.3f}" for r in first if r["kind"] == "lite"
+            )
+            + " — the bands cut the Ca 3d conduction bands of CaO for little time, so the protocol keeps v1's bands.",
+        ]
     lines += ["", "Per-material SC (IPA trace / worst component) and lite CPU s:", ""]
     lines += [
         f"- {m} {r['formula']} ({r['nsites']} atoms, {r['split']}): {r['sc_vs_v1']['ipa_trace']:.3f} /"
