@@ -29,7 +29,11 @@ def test_ipa_lite_parameters_are_stated():
     v1 = get_protocol("gpaw-pbe-v1")
     # the chosen physics (bench/engine/ipa_lite_choose.md): cheaper k-grids and bands, no local fields
     assert (p.xc, p.pw_ecut, p.gs_kdensity, p.nscf_kdensity, p.smearing) == ("PBE", 300.0, 1.5, 4.0, 0.01)
-    assert (p.nbands_extra, p.nbands_per_volume, p.lfe_ecut) == (8, 0.5, 1.0)  # v1's bands (CaO: 0.85 with fewer)
+    assert (p.nbands_extra, p.nbands_per_volume, p.lfe_ecut) == (
+        8,
+        0.5,
+        1.0,
+    )  # v1's bands (CaO: 0.85 with fewer)
     assert p.gs_convergence == (("density", 1e-3),)
     assert p.nbands(nocc=4, volume=20.0) == 12 and p.nbands(nocc=8, volume=60.0) == 30
     # what a spectrum is stays v1's: broadening, frequency grid, metal threshold
