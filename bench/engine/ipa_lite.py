@@ -406,6 +406,14 @@ def summary_measure(path: Path) -> None:
         ]
     if errors:
         lines += ["", "Failed jobs: " + "; ".join(r["error"] for r in errors)]
+    missing = [m for m in FIDELITY if m not in lite]
+    if missing:
+        lines += [
+            "",
+            f"Not measured ({len(missing)} of {len(FIDELITY)}; stopped at the session's deadline on a machine with"
+            f" load 8–13 on 2 cores): {', '.join(missing)}. Complete with `OMP_NUM_THREADS=1 nice python"
+            " bench/engine/ipa_lite.py --measure --repeats 2` (resumes; `--summary-only` rewrites this file).",
+        ]
     first = [r for r in _rows(HERE / "ipa_lite_lean_bands.jsonl") if "error" not in r]
     if first:
         lines += [
