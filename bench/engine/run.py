@@ -118,8 +118,8 @@ def _compute_and_write(mat: str, numerics: str, out: str) -> None:
     write_record(compute(mat, "gpaw-pbe-v1", numerics=numerics), out, overwrite=True)
 
 
-def sc_table(a: dict, b: dict) -> dict[str, float]:
-    """SC[a; b] on the model grid of the trace and of xx/yy/zz of Im ε, IPA and RPA."""
+def sc_table(a: dict, b: dict, levels: tuple[str, ...] = ("ipa", "rpa")) -> dict[str, float]:
+    """SC[a; b] on the model grid of the trace and of xx/yy/zz of Im ε at each of ``levels``."""
     import numpy as np
 
     from optiladder.spectra import MODEL_GRID, interpolate, similarity_coefficient
@@ -133,7 +133,7 @@ def sc_table(a: dict, b: dict) -> dict[str, float]:
         return out
 
     table = {}
-    for lv in ("ipa", "rpa"):
+    for lv in levels:
         ya, yb = im(a, lv), im(b, lv)
         for c in ("trace", "x", "y", "z"):
             table[f"{lv}_{c}"] = float(similarity_coefficient(ya[c], yb[c], MODEL_GRID))

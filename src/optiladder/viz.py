@@ -19,6 +19,8 @@ def plot_record(rec: dict, path: str | Path, emax: float | None = None) -> Path:
     sp = record_spectra(rec)
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     for k, lv in enumerate(LEVELS):
+        if lv not in sp:  # an IPA-only record (gpaw-pbe-ipa-lite)
+            continue
         style = "--" if k == 0 else "-"
         s = sp[lv]
         m = s.omega <= emax

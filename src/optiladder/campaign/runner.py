@@ -19,11 +19,12 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .inputs import alexandria_jobs, file_jobs
+from .kinds import get_kind, kind_jobs
 from .queue import JobQueue, QueueError, display_url, open_queue
 from .stages import read_order, restage
 from .task import SERIAL_ENV, TaskConfig, default_work_root, normalize_db, record_index, run_next
@@ -45,7 +46,8 @@ class CampaignOptions:
 
     db: str = "campaign.db"
     store: Path | None = None
-    protocol: str = "gpaw-pbe-v1"
+    #: None: the job kind's protocol, else the engine's default (gpaw-pbe-v1)
+    protocol: str | None = None
     inputs: list[str] | None = None
     workers: int | None = None
     scheduler: str | None = None
@@ -64,6 +66,8 @@ class CampaignOptions:
     numerics: str | None = None
     #: run each job in a child forked from a pre-imported process (no ~5 s of imports per job)
     fork: bool = True
+    #: the job kind (:mod:`.kinds`): ``material`` (IPA + RPA, by stage) or ``ipa-lite`` (cheap IPA, training only)
+    kind: str = "material"
 
 
 @dataclass
@@ -91,14 +95,22 @@ def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
     """The store folder for a protocol, and whether test records are allowed in it.
 
     Records of a non-production protocol (``test``) must go to a separate folder given explicitly, never into
-    the dataset's ``dataset/records``.
+    the dataset's ``dataset/records``. Records of a protocol with its own dataset folder (``gpaw-pbe-ipa-lite``:
+    ``dataset/ipa-lite``) go there by default, or to ``store``, but never into ``dataset/records``.
     """
     from ..data.admission import dataset_refusal
-    from ..data.store import default_root
-    from ..engine.protocols import get_protocol
+    from ..data.store import default_root, protocol_root
 
-    get_protocol(protocol)  # unknown names raise here
+    proto = _protocol(protocol)  # unknown names raise here
     dataset = default_root().resolve()
+    if proto.production and proto.folder != "records":
+        root = Path(store).resolve() if store else protocol_root(protocol).resolve()
+        if root == dataset:
+            raise CampaignError(
+                str(store),
+                f"records of protocol {protocol!r} may not go into the dataset ({dataset_refusal(protocol)})",
+            )
+        return root, True
     why = dataset_refusal(protocol)  # the one rule for which records enter the dataset
     if why is None:
         return (Path(store).resolve() if store else dataset), False
@@ -112,11 +124,47 @@ def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
     return root, True
 
 
-def check_meta(q: JobQueue, protocol: str, store: Path) -> None:
-    """Bind a database to one protocol and one store at first use; refuse a mismatch later."""
+def _protocol(name: str):
+    from ..engine.protocols import get_protocol
+
+    return get_protocol(name)
+
+
+def resolve_protocol(kind: str, protocol: str | None) -> str:
+    """The protocol of a campaign of ``kind``: the kind's own (``ipa-lite``: gpaw-pbe-ipa-lite), else ``protocol``
+    or the engine's default. A ``protocol`` that contradicts the kind is a :class:`CampaignError`."""
+    from ..engine.protocols import DEFAULT_PROTOCOL
+
+    try:
+        k = get_kind(kind)
+    except ValueError as exc:
+        raise CampaignError("--kind", str(exc)) from None
+    if k.protocol is not None:
+        if protocol not in (None, k.protocol):
+            raise CampaignError(
+                "--protocol", f"jobs of kind {k.name!r} use protocol {k.protocol!r}, not {protocol!r}"
+            )
+        return k.protocol
+    name = protocol or DEFAULT_PROTOCOL
+    if _protocol(name).folder != "records":
+        raise CampaignError("--protocol", f"{name!r} records are made by jobs of another kind (see --kind)")
+    return name
+
+
+def check_meta(q: JobQueue, protocol: str, store: Path, kind: str = "material") -> None:
+    """Bind a database to one job kind, one protocol and one store at first use; refuse a mismatch later.
+
+    A database made before job kinds existed holds material jobs only, so a missing ``kind`` is ``material``
+    when the database has jobs of that kind (or none)."""
+    if "kind" not in q.meta():  # a database of material jobs made before job kinds existed stays one
+        q.set_meta("kind", "material" if q.count(kind="material") else kind, overwrite=False)
     q.set_meta("protocol", protocol, overwrite=False)
     q.set_meta("store", str(store), overwrite=False)
     meta = q.meta()
+    if meta["kind"] != kind:
+        raise CampaignError(
+            q.name, f"is a campaign of {meta['kind']!r} jobs, not {kind!r} (use another --db)"
+        )
     if meta["protocol"] != protocol:
         raise CampaignError(
             q.name, f"is a campaign of protocol {meta['protocol']!r}, not {protocol!r} (use another --db)"
@@ -177,36 +225,43 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
     Returns (database URL, store root, allow_test, work root, report).
     """
     from ..engine.numerics import get_numerics
-    from ..engine.protocols import get_protocol
 
     try:
         get_numerics(opts.numerics)
     except ValueError as exc:
         raise CampaignError("--numerics", str(exc)) from None
     try:
-        get_protocol(opts.protocol)
+        protocol = resolve_protocol(opts.kind, opts.protocol)
     except ValueError as exc:
         raise CampaignError("--protocol", str(exc)) from None
-    store, allow_test = resolve_store(opts.protocol, opts.store)
+    kind = get_kind(opts.kind)
+    store, allow_test = resolve_store(protocol, opts.store)
     db = normalize_db(opts.db)
     report: dict[str, Any] = {}
     with open_queue(db) as q:
-        check_meta(q, opts.protocol, store)
+        check_meta(q, protocol, store, kind.name)
         if opts.inputs:
             jobs, bad = file_jobs(opts.inputs)
+            jobs, refused = kind_jobs(kind, jobs)
             for job, reason in bad:
-                if q.add_failed(job, reason):
+                if q.add_failed(replace(job, kind=kind.name), reason):
                     log.warning("%s", reason)
+            for _, reason in refused:  # validation/test structures given to a training-only kind
+                log.warning("%s (not queued)", reason)
             report["bad_inputs"] = len(bad)
         else:
-            jobs = alexandria_jobs()
+            jobs, refused = kind_jobs(kind, alexandria_jobs())
+            if refused:
+                log.info(
+                    "%s: %d validation/test structures left out (training data only)", kind.name, len(refused)
+                )
+        report["refused"] = len(refused)
         report["new_jobs"] = q.add_jobs(jobs, max_attempts=opts.max_attempts)
         report["indexed"], report["store_errors"] = index_store(q, store)
         if opts.order is not None:
-            ids = read_order(opts.order, known={j["id"] for j in q.jobs(kind="material")})
+            ids = read_order(opts.order, known={j["id"] for j in q.jobs(kind=kind.name)})
             report["ordered"] = q.set_order(ids)
-        plan = restage(q)
-        report["eval_done"] = plan.eval_done
+        report["eval_done"] = restage(q).eval_done if kind.staged else {}
         report["expired_dead"] = q.expire_dead_owners()
         work_root = Path(opts.work_root) if opts.work_root else default_work_root(db)
         report["cleaned_dirs"] = len(clean_work_root(q, work_root))
@@ -273,11 +328,10 @@ def _n_slots(client, opts: CampaignOptions) -> int:
 
 def run_campaign(opts: CampaignOptions) -> CampaignSummary:
     """Run a campaign until the queue is empty, the time budget is spent, or a signal arrives."""
-    from ..engine.protocols import get_protocol
-
     t_start = time.time()
     summary = CampaignSummary()
     db, store, allow_test, work_root, report = prepare(opts)
+    kind = get_kind(opts.kind)
     log.info(
         "campaign %s: %d new jobs, %d records indexed, %d dead leases expired, %d stale work dirs removed",
         display_url(db),
@@ -291,7 +345,7 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
     cfg = TaskConfig(
         db=db,
         store=str(store),
-        protocol=get_protocol(opts.protocol).name,
+        protocol=resolve_protocol(kind.name, opts.protocol),
         # on an external scheduler each node uses its own node-local default (unless --workdir was given)
         work_root="" if (opts.scheduler and not opts.work_root) else str(work_root),
         run_id=run_id,
@@ -303,11 +357,13 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
         allow_test=allow_test,
         numerics=opts.numerics,
         fork=opts.fork,
+        kind=kind.name,
+        train_only=kind.train_only,
     )
     q = open_queue(db, create=False)
-    todo = q.claimable(opts.max_atoms) + q.summary()["running"]
+    todo = q.claimable(opts.max_atoms, kind=kind.name) + q.summary(kind.name)["running"]
     if todo == 0:
-        summary.counts = q.summary()
+        summary.counts = q.summary(kind.name)
         summary.seconds = time.time() - t_start
         q.close()
         return summary
@@ -337,7 +393,7 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
     # workers are gone now: remove what this run's killed calculations left behind
     with open_queue(db, create=False) as q2:
         clean_work_root(q2, work_root)
-        summary.counts = q2.summary()
+        summary.counts = q2.summary(kind.name)
     with contextlib.suppress(OSError):
         work_root.rmdir()
     summary.seconds = time.time() - t_start
@@ -397,15 +453,15 @@ def _loop(
         for fut in done:
             inflight.discard(fut)
             empty |= _handle(fut, bar, summary)
-        if summary.outcomes.get("done", 0) != n_done:
+        if summary.outcomes.get("done", 0) != n_done and get_kind(cfg.kind).staged:
             try:  # an evaluation quota may be met now: later 4-atom evaluation cells move to "rest"
                 restage(q, diversity=False)
             except QueueError as exc:
                 log.warning("restage: %s", exc)
         if empty:
             q.expire_dead_owners()  # a worker of this host killed: its job need not wait for the lease
-            counts = q.summary()
-            if q.claimable(opts.max_atoms) == 0:
+            counts = q.summary(cfg.kind)
+            if q.claimable(opts.max_atoms, kind=cfg.kind) == 0:
                 if counts["running"] == 0 and not inflight:
                     return None  # all done
                 idle_until = time.time() + min(10.0, max(1.0, cfg.lease / 4))

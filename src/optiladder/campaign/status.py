@@ -82,8 +82,11 @@ def cost_model(measured: dict[int, list[float]]) -> CostModel:
 
 
 def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
-    """Read the status of a campaign database."""
-    jobs = q.jobs(kind="material")
+    """Read the status of a campaign database (of the job kind it was made for: its ``kind`` meta key)."""
+    from .kinds import get_kind
+
+    kind = get_kind(q.meta().get("kind", "material"))
+    jobs = q.jobs(kind=kind.name)
     attempts = q.attempts()
     now = q.now()
     by_size: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
@@ -146,7 +149,7 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
         remaining_core_seconds=remaining,
         running=running,
         failures=failures[:max_failures] if max_failures >= 0 else failures,
-        stages=stage_table(jobs),
+        stages=stage_table(jobs) if kind.staged else [],
         record_cost={k: (float(np.median(v)), len(v)) for k, v in sorted(by_protocol.items())},
     )
 
@@ -168,7 +171,8 @@ def _hms(seconds: float) -> str:
 def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
     """A plain-text report (tables by cell size and by split, cost, ETA, running jobs, recent failures)."""
     lines = [
-        f"{st.name}: protocol {st.meta.get('protocol', '?')}, store {st.meta.get('store', '?')}",
+        f"{st.name}: {st.meta.get('kind', 'material')} jobs, protocol {st.meta.get('protocol', '?')},"
+        f" store {st.meta.get('store', '?')}",
         "",
         f"{'atoms':>6} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7} {'total':>6}  {'s/material':>10}",
     ]
@@ -210,7 +214,7 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
         ]
         for (proto, n), (sec, cnt) in st.record_cost.items():
             lines.append(
-                f"  {proto:<14} {n:>2} atoms: {sec:8.1f} s  ({cnt} records, {3600 / sec:.0f} per core-hour)"
+                f"  {proto:<17} {n:>2} atoms: {sec:8.1f} s  ({cnt} records, {3600 / sec:.0f} per core-hour)"
             )
     lines += [
         "",

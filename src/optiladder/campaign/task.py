@@ -28,6 +28,7 @@ from typing import Any
 
 from ..data.store import record_index  # noqa: F401  (re-exported: the runner imports it from here)
 from . import child
+from .kinds import held_out
 from .queue import JobQueue, Lease, QueueError, is_postgres, open_queue, owner_name, sqlite_path
 from .zygote import ZygoteError, worker_zygote
 
@@ -58,6 +59,10 @@ class TaskConfig:
     allow_test: bool = False
     numerics: str | None = None
     fork: bool = False
+    #: the job kind this run claims (:data:`optiladder.campaign.kinds.KINDS`)
+    kind: str = "material"
+    #: refuse validation and test materials (kinds that make training data only, e.g. ``ipa-lite``)
+    train_only: bool = False
 
 
 def normalize_db(db: str | os.PathLike) -> str:
@@ -149,6 +154,7 @@ def run_next(cfg: TaskConfig) -> dict[str, Any]:
             run_id=cfg.run_id,
             lease_seconds=cfg.lease,
             max_nsites=cfg.max_atoms,
+            kind=cfg.kind,
             not_after=cfg.deadline,
         )
         if lease is None:
@@ -180,6 +186,12 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
     base = {"mat_id": job.id, "nsites": job.nsites, "split": job.split, "attempt": job.attempts}
     store = Store(Path(cfg.store))
     t0 = time.time()
+
+    split = held_out(job.id, job.split) if cfg.train_only else None
+    if split:  # never computed as training data, at any level
+        msg = f"{job.id}: a {split} material; {cfg.kind} jobs make training data only (train and unlisted)"
+        state = q.fail(lease.token, msg, permanent=True, seconds=0.0)
+        return {**base, "outcome": state or "lost", "error": msg, "seconds": 0.0}
 
     # already in the store (written by an attempt that lost its lease, or imported): index it, no recompute
     if job.id in store:

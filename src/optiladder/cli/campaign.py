@@ -17,9 +17,30 @@ campaign_app = typer.Typer(
 app.add_typer(campaign_app, name="campaign")
 
 DbOption = Annotated[
-    str,
-    typer.Option("--db", help="Campaign database: a SQLite file, or postgresql://user@host:port/dbname"),
+    str | None,
+    typer.Option(
+        "--db",
+        help="Campaign database: a SQLite file, or postgresql://user@host:port/dbname (default: campaign.db;"
+        " campaign-ipa-lite.db for --kind ipa-lite)",
+    ),
 ]
+KindOption = Annotated[
+    str,
+    typer.Option(
+        "--kind",
+        help="Job kind: material (IPA + RPA of every split, by stage) or ipa-lite (cheap IPA-only spectra of"
+        " training structures into dataset/ipa-lite)",
+    ),
+]
+
+
+def _db(db: str | None, kind: str) -> str:
+    from ..campaign.kinds import get_kind
+
+    try:
+        return db or get_kind(kind).default_db
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @campaign_app.command("run")
@@ -28,7 +49,8 @@ def run(
         list[str] | None,
         typer.Argument(help="Structure files or folders (default: the bundled 3,538 Alexandria structures)"),
     ] = None,
-    db: DbOption = "campaign.db",
+    db: DbOption = None,
+    kind: KindOption = "material",
     workers: Annotated[
         int | None,
         typer.Option(help="Worker processes, one core each (default 1; with --scheduler: its threads)"),
@@ -36,11 +58,15 @@ def run(
     scheduler: Annotated[
         str | None, typer.Option(help="Address of an existing Dask scheduler (default: a LocalCluster)")
     ] = None,
-    protocol: Annotated[str, typer.Option(help="Protocol name (gpaw-pbe-v1, test)")] = "gpaw-pbe-v1",
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="Protocol name (gpaw-pbe-v1, test; default gpaw-pbe-v1, or the kind's own)"),
+    ] = None,
     store: Annotated[
         Path | None,
         typer.Option(
-            help="Record folder (default: the dataset's dataset/records; required for --protocol test)"
+            help="Record folder (default: the dataset's dataset/records, dataset/ipa-lite for --kind ipa-lite;"
+            " required for --protocol test)"
         ),
     ] = None,
     max_atoms: Annotated[int, typer.Option(help="Skip cells with more atoms (they stay queued)")] = 64,
@@ -88,6 +114,8 @@ def run(
 
     Claims go by stage (4-atom validation/test cells until ≥ 60 test and ≥ 40 validation are done, then the
     remaining ≤ 3-atom cells, then training 4-atom cells most diverse first, then the rest by size).
+    ``--kind ipa-lite``: cheap IPA-only spectra (gpaw-pbe-ipa-lite) of training structures, smallest first,
+    into dataset/ipa-lite, with its own database (default campaign-ipa-lite.db).
     """
     from ..campaign.inputs import parse_duration
     from ..campaign.queue import QueueError
@@ -96,7 +124,8 @@ def run(
     _logging(not quiet)
     try:
         opts = CampaignOptions(
-            db=db,
+            db=_db(db, kind),
+            kind=kind,
             store=store,
             protocol=protocol,
             inputs=inputs or None,
@@ -128,33 +157,40 @@ def run(
 
 @campaign_app.command("status")
 def status(
-    db: DbOption = "campaign.db",
+    db: DbOption = None,
+    kind: KindOption = "material",
     workers: Annotated[int, typer.Option(help="Workers assumed for the ETA")] = 1,
     failures: Annotated[int, typer.Option(help="How many recent failures to list (-1: all)")] = 10,
 ) -> None:
-    """Done / running / queued / failed by cell size and split, core-hours spent, and an ETA."""
+    """Done / running / queued / failed by cell size and split, core-hours spent, cost per material by protocol
+    and cell size, and an ETA (``--kind ipa-lite``: the cheap IPA campaign's own database)."""
     import tempfile
     from pathlib import Path
 
     from ..campaign.inputs import alexandria_jobs
+    from ..campaign.kinds import get_kind, kind_jobs
     from ..campaign.queue import QueueError, open_queue
-    from ..campaign.runner import check_meta, index_store
+    from ..campaign.runner import check_meta, index_store, resolve_protocol
     from ..campaign.stages import restage
     from ..campaign.status import campaign_status, format_status
-    from ..data.store import default_root
-    from ..engine.protocols import DEFAULT_PROTOCOL
+    from ..data.store import protocol_root
 
+    db = _db(db, kind)
     if "://" not in db and not Path(db).exists():
         # no campaign here (e.g. a fresh clone): the status the repository's records give, in a throw-away queue
+        k = get_kind(kind)
+        protocol = resolve_protocol(k.name, None)
+        root = protocol_root(protocol)
         with tempfile.TemporaryDirectory() as tmp, open_queue(str(Path(tmp) / "view.db")) as q:
-            check_meta(q, DEFAULT_PROTOCOL, default_root())
-            q.add_jobs(alexandria_jobs())
-            n, _ = index_store(q, default_root())
-            restage(q)
+            check_meta(q, protocol, root, k.name)
+            q.add_jobs(kind_jobs(k, alexandria_jobs())[0])
+            n, _ = index_store(q, root)
+            if k.staged:
+                restage(q)
             st = campaign_status(q, max_failures=failures)
         typer.echo(
             f"{db}: no campaign database here; status of the bundled structure list from the {n} records "
-            f"in {default_root()} (no running, failure or cost information)"
+            f"in {root} (no running, failure or cost information)"
         )
         typer.echo(format_status(st, workers=workers))
         return

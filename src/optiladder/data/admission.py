@@ -34,8 +34,9 @@ def protocol_name(protocol: str | dict | Any) -> str:
 def dataset_refusal(protocol: str | dict | Any) -> str | None:
     """Why records of ``protocol`` may not enter the dataset, or None if they may.
 
-    The rule: the protocol is one of the engine's named protocols and is a production protocol (``test`` is a
-    cheap preset whose spectra are not for the dataset).
+    The rule: the protocol is one of the engine's named protocols, is a production protocol (``test`` is a
+    cheap preset whose spectra are not for the dataset) and its records belong in ``dataset/records`` (the
+    IPA-only ``gpaw-pbe-ipa-lite`` records have their own folder, ``dataset/ipa-lite``).
     """
     from ..engine.protocols import PROTOCOLS
 
@@ -45,6 +46,11 @@ def dataset_refusal(protocol: str | dict | Any) -> str | None:
         return f"protocol {name!r} is unknown to this version of optiladder (known: {', '.join(PROTOCOLS)})"
     if not proto.production:
         return f"records of the {name!r} protocol are not production spectra and do not belong in the dataset"
+    if proto.folder != "records":
+        return (
+            f"records of the {name!r} protocol hold {'+'.join(proto.levels)} only and belong in"
+            f" dataset/{proto.folder}, not among the IPA + RPA records"
+        )
     return None
 
 

@@ -27,6 +27,7 @@ from ..engine.records import (
     RecordError,
     parse_record_bytes,
     read_record,
+    record_levels,
     record_path,
     validate_record,
     write_bytes_atomic,
@@ -55,6 +56,55 @@ def default_root() -> Path:
         return Path(env)
     repo = Path(__file__).resolve().parents[3] / "dataset" / "records"
     return repo if repo.is_dir() else Path.cwd() / "dataset" / "records"
+
+
+def protocol_root(protocol: str) -> Path:
+    """The dataset folder of a protocol's records: ``dataset/records`` (:func:`default_root`) for the IPA + RPA
+    protocols, its sibling ``dataset/<folder>`` for the others (``dataset/ipa-lite`` for gpaw-pbe-ipa-lite)."""
+    from ..engine.protocols import get_protocol
+
+    folder = get_protocol(protocol).folder
+    root = default_root()
+    return root if folder == "records" else root.parent / folder
+
+
+def cheap_ipa_root() -> Path:
+    """``$OPTILADDER_IPA_LITE`` or the dataset's ``dataset/ipa-lite`` (the cheap IPA rung's records)."""
+    from ..engine.protocols import IPA_LITE_PROTOCOL
+
+    env = os.environ.get("OPTILADDER_IPA_LITE")
+    return Path(env) if env else protocol_root(IPA_LITE_PROTOCOL)
+
+
+def cheap_ipa_records(
+    root: str | Path | None = None,
+    grid: Grid | np.ndarray = DEFAULT_GRID,
+    *,
+    components: tuple[str, ...] = (TRACE,),
+) -> DatasetArrays:
+    """All cheap IPA spectra of the pool: the pretraining set of the ladder's lower rung.
+
+    Every valid ``gpaw-pbe-ipa-lite`` record under ``root`` (default :func:`cheap_ipa_root`) of a training or
+    unlisted (``none``) material, as :class:`DatasetArrays` with the single level ``ipa``: Im ε (IPA, the trace
+    by default) on ``grid``, ``[n_materials, len(components) · n_grid]`` in ``arrays.ipa``, with ids, splits,
+    cell sizes, formulas and structures. Excluded materials (:func:`~.admission.exclusion`) and, should one ever
+    be there, validation or test materials are left out (logged): never train on them at any level. Records of
+    other protocols in the folder are skipped. An absent folder gives an empty table.
+    """
+    from ..engine.protocols import IPA_LITE_PROTOCOL
+
+    store = Store(Path(root) if root is not None else cheap_ipa_root())
+    arrays = store.table(grid=grid, components=components, levels=("ipa",), protocol=IPA_LITE_PROTOCOL)
+    listed = np.array([split_of(i) for i in arrays.ids], dtype=str)
+    held_out = np.isin(arrays.splits, ("validation", "test")) | np.isin(listed, ("validation", "test"))
+    if held_out.any():
+        log.warning(
+            "%s: %d validation/test records left out of the cheap IPA set: %s",
+            store.root,
+            int(held_out.sum()),
+            ", ".join(np.asarray(arrays.ids)[held_out][:10]),
+        )
+    return arrays.subset(~held_out)
 
 
 @dataclass
@@ -210,6 +260,12 @@ class Store:
             physics = record_physics(rec)
             if protocol is not None and physics != protocol:
                 continue
+            missing = [lv for lv in levels if lv not in record_levels(rec)]
+            if missing:  # e.g. an IPA-only gpaw-pbe-ipa-lite record asked for RPA
+                raise RecordError(
+                    record_path(self.root, rec["mat_id"]),
+                    f"holds no {'/'.join(missing)} spectra (protocol {physics}); ask for levels={record_levels(rec)}",
+                )
             rows.append(
                 (
                     rec["mat_id"],

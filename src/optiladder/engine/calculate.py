@@ -180,7 +180,8 @@ def compute(
     workdir: str | Path | None = None,
     numerics: str | Numerics | None = None,
 ) -> dict:
-    """IPA and RPA dielectric tensors of one crystal; returns a validated record (format version 2).
+    """IPA and RPA dielectric tensors of one crystal (IPA alone for an IPA-only protocol such as
+    ``gpaw-pbe-ipa-lite``); returns a validated record (format version 2).
 
     ``source``: a file path, a bundled Alexandria id (``agm…``), ASE ``Atoms``, pymatgen ``Structure`` or dict.
     ``workdir``: parent of the private work directory (default: the system temp dir); the private directory is
@@ -254,12 +255,14 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numeri
     cpu: dict[str, float] = {}  # CPU seconds of this process per phase
     try:
         t0, c0 = time.time(), time.process_time()
+        extra = {"convergence": dict(proto.gs_convergence)} if proto.gs_convergence else {}
         calc = GPAW(
             mode=PW(proto.pw_ecut),
             xc=proto.xc,
             kpts={"density": proto.gs_kdensity, "gamma": True},
             occupations=FermiDirac(proto.smearing),
             txt=str(private / "gs.txt"),
+            **extra,
         )
         atoms.calc = calc
         try:
@@ -326,9 +329,11 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numeri
         omega = df.get_frequencies()
         keep = omega <= proto.omegamax + 1e-9
         spectra = {}
-        for c in COMPONENTS:
+        for c in COMPONENTS:  # χ0 is computed once (GPAW caches it) and projected on each direction
             eps0, eps = df.get_dielectric_function(direction=c, filename=None)
             for lv, arr in zip(LEVELS[:2], (eps0, eps), strict=True):  # IPA, RPA
+                if lv not in proto.levels:
+                    continue
                 spectra[f"{lv}_im_{c}"] = np.asarray(arr).imag[keep]
                 spectra[f"{lv}_re_{c}"] = np.asarray(arr).real[keep]
         seconds["df"] = time.time() - t0

@@ -109,7 +109,8 @@ def validate_record(rec: dict, name: str = "record", known_ids: set[str] | None 
 
     Checks: required keys; ``mat_id`` known (if ``known_ids`` is given); types of ``formula``, ``nsites``,
     ``protocol`` (an object with a name), ``split``, ``code``, gaps, ``spacegroup``, ``seconds``; ``omega``
-    ascending, starting at 0, finite; every one of the 12 spectra present, finite, and as long as ``omega``;
+    ascending, starting at 0, finite; every spectrum of the record's levels (the protocol block's ``levels``,
+    default IPA and RPA: 12 spectra) present, finite, and as long as ``omega``;
     the structure an ordered crystal of known elements whose site count is ``nsites``.
     """
     if not isinstance(rec, dict):
@@ -137,7 +138,7 @@ def validate_record(rec: dict, name: str = "record", known_ids: set[str] | None 
     spectra = rec["spectra"]
     if not isinstance(spectra, dict):
         raise RecordError(name, "spectra is not an object")
-    for key in SPECTRA_KEYS:
+    for key in spectra_keys(rec["protocol"].get("levels"), name):
         if key not in spectra:
             raise RecordError(name, f"spectrum {key} missing")
         try:
@@ -152,6 +153,22 @@ def validate_record(rec: dict, name: str = "record", known_ids: set[str] | None 
     if len(rec["structure"]["sites"]) != rec["nsites"]:
         raise RecordError(name, f"nsites {rec['nsites']} does not match the structure")
     return rec
+
+
+def spectra_keys(levels=None, name: str = "record") -> tuple[str, ...]:
+    """The spectra a record must hold: ``{level}_{im,re}_{x,y,z}`` for each of its protocol's ``levels``
+    (``None``: every level of :data:`~optiladder.targets.LEVELS`, as in gpaw-pbe-v1 records)."""
+    if levels is None:
+        return SPECTRA_KEYS
+    if not isinstance(levels, list) or not levels or any(lv not in LEVELS for lv in levels):
+        raise RecordError(name, f"protocol levels {str(levels)[:80]} are not a list of known levels {LEVELS}")
+    return tuple(f"{lv}_{part}_{c}" for lv in levels for part in ("im", "re") for c in COMPONENTS)
+
+
+def record_levels(rec: dict) -> tuple[str, ...]:
+    """The rungs a (validated) record holds: its protocol's ``levels``, or every level when not stated."""
+    levels = (rec.get("protocol") or {}).get("levels")
+    return tuple(levels) if levels else tuple(LEVELS)
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:
@@ -251,7 +268,8 @@ def write_bytes_atomic(data: bytes, path: str | Path, *, overwrite: bool = False
 
 
 def record_spectra(rec: dict) -> dict[str, Spectrum]:
-    """``{"ipa": Spectrum, "rpa": Spectrum}`` with the x/y/z components (Im and Re) of a record."""
+    """``{"ipa": Spectrum, "rpa": Spectrum}`` with the x/y/z components (Im and Re) of a record (only
+    ``{"ipa": …}`` for an IPA-only record)."""
     omega = np.asarray(rec["omega"], float)
     sp = rec["spectra"]
     prov = {"mat_id": rec["mat_id"], "protocol": rec["protocol"].get("name"), "code": rec.get("code")}
@@ -263,7 +281,7 @@ def record_spectra(rec: dict) -> dict[str, Spectrum]:
             level=lv,
             provenance=dict(prov, level=lv),
         )
-        for lv in LEVELS
+        for lv in record_levels(rec)
     }
 
 
