@@ -190,13 +190,20 @@ def backtest(cells: Sequence[dict[str, Any]], full: tuple[int, int]) -> dict[str
     Returns the prediction with its interval, the measured mean over seeds at the full cell with a 95 %
     interval (t over seeds; one seed: none), and whether each lies in the other's interval.
     """
-    sub = [c for c in cells if c["n_rpa"] < full[0] or c["n_pre"] < full[1]]
-    sub = [c for c in sub if c["n_rpa"] < full[0] and c["n_pre"] < full[1]] or sub
+    below = [c for c in cells if c["n_rpa"] < full[0] and c["n_pre"] < full[1]]
+    rule = "N_RPA < all and N_pre < all"
+    try:
+        plane = fit_plane([c["n_rpa"] for c in below], [c["n_pre"] for c in below], [c["sc"] for c in below])
+        sub = below
+    except ValueError:  # too few cells strictly below (e.g. only the grid's edges): every cell but the full one
+        sub = [c for c in cells if c["n_rpa"] < full[0] or c["n_pre"] < full[1]]
+        rule = "every cell but the full data (N_RPA = all and N_pre = all)"
+        plane = fit_plane([c["n_rpa"] for c in sub], [c["n_pre"] for c in sub], [c["sc"] for c in sub])
     meas = np.array([c["sc"] for c in cells if (c["n_rpa"], c["n_pre"]) == tuple(full)], float)
-    plane = fit_plane([c["n_rpa"] for c in sub], [c["n_pre"] for c in sub], [c["sc"] for c in sub])
     sc, lo, hi = plane.predict(*full)
     out: dict[str, Any] = {
         "fitted_on": len(sub),
+        "rule": rule,
         "fitted_cells": sorted({(int(c["n_rpa"]), int(c["n_pre"])) for c in sub}),
         "predicted": sc,
         "predicted_interval": [lo, hi],

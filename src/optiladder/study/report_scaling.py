@@ -320,6 +320,26 @@ def _fit_cell(f: dict[str, Any]) -> str:
     return f"{f['slope']:.2f} [{f['slope_ci'][0]:.2f}, {f['slope_ci'][1]:.2f}] (R² {f['r2']:.2f})"
 
 
+def _curve_table(curves: dict[str, Any], sizes: list[int], prefix: str) -> list[str]:
+    """Markdown rows: test median SC (mean ± std over seeds) per size and the two slopes of each curve."""
+    lines = [
+        "| curve | " + " | ".join(f"{prefix}{s}" for s in sizes) + " | slope of log(1 − SC) [95 %] | slope of log(MAE) [95 %] |",
+        "|---|" + "---|" * len(sizes) + "---|---|",
+    ]  # fmt: skip
+    for label, c in curves.items():
+        by = {r["n"]: r for r in c["table"]}
+        vals = [
+            f"{by[s]['test_median_sc']:.3f} ± {by[s]['test_median_sc_std']:.3f}" if s in by else ""
+            for s in sizes
+        ]
+        lines.append(
+            f"| {label} | "
+            + " | ".join(vals)
+            + f" | {_fit_cell(c.get('fit_1msc'))} | {_fit_cell(c.get('fit_mae'))} |"
+        )
+    return lines
+
+
 def _command(o: dict[str, Any]) -> str:
     """The command line that regenerates a report with options ``o``."""
     if o["quick"]:
@@ -378,42 +398,12 @@ def write_scaling_report(out: Path, results: dict[str, Any]) -> Path:
         "",
         "## Learning curves against N_RPA (N_pre = all)",
         "",
-        "| curve | "
-        + " | ".join(f"N={s}" for s in results["rpa_sizes"])
-        + " | slope of log(1 − SC) [95 %] | slope of log(MAE) [95 %] |",
-        "|---|" + "---|" * len(results["rpa_sizes"]) + "---|---|",
-    ]
-    for label, c in a["rpa_curves"].items():
-        by = {r["n"]: r for r in c["table"]}
-        vals = [
-            f"{by[s]['test_median_sc']:.3f} ± {by[s]['test_median_sc_std']:.3f}" if s in by else ""
-            for s in results["rpa_sizes"]
-        ]
-        lines.append(
-            f"| {label} | "
-            + " | ".join(vals)
-            + f" | {_fit_cell(c.get('fit_1msc'))} | {_fit_cell(c.get('fit_mae'))} |"
-        )
-    lines += [
+        *_curve_table(a["rpa_curves"], results["rpa_sizes"], "N="),
         "",
         f"## Learning curves against N_pre (N_RPA = {results['rpa_ref']})",
         "",
-        "| curve | "
-        + " | ".join(f"N_pre={s}" for s in results["pre_sizes"])
-        + " | slope of log(1 − SC) [95 %] | slope of log(MAE) [95 %] |",
-        "|---|" + "---|" * len(results["pre_sizes"]) + "---|---|",
+        *_curve_table(a["pre_curves"], results["pre_sizes"], "N_pre="),
     ]
-    for label, c in a["pre_curves"].items():
-        by = {r["n"]: r for r in c["table"]}
-        vals = [
-            f"{by[s]['test_median_sc']:.3f} ± {by[s]['test_median_sc_std']:.3f}" if s in by else ""
-            for s in results["pre_sizes"]
-        ]
-        lines.append(
-            f"| {label} | "
-            + " | ".join(vals)
-            + f" | {_fit_cell(c.get('fit_1msc'))} | {_fit_cell(c.get('fit_mae'))} |"
-        )
     lines += ["", "## Test median SC by cell size (N_RPA = all, N_pre = all)", "", "| curve | " + " | ".join(
         f"{k} atoms (n={v})" for k, v in results["cells_by_set"]["test"].items()) + " |",
         "|---|" + "---|" * len(results["cells_by_set"]["test"]) + ""]  # fmt: skip
@@ -444,7 +434,7 @@ def write_scaling_report(out: Path, results: dict[str, Any]) -> Path:
     if "predicted" in bt:
         mi = bt.get("measured_interval")
         lines += [
-            f"Refit on the {bt['fitted_on']} cell×seed points with N_RPA < all and N_pre < all (cells {bt['fitted_cells']}), then "
+            f"Refit on the {bt['fitted_on']} cell×seed points with {bt['rule']} (cells {bt['fitted_cells']}), then "
             f"predicted the full data (N_RPA = {results['rpa_sizes'][-1]}, N_pre = {results['pre_sizes'][-1]}): "
             f"**{bt['predicted']:.3f}** (95 % interval {bt['predicted_interval'][0]:.3f}–{bt['predicted_interval'][1]:.3f}, ±{bt['predicted_half_width']:.3f}); "
             f"measured **{bt.get('measured', float('nan')):.3f}**"

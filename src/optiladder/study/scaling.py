@@ -195,9 +195,9 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
 
     from ..data.store import Store
     from ..nn import CGAT
-    from ..training import fit, ids_sha256, predict
+    from ..training import fit, ids_sha256, predict, seed_everything
     from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
-    from .levers import EvalSet, Featurize, _finish, _new_model, _scores, _settings, _with_y, load_sets
+    from .levers import Featurize, _finish, _new_model, _scores, _settings, _with_y, study_sets
     from .paper import choose_threads
     from .report_scaling import write_scaling_report
 
@@ -207,14 +207,7 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
     torch.set_num_threads(choose_threads(opts.threads))
     t0 = time.perf_counter()
     store = store or Store()
-    sets = load_sets(store, opts.extra)
-    pool, val, test = sets["pool"], sets["validation"], sets["test"]
-    if opts.pool_limit and len(pool) > opts.pool_limit:
-        keep = np.zeros(len(pool), bool)
-        keep[np.random.default_rng(opts.seed).permutation(len(pool))[: opts.pool_limit]] = True
-        pool = EvalSet(pool.arrays.subset(keep), pool.gaps[keep])
-    if len(pool) < 4 or not len(val) or not len(test):
-        raise ValueError("the scaling study needs ≥ 4 training, ≥ 1 validation and ≥ 1 test material")
+    pool, val, test = study_sets(store, opts.extra, opts.pool_limit, opts.seed, "scaling")
     pre = pretrain_set(opts.ipa_source, pool, store.root, opts.lite_root)
     lo = opts.lever_options()
     feat = Featurize()
@@ -260,7 +253,9 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
         free_models.append(model)
         return model
 
-    def new_net(arch: str):
+    def new_net(arch: str, seed: int):
+        """A fresh network, its initial weights fixed by ``seed`` (not by what ran before it)."""
+        seed_everything(seed)
         node_dim = feat.featurizers[False].node_dim
         return CGAT(node_dim=node_dim) if arch == "cgat" else _new_model(node_dim)
 
@@ -298,6 +293,8 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
         (out / "training_ids.json").write_text(json.dumps(train_ids, indent=0, sort_keys=True) + "\n")
         write_scaling_report(out, results)
 
+    low = pre_sizes[:-1]  # N_pre below all
+    rest = [s for s in rpa_sizes if s != rpa_ref]  # the heat map's other columns
     for j in range(opts.seeds):
         seed = opts.seed + j
         rng = np.random.default_rng(seed)
@@ -311,21 +308,26 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
 
         def dl(arch, seed=seed, rpa_data=rpa_data):
             for s in rpa_sizes:
-                m = new_net(arch)
+                m = new_net(arch, seed)
                 d, y, ids = rpa_data(s)
                 fr = train(m, d, y, ids, val_rpa, "scratch", seed)
                 record(m, arch=arch, method="dl", free=False, n_pre=0, n_rpa=s, seed=seed, fr=fr, ids=ids)
 
-        def tl(arch, free, p, seed=seed, rpa_data=rpa_data, pre_idx=pre_idx):
-            ipa = new_net(arch)
-            if free:
-                transfer_body(free_model(), ipa)
-            idx = pre_idx[p]
-            pids = [pre.ids[i] for i in idx]
-            train(ipa, [g["pre"][i] for i in idx], pre.y[idx], pids, val_ipa, "scratch", seed)
-            edge_only = free or arch != "optimate" or not opts.heatmap
-            for s in [s for s in rpa_sizes if not edge_only or s == rpa_ref or p == n_pre_all]:
-                head = opts.head_only and p == n_pre_all and not free and arch == "optimate"
+        ipa_models: dict[tuple[str, bool, int], tuple[Any, list[str]]] = {}
+
+        def tl(arch, free, p, sizes, seed=seed, rpa_data=rpa_data, pre_idx=pre_idx, ipa_models=ipa_models):
+            """IPA model on N_pre = p (trained once per seed), then RPA fine-tuning at each N_RPA of ``sizes``."""
+            if (arch, free, p) not in ipa_models:
+                ipa = new_net(arch, seed)
+                if free:
+                    transfer_body(free_model(), ipa)
+                idx = pre_idx[p]
+                pids = [pre.ids[i] for i in idx]
+                train(ipa, [g["pre"][i] for i in idx], pre.y[idx], pids, val_ipa, "scratch", seed)
+                ipa_models[(arch, free, p)] = (ipa, pids)
+            ipa, pids = ipa_models[(arch, free, p)]
+            head = opts.head_only and p == n_pre_all and not free and arch == "optimate"
+            for s in sizes:
                 for method in ("tl", "tl-head") if head else ("tl",):
                     m = copy.deepcopy(ipa)
                     d, y, ids = rpa_data(s)
@@ -333,17 +335,26 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
                     record(m, arch=arch, method=method, free=free, n_pre=p, n_rpa=s, seed=seed, fr=fr,
                            ids=sorted(set(ids) | set(pids)))  # fmt: skip
 
-        # the most informative cells first, so that a run stopped early still reports them
+        # the most informative cells first, so that a run stopped early still reports them: the N_RPA curves
+        # at N_pre = all, the N_pre curve at N_RPA = rpa_ref (with them the two-size law), CGAT TL, free labels,
+        # CGAT DL, then the rest of the heat map and the free-label N_pre curve
         stages = [("OptiMate DL", lambda: dl("optimate")),
-                  ("OptiMate TL N_pre=all", lambda: tl("optimate", False, n_pre_all))]  # fmt: skip
+                  ("OptiMate TL N_pre=all", lambda: tl("optimate", False, n_pre_all, rpa_sizes))]  # fmt: skip
+        stages += [
+            (f"OptiMate TL N_pre={p}, N_RPA={rpa_ref}", lambda p=p: tl("optimate", False, p, [rpa_ref]))
+            for p in low
+        ]
         if opts.cgat:
-            stages += [("CGAT DL", lambda: dl("cgat")), ("CGAT TL", lambda: tl("cgat", False, n_pre_all))]
+            stages += [("CGAT TL", lambda: tl("cgat", False, n_pre_all, rpa_sizes))]
         if opts.free_labels:
-            stages += [("free labels TL N_pre=all", lambda: tl("optimate", True, n_pre_all))]
-        stages += [(f"OptiMate TL N_pre={p}", lambda p=p: tl("optimate", False, p)) for p in pre_sizes[:-1]]
+            stages += [("free labels TL N_pre=all", lambda: tl("optimate", True, n_pre_all, rpa_sizes))]
+        if opts.cgat:
+            stages += [("CGAT DL", lambda: dl("cgat"))]
+        if opts.heatmap:
+            stages += [(f"heat map N_pre={p}", lambda p=p: tl("optimate", False, p, rest)) for p in low]
         if opts.free_labels:
             stages += [
-                (f"free labels TL N_pre={p}", lambda p=p: tl("optimate", True, p)) for p in pre_sizes[:-1]
+                (f"free labels TL N_pre={p}", lambda p=p: tl("optimate", True, p, [rpa_ref])) for p in low
             ]
         for k, (name, stage) in enumerate(stages):
             stage()
