@@ -195,7 +195,9 @@ def backtest(cells: Sequence[dict[str, Any]], full: tuple[int, int]) -> dict[str
     try:
         plane = fit_plane([c["n_rpa"] for c in below], [c["n_pre"] for c in below], [c["sc"] for c in below])
         sub = below
-    except ValueError:  # too few cells strictly below (e.g. only the grid's edges): every cell but the full one
+    except (
+        ValueError
+    ):  # too few cells strictly below (e.g. only the grid's edges): every cell but the full one
         sub = [c for c in cells if c["n_rpa"] < full[0] or c["n_pre"] < full[1]]
         rule = "every cell but the full data (N_RPA = all and N_pre = all)"
         plane = fit_plane([c["n_rpa"] for c in sub], [c["n_pre"] for c in sub], [c["sc"] for c in sub])
