@@ -10,6 +10,7 @@ import logging
 from . import campaign as _campaign  # noqa: F401  (optiladder campaign run|status)
 from . import compute as _compute  # noqa: F401  (registers its commands)
 from . import dataset as _dataset  # noqa: F401  (optiladder dataset import|stats|export)
+from . import plan as _plan  # noqa: F401  (optiladder plan --budget H)
 from . import predict as _predict  # noqa: F401  (optiladder predict)
 from . import pretrained as _pretrained  # noqa: F401  (optiladder pretrained list|rebuild|map)
 from . import serve as _serve  # noqa: F401  (optiladder serve)

@@ -1,4 +1,4 @@
-"""``optiladder study paper``: the OptiMate paper's study on the current dataset (report + figures)."""
+"""``optiladder study paper|levers|scaling|acquire|ship``: learning studies on the current dataset (reports + figures)."""
 
 from __future__ import annotations
 
@@ -198,3 +198,69 @@ def ship_levers(
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
     typer.echo("now regenerate the snapshot fixture: python tests/predict/make_snapshot.py")
+
+
+@study_app.command("scaling")
+def scaling(
+    out: Annotated[Path, typer.Option(help="Report folder (README.md, PNGs, results.json)")] = Path(
+        "reports/scaling"
+    ),
+    dataset: Annotated[
+        Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds (mean ± std reported)")] = 3,
+    pre_sizes: Annotated[
+        str, typer.Option(help="Comma-separated IPA pre-training sizes N_pre (plus all)")
+    ] = "25,50,100,200,400,800,1600",
+    rpa_sizes: Annotated[
+        str, typer.Option(help="Comma-separated RPA training sizes N_RPA (plus all)")
+    ] = "25,50,100,200",
+    rpa_ref: Annotated[int, typer.Option(help="N_RPA of the curves against N_pre")] = 100,
+    ipa_source: Annotated[
+        str, typer.Option(help="IPA pre-training source: auto | v1 (the pool's records) | lite (cheap IPA)")
+    ] = "auto",
+    lite_root: Annotated[
+        Path | None, typer.Option(help="Cheap IPA record folder (default: dataset/ipa-lite)")
+    ] = None,
+    max_epochs: Annotated[int, typer.Option(help="Epoch limit from scratch (IPA, DL)")] = 60,
+    patience: Annotated[int, typer.Option()] = 12,
+    tl_epochs: Annotated[int, typer.Option(help="Epoch limit of fine-tuning")] = 40,
+    tl_patience: Annotated[int, typer.Option()] = 10,
+    free_limit: Annotated[int, typer.Option(help="Free-label structures (0: all)")] = 1000,
+    free_epochs: Annotated[int, typer.Option()] = 4,
+    no_heatmap: Annotated[bool, typer.Option("--no-heatmap", help="Only the two edges of the grid")] = False,
+    no_free: Annotated[bool, typer.Option("--no-free", help="Skip the free-label rows")] = False,
+    no_cgat: Annotated[bool, typer.Option("--no-cgat", help="Skip CGAT")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run (CI)")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Learning curves and heat map over N_pre × N_RPA, full vs head-only transfer, free labels, CGAT vs
+    OptiMate; power-law fits with 95 % intervals, the two-size law and its backtest, the paper's claims."""
+    from ..data.store import Store
+    from ..study.scaling import ScalingOptions, run_scaling
+
+    if verbose:
+        logging.getLogger("optiladder").setLevel(logging.INFO)
+    try:
+        kw = dict(ipa_source=ipa_source, lite_root=str(lite_root) if lite_root else None, threads=threads)
+        if quick:
+            opts = ScalingOptions.quick_mode(**kw)
+        else:
+            opts = ScalingOptions(
+                seeds=seeds, pre_sizes=tuple(int(s) for s in pre_sizes.split(",") if s.strip()),
+                rpa_sizes=tuple(int(s) for s in rpa_sizes.split(",") if s.strip()), rpa_ref=rpa_ref,
+                max_epochs=max_epochs, patience=patience, tl_epochs=tl_epochs, tl_patience=tl_patience,
+                free_limit=free_limit, free_epochs=free_epochs, heatmap=not no_heatmap, free_labels=not no_free,
+                cgat=not no_cgat, **kw,
+            )  # fmt: skip
+        res = run_scaling(out, opts, Store(dataset) if dataset else Store())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for label, c in res["analysis"]["rpa_curves"].items():
+        f = c.get("fit_1msc", {})
+        slope = (
+            f"slope {f['slope']:.2f} [{f['slope_ci'][0]:.2f}, {f['slope_ci'][1]:.2f}]" if "slope" in f else ""
+        )
+        typer.echo(f"{label:<32} test median SC at all: {c['table'][-1]['test_median_sc']:.3f}  {slope}")
+    typer.echo(f"report: {out / 'README.md'} ({res['seconds']:.0f} s)")

@@ -1,4 +1,4 @@
-"""Neural networks: the OptiMate graph attention network and its parts (one layer per file).
+"""Neural networks: the OptiMate graph attention network, the CGAT alternative, and their parts (one layer per file).
 
 ``OptiMate(**config)`` rebuilds a model from its recorded ``config``; :func:`spectrum_model` and
 :func:`scalar_model` give the two head variants. Importing this package imports torch.
@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .cgat import CGAT, cgat_model
 from .gatv2 import GATv2
 from .heads import Head
 from .mlp import MLP
@@ -21,7 +22,7 @@ from .optimate import (
 )
 from .pooling import AttentionPool
 
-MODEL_CLASSES: dict[str, type] = {"OptiMate": OptiMate}
+MODEL_CLASSES: dict[str, type] = {"OptiMate": OptiMate, "CGAT": CGAT}
 
 __all__ = [
     "BODY_MODULES",
@@ -31,10 +32,12 @@ __all__ = [
     "MLP",
     "TRAINABLE_CHOICES",
     "AttentionPool",
+    "CGAT",
     "GATv2",
     "Head",
     "OptiMate",
     "Trainable",
+    "cgat_model",
     "scalar_model",
     "spectrum_model",
 ]

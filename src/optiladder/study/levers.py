@@ -156,6 +156,20 @@ def load_sets(store, extra: tuple[str, ...] = ()) -> dict[str, EvalSet]:
     return out
 
 
+def study_sets(store, extra: tuple[str, ...] = (), pool_limit: int = 0, seed: int = 0, study: str = "levers"):
+    """:func:`load_sets` with the pool cut to a seeded random ``pool_limit`` materials (0: all); checks that
+    there are ≥ 4 training, ≥ 1 validation and ≥ 1 test material. Returns ``(pool, validation, test)``."""
+    sets = load_sets(store, extra)
+    pool, val, test = sets["pool"], sets["validation"], sets["test"]
+    if pool_limit and len(pool) > pool_limit:
+        keep = np.zeros(len(pool), bool)
+        keep[np.random.default_rng(seed).permutation(len(pool))[:pool_limit]] = True
+        pool = EvalSet(pool.arrays.subset(keep), pool.gaps[keep])
+    if len(pool) < 4 or not len(val) or not len(test):
+        raise ValueError(f"the {study} study needs ≥ 4 training, ≥ 1 validation and ≥ 1 test material")
+    return pool, val, test
+
+
 class Featurize:
     """Graph ``Data`` lists of structures with or without foundation node features (both cached on disk)."""
 
@@ -296,14 +310,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(choose_threads(opts.threads))
     t0 = time.perf_counter()
-    sets = load_sets(store or Store(), opts.extra)
-    pool, val, test = sets["pool"], sets["validation"], sets["test"]
-    if opts.pool_limit and len(pool) > opts.pool_limit:
-        keep = np.zeros(len(pool), bool)
-        keep[np.random.default_rng(opts.seed).permutation(len(pool))[: opts.pool_limit]] = True
-        pool = EvalSet(pool.arrays.subset(keep), pool.gaps[keep])
-    if len(pool) < 4 or not len(val) or not len(test):
-        raise ValueError("the levers study needs ≥ 4 training, ≥ 1 validation and ≥ 1 test material")
+    pool, val, test = study_sets(store or Store(), opts.extra, opts.pool_limit, opts.seed)
     log.info("levers: pool %d, validation %d, test %d", len(pool), len(val), len(test))
     feat = Featurize()
     node_dim = {k: f.node_dim for k, f in feat.featurizers.items()}
@@ -573,4 +580,4 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     return results
 
 
-__all__ = ["VARIANTS", "LeverOptions", "load_sets", "run_levers"]
+__all__ = ["VARIANTS", "LeverOptions", "load_sets", "run_levers", "study_sets"]

@@ -1,0 +1,108 @@
+"""Scaling laws, the two-size law, its backtest and the planner on synthetic points with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optiladder.study.laws import Plane, backtest, fit_plane, fit_power_law, format_plan, plan, slopes_differ
+
+SIZES = np.array([25, 50, 100, 200, 400])
+
+
+def test_power_law_recovers_a_known_slope():
+    rng = np.random.default_rng(0)
+    n = np.repeat(SIZES, 3)  # three "seeds" per size
+    y = 3.0 * n**-0.35 * np.exp(rng.normal(0, 0.03, n.size))
+    law = fit_power_law(n, y)
+    assert abs(law.slope + 0.35) < 0.05 and law.slope_ci[1] - law.slope_ci[0] < 0.1
+    # the 95 % interval holds the true slope in ~95 % of repeated experiments
+    hits = [
+        (lambda f: f.slope_ci[0] < -0.35 < f.slope_ci[1])(
+            fit_power_law(n, 3.0 * n**-0.35 * np.exp(rng.normal(0, 0.03, n.size)))
+        )
+        for _ in range(300)
+    ]
+    assert 0.91 <= np.mean(hits) <= 0.99
+    assert law.r2 > 0.95 and law.n_points == 15 and law.n_sizes == 5
+    assert law.straight is True  # a power law has no curvature on log-log axes
+    # a saturating error (a floor) is not a straight line, and the check says so
+    bent = 0.1 + 3.0 * n**-0.8
+    assert fit_power_law(n, bent * np.exp(rng.normal(0, 0.01, n.size))).straight is False
+    # two slopes: the same law twice does not differ, a much flatter one does
+    flat = fit_power_law(n, 3.0 * n**-0.05 * np.exp(rng.normal(0, 0.03, n.size)))
+    assert not slopes_differ(law, fit_power_law(n, y[::-1][::-1]))["differ"]
+    assert slopes_differ(law, flat)["differ"]
+
+
+def test_power_law_refuses_too_few_points():
+    with pytest.raises(ValueError, match="≥ 3 points"):
+        fit_power_law([25, 50], [0.3, 0.2])
+    with pytest.raises(ValueError):
+        fit_power_law([25, 25, 25], [0.3, 0.2, 0.25])
+
+
+def _cells(a=-0.2, b=-0.1, c=0.0, noise=0.01, seeds=3):
+    rng = np.random.default_rng(1)
+    out = []
+    for p in (25, 50, 100, 200, 269):
+        for r in (25, 50, 100, 200, 269):
+            for _ in range(seeds):
+                err = np.exp(c + a * np.log(r) + b * np.log(p) + rng.normal(0, noise))
+                out.append({"n_rpa": r, "n_pre": p, "sc": 1 - err})
+    return out
+
+
+def test_plane_and_backtest_recover_the_full_data():
+    cells = _cells()
+    plane = fit_plane([c["n_rpa"] for c in cells], [c["n_pre"] for c in cells], [c["sc"] for c in cells])
+    assert plane.slope_ci(1)[0] < -0.2 < plane.slope_ci(1)[1]
+    assert plane.slope_ci(2)[0] < -0.1 < plane.slope_ci(2)[1]
+    truth = 1 - np.exp(-0.2 * np.log(269) - 0.1 * np.log(269))
+    sc, lo, hi = plane.predict(269, 269)
+    assert lo < truth < hi and abs(sc - truth) < 0.01
+    bt = backtest(cells, (269, 269))
+    assert bt["fitted_on"] == 4 * 4 * 3  # only cells below the full data on both axes
+    assert bt["measured_in_predicted"] and bt["predicted_half_width"] < 0.03 and bt["passes"]
+    # a law that does not hold (the full data far better than the trend) fails the backtest
+    bad = [dict(c, sc=c["sc"] + 0.1) if (c["n_rpa"], c["n_pre"]) == (269, 269) else c for c in cells]
+    assert not backtest(bad, (269, 269))["passes"]
+
+
+def _plane(a, b, noise=1e-4):
+    return Plane([0.0, a, b], [[noise, 0, 0], [0, noise, 0], [0, 0, noise]], 40, 0.99, 43, 269, 269)
+
+
+COSTS = {"ipa+rpa": {2: 20.0, 3: 50.0, 4: 100.0}, "cheap-ipa": {2: 4.0, 3: 10.0, 4: 20.0}}
+AVAIL = {"ipa+rpa": {2: 50, 3: 500, 4: 5000}, "cheap-ipa": {2: 50, 3: 500, 4: 5000}}
+
+
+def test_planner_follows_the_slopes():
+    # pre-training does nothing: every core-hour goes to IPA + RPA
+    p = plan(10, _plane(-0.3, 0.0), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
+    assert p.counts["ipa+rpa"] and not p.counts["cheap-ipa"] and p.n_rpa > 269
+    assert sum(p.core_hours.values()) <= 10 + 1e-9 and p.sc > p.now[0]
+    # the cheapest cells first, each size at most what is available
+    assert p.counts["ipa+rpa"][2] == 50
+    # RPA size does nothing, pre-training does: everything on cheap IPA
+    q = plan(10, _plane(0.0, -0.3), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
+    assert q.counts["cheap-ipa"] and not q.counts["ipa+rpa"] and q.n_pre > p.n_pre
+    assert any("RPA-size slope" in w for w in q.warnings) and not q.decisive
+    # more budget never predicts less
+    r = plan(40, _plane(-0.3, -0.1), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
+    s = plan(10, _plane(-0.3, -0.1), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
+    assert r.sc >= s.sc and r.interval[0] <= r.sc <= r.interval[1]
+    assert "expected median test SC" in format_plan(r)
+
+
+def test_planner_says_when_it_cannot_answer():
+    z = plan(0.001, _plane(-0.3, -0.1), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
+    assert not any(z.counts.values()) and any("buys no calculation" in w for w in z.warnings)
+    vague = plan(10, _plane(-0.3, -0.1, noise=0.5), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
+    assert not vague.decisive and any("too uncertain" in w for w in vague.warnings)
+    only = plan(
+        10, _plane(-0.3, -0.1), n_rpa=269, n_pre=269, costs={"ipa+rpa": COSTS["ipa+rpa"]}, available=AVAIL
+    )
+    assert any("no measured cost for cheap-ipa" in w for w in only.warnings)
+    with pytest.raises(ValueError):
+        plan(-1, _plane(-0.3, -0.1), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
