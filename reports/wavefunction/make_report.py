@@ -101,6 +101,20 @@ def vae_table() -> str:
     return "\n".join(rows)
 
 
+def vae_verdict() -> str:
+    path = ROOT / "reports/wavefunction/vae.json"
+    if not path.exists():
+        return "not measured"
+    res = json.loads(path.read_text())
+    best = max(res["models"], key=lambda m: m["validation"]["r2_aligned"])
+    r2 = best["validation"]["r2_aligned"]
+    test = f", test {best['test']['r2_aligned']:.2f}" if "test" in best else ""
+    return (
+        f"**{'reached' if r2 >= 0.9 else 'not reached'}**: {r2:.2f} on the validation materials{test} "
+        f"({best['channels']} channels)"
+    )
+
+
 def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed: int = 0) -> dict:
     """t-SNE (scikit-learn) of the state latents μ of every G0W0-labelled state, coloured by ε_QP − ε_DFT (eV),
     after Hou, Wu & Qiu's Fig. 3d; one marker per material. Writes ``out`` (PNG); returns a small summary."""
@@ -119,8 +133,9 @@ def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed:
     for path in sorted((ROOT / "dataset/gw").glob("gpaw-g0w0-v*/*.json.gz")):  # v2 sorts last: it wins
         r = read_gw_record(path)
         recs[r["mat_id"]] = r
-    states = load_states(sorted(exports.glob("*.npz")), grid=grid)
-    states = states.subset([m for m in states.mat_ids if m in recs])
+    states = load_states(
+        [exports / f"{m}.npz" for m in sorted(recs) if (exports / f"{m}.npz").exists()], grid=grid
+    )
     vae, _ = load_vae(vae_dir)
     table = build_table(states, recs, vae)
     z = table.features[:, 1 : 1 + vae.latent]
@@ -151,6 +166,15 @@ def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return {"n_states": int(len(table.target)), "materials": table.mat_ids, "vae": vae_dir.name}
+
+
+def downstream_vae() -> str:
+    path = ROOT / "reports/wavefunction/downstream.json"
+    if not path.exists():
+        return "no run"
+    res = json.loads(path.read_text())
+    r2 = res["vae_card"].get("validation_r2_aligned")
+    return f"`{res['vae']}`" + (f", validation R² {r2:.2f}" if r2 is not None else "")
 
 
 def downstream_table() -> str:
@@ -212,8 +236,10 @@ if __name__ == "__main__":
     text = (here / "README.template.md").read_text()
     text = (
         text.replace("GW_TABLE", gw_table())
+        .replace("VAE_VERDICT", vae_verdict())
         .replace("VAE_TABLE", vae_table())
         .replace("DOWNSTREAM_TABLE", downstream_table())
+        .replace("DOWNSTREAM_VAE", downstream_vae())
     )
     (here / "README.md").write_text(text)
     print(f"wrote {here / 'README.md'}")

@@ -149,16 +149,16 @@ def test_training_overfits_real_states_and_round_trips(si_pair, tmp_path):
     assert 0.99 < states.x.max() <= 1.0
     x = states.x[::4]  # 16 states: bands 0 and 4 (a valence and a conduction band) at each of the 8 k-points
     torch.manual_seed(0)
-    model, hist = train_vae(x, channels=4, latent=8, epochs=80, batch_size=8, lr=3e-3)
-    assert hist[-1]["mse"] < 0.3 * hist[0]["mse"]
+    model, hist = train_vae(x, channels=4, latent=8, epochs=200, batch_size=4, lr=3e-3)  # 800 steps, ~25 s
+    assert hist[-1]["mse"] < 0.2 * hist[0]["mse"]
     recon = reconstruct(model, x)
     assert recon.shape == x.shape  # the adaptive last layer returns the input grid
-    # the 16 states are reproduced (up to the shifts/permutations the latent forgets) ...
-    assert aligned_r2(x, recon) > 0.9
-    # ... because the code carries them: one decoded field for all (a decoder that ignored z) scores far lower
+    # the 16 states are reproduced (up to the shifts/permutations the latent forgets; measured 0.90) ...
+    assert aligned_r2(x, recon) > 0.85
+    # ... because the code carries them: one decoded field for all (a decoder that ignored z) fails (measured < 0)
     with torch.no_grad():
         blind = model.decode(torch.zeros(len(x), 8), (8, 8, 8))[:, 0].numpy()
-    assert aligned_r2(x, blind) < 0.7
+    assert aligned_r2(x, blind) < 0.5
     out = save_vae(model, tmp_path / "vae", {"task": "test"})
     back, card = load_vae(out)
     assert card["weights"]["n_parameters"] == sum(p.numel() for p in model.parameters())
