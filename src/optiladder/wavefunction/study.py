@@ -125,11 +125,7 @@ def vae_study(
             "train_seconds": round(secs, 1),
             **{name: _scores(model, x) for name, x in evals.items()},
             "per_material": {
-                name: {
-                    m: _scores(model, h.x[_sample(h.subset([m]), eval_per_material, seed + 1)])["r2_aligned"]
-                    for m in h.mat_ids
-                }
-                for name, h in held.items()
+                name: per_material_r2(model, h, eval_per_material, seed + 1) for name, h in held.items()
             },
             "history": hist,
         }
@@ -147,6 +143,15 @@ def vae_study(
         results["models"].append(entry)
     results["selected"] = max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["channels"]
     return results
+
+
+def per_material_r2(model, states: StateSet, per_material: int | None, seed: int) -> dict[str, float]:
+    """R² up to shifts/permutations of each material's states (at most ``per_material`` random ones)."""
+    out = {}
+    for m in states.mat_ids:
+        sub = states.subset([m])
+        out[m] = _scores(model, sub.x[_sample(sub, per_material, seed)])["r2_aligned"]
+    return out
 
 
 def _sample_rows(n: int, k: int, seed: int) -> np.ndarray:
