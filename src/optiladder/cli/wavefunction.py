@@ -174,7 +174,11 @@ def train(
             + "  ".join(f"{s} {m[s]['r2_aligned']:.3f}" for s in sets)
             + f"  {m['train_seconds']:.0f} s"
         )
-    typer.echo(f"selected on validation: channels {res['selected']}")
+    typer.echo(
+        f"selected on validation: channels {res['selected']}"
+        if res["selected"] is not None
+        else "no validation materials among the exports: no width selected"
+    )
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(res, indent=1) + "\n")

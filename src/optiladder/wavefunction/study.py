@@ -82,13 +82,14 @@ def vae_study(
     Scores (plain R² and R² up to the shifts/permutations the latent forgets, :func:`~.vae.aligned_r2`) on a
     sample of the training states, on the **validation** materials (where widths are compared) and on the
     **test** materials (reported, never used for a choice), beside the PCA yardstick (:func:`pca_r2`) on the
-    same states. Returns the results dict (``selected``: the width with the best validation R²).
+    same states. Returns the results dict (``selected``: the width with the best validation R², None without
+    validation materials).
     """
     torch.set_num_threads(1)
     states = load_states(paths, grid=grid)
     parts = split_materials(states.mat_ids)
-    if not parts["train"] or not parts["validation"]:
-        raise ValueError(f"need train and validation materials, got {parts}")
+    if not parts["train"] or not parts["held_out"]:
+        raise ValueError(f"need train and held-out (validation or test) materials, got {parts}")
     train = states.subset(parts["train"])
     train.check_trainable("VAE training")
     xi = train.x[_sample(train, per_material, seed)]
@@ -135,13 +136,17 @@ def vae_study(
             "grid": grid,
             "train_materials": train.mat_ids,
             "n_train_states": len(xi),
-            "validation_r2_aligned": entry["validation"]["r2_aligned"],
+            "validation_r2_aligned": entry.get("validation", {}).get("r2_aligned"),
             "date": results["date"],
         }
         save_vae(model, Path(out) / f"vae-c{c}", card)
-        log.info("VAE c=%d: validation R² %.3f (aligned)", c, entry["validation"]["r2_aligned"])
+        log.info("VAE c=%d: R² up to shifts/permutations %s", c, {k: entry[k]["r2_aligned"] for k in evals})
         results["models"].append(entry)
-    results["selected"] = max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["channels"]
+    results["selected"] = (  # chosen on validation only; without validation materials, no choice is made
+        max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["channels"]
+        if "validation" in evals
+        else None
+    )
     return results
 
 
