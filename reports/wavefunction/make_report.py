@@ -1,7 +1,8 @@
 """Write reports/wavefunction/README.md's tables from the committed G0W0 records and the study JSON files.
 
-Run from the repository root: ``python reports/wavefunction/make_report.py`` (fills README.template.md into
-README.md). Inputs: ``dataset/gw/*/*.json.gz``, ``reports/wavefunction/vae.json``,
+Run from the repository root: ``python reports/wavefunction/make_report.py [--exports DIR --vae MODEL]`` (fills
+README.template.md into README.md; with ``--exports`` it also draws ``tsne.png``, the t-SNE of the state latents
+coloured by G0W0 correction). Inputs: ``dataset/gw/*/*.json.gz``, ``reports/wavefunction/vae.json``,
 ``reports/wavefunction/downstream.json`` (written by ``optiladder wavefunction train|downstream --report``).
 """
 
@@ -63,20 +64,117 @@ def vae_table() -> str:
     if not path.exists():
         return "(no vae.json)"
     res = json.loads(path.read_text())
+    sets = [k for k in ("train", "validation", "test") if k in res["n_eval_states"]]
+    names = {"train": "train sample", "validation": "validation", "test": "test"}
     rows = [
         f"grid {res['grid']}³, latent {res['latent']}, {res['n_train_states']} training states of "
-        f"{len(res['train_materials'])} materials, {res['n_held_out_states']} held-out states of "
-        f"{len(res['held_out_materials'])} materials, {res['epochs']} epochs",
+        f"{len(res['train_materials'])} train-split materials, {res['epochs']} epochs (batch {res['batch_size']}, "
+        f"lr {res['lr']:g}); scored on "
+        + ", ".join(f"{res['n_eval_states'][k]} {names[k]} states" for k in sets)
+        + f" (validation: {', '.join(res['validation_materials'])}; test: {', '.join(res['test_materials'])}). "
+        "Each cell: R² up to grid shifts and axis permutations (plain R² in brackets).",
         "",
-        "| channels | parameters | R² train | R² held-out | R² held-out (best axis permutation) | train s |",
-        "|---|---|---|---|---|---|",
+        "| code | parameters | "
+        + " | ".join(f"R² {names[k]}" for k in sets)
+        + " | train s (wall, shared CPU) |",
+        "|---|---|" + "---|" * len(sets) + "---|",
     ]
     for m in res["models"]:
+        sel = " (selected on validation)" if m["channels"] == res.get("selected") else ""
         rows.append(
-            f"| {m['channels']} | {m['n_parameters']} | {m['r2_train']:.3f} | {m['r2_held_out']:.3f} | "
-            f"{m['r2_held_out_aligned']:.3f} | {m['train_seconds']:.0f} |"
+            f"| VAE, {m['channels']} channels{sel} | {m['n_parameters']:,} | "
+            + " | ".join(f"**{m[k]['r2_aligned']:.3f}** ({m[k]['r2']:.3f})" for k in sets)
+            + f" | {m['train_seconds']:.0f} |"
         )
+    for k, v in res["pca"].items():
+        rows.append(
+            f"| PCA, {k} components (linear, frame-keeping) | – | "
+            + " | ".join(f"{v[s]['r2_aligned']:.3f} ({v[s]['r2']:.3f})" for s in sets)
+            + " | – |"
+        )
+    per = [
+        f"{m['channels']} channels: "
+        + ", ".join(f"{mid} {r2:.2f}" for part in m["per_material"].values() for mid, r2 in part.items())
+        for m in res["models"]
+    ]
+    rows += ["", "Per held-out material (R² up to shifts/permutations): " + "; ".join(per) + "."]
     return "\n".join(rows)
+
+
+def vae_verdict() -> str:
+    path = ROOT / "reports/wavefunction/vae.json"
+    if not path.exists():
+        return "not measured"
+    res = json.loads(path.read_text())
+    best = max(res["models"], key=lambda m: m["validation"]["r2_aligned"])
+    r2 = best["validation"]["r2_aligned"]
+    test = f", test {best['test']['r2_aligned']:.2f}" if "test" in best else ""
+    return (
+        f"**{'reached' if r2 >= 0.9 else 'not reached'}**: {r2:.2f} on the validation materials{test} "
+        f"({best['channels']} channels)"
+    )
+
+
+def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed: int = 0) -> dict:
+    """t-SNE (scikit-learn) of the state latents μ of every G0W0-labelled state, coloured by ε_QP − ε_DFT (eV),
+    after Hou, Wu & Qiu's Fig. 3d; one marker per material. Writes ``out`` (PNG); returns a small summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.manifold import TSNE
+
+    from optiladder.wavefunction.data import load_states
+    from optiladder.wavefunction.downstream import build_table
+    from optiladder.wavefunction.vae import load_vae
+
+    recs = {}
+    for path in sorted((ROOT / "dataset/gw").glob("gpaw-g0w0-v*/*.json.gz")):  # v2 sorts last: it wins
+        r = read_gw_record(path)
+        recs[r["mat_id"]] = r
+    states = load_states(
+        [exports / f"{m}.npz" for m in sorted(recs) if (exports / f"{m}.npz").exists()], grid=grid
+    )
+    vae, _ = load_vae(vae_dir)
+    table = build_table(states, recs, vae)
+    z = table.features[:, 1 : 1 + vae.latent]
+    emb = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed).fit_transform(z)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    markers = "os^vDP*Xh<>"
+    vmin, vmax = np.percentile(table.target, [1, 99])
+    for j, mid in enumerate(table.mat_ids):
+        sel = table.material == j
+        sc = ax.scatter(
+            emb[sel, 0],
+            emb[sel, 1],
+            c=table.target[sel],
+            cmap="coolwarm",
+            vmin=vmin,
+            vmax=vmax,
+            s=12,
+            marker=markers[j % len(markers)],
+            label=f"{recs[mid]['formula']} ({mid})",
+            linewidths=0,
+        )
+    fig.colorbar(sc, ax=ax, label="G0W0 correction ε_QP − ε_DFT (eV)")
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    ax.set_title(f"State latents ({vae_dir.name}), {len(table.target)} labelled states")
+    ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return {"n_states": int(len(table.target)), "materials": table.mat_ids, "vae": vae_dir.name}
+
+
+def downstream_vae() -> str:
+    path = ROOT / "reports/wavefunction/downstream.json"
+    if not path.exists():
+        return "no run"
+    res = json.loads(path.read_text())
+    r2 = res["vae_card"].get("validation_r2_aligned")
+    return f"`{res['vae']}`" + (f", validation R² {r2:.2f}" if r2 is not None else "")
 
 
 def downstream_table() -> str:
@@ -124,8 +222,24 @@ def downstream_table() -> str:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--exports", type=Path, help="wf-pbe-v1 export folder: also draw tsne.png (needs the cache)"
+    )
+    ap.add_argument("--vae", type=Path, default=ROOT / "reports/wavefunction/models/vae-c4")
+    args = ap.parse_args()
     here = Path(__file__).parent
+    if args.exports:
+        print(tsne_figure(args.exports, args.vae, here / "tsne.png"))
     text = (here / "README.template.md").read_text()
-    text = text.replace("GW_TABLE", gw_table()).replace("DOWNSTREAM_TABLE", downstream_table())
+    text = (
+        text.replace("GW_TABLE", gw_table())
+        .replace("VAE_VERDICT", vae_verdict())
+        .replace("VAE_TABLE", vae_table())
+        .replace("DOWNSTREAM_TABLE", downstream_table())
+        .replace("DOWNSTREAM_VAE", downstream_vae())
+    )
     (here / "README.md").write_text(text)
     print(f"wrote {here / 'README.md'}")

@@ -144,21 +144,41 @@ def train(
     out: Annotated[Path, typer.Option(help="Folder for the models (vae-c<width>/)")] = Path("vae"),
     channels: Annotated[list[int], typer.Option(help="Widths to train (one model each)")] = [4, 8],  # noqa: B006
     grid: Annotated[int, typer.Option(help="Cubic model grid")] = 8,
-    epochs: Annotated[int, typer.Option()] = 8,
-    per_material: Annotated[int, typer.Option(help="Random training states per material")] = 48,
+    epochs: Annotated[int, typer.Option()] = 40,
+    per_material: Annotated[int, typer.Option(help="Random training states per material")] = 64,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine decay)")] = 2e-3,
     report: Annotated[Path | None, typer.Option(help="Write the results as JSON here")] = None,
 ) -> None:
-    """Train the state VAE on train-split materials; print the held-out reconstruction R² per width."""
+    """Train the state VAE on train-split materials; print R² (up to shifts/permutations) per width beside PCA."""
     _one_thread()
     from ..wavefunction.study import vae_study
 
     files = _npz_files(exports)
-    res = vae_study(files, out, channels=channels, grid=grid, epochs=epochs, per_material=per_material)
+    res = vae_study(
+        files,
+        out,
+        channels=channels,
+        grid=grid,
+        epochs=epochs,
+        per_material=per_material,
+        batch_size=batch_size,
+        lr=lr,
+    )
+    sets = [k for k in ("train", "validation", "test") if k in res["n_eval_states"]]
+    for k, v in res["pca"].items():
+        typer.echo(f"PCA k={k:>3}  " + "  ".join(f"{s} {v[s]['r2_aligned']:.3f}" for s in sets))
     for m in res["models"]:
         typer.echo(
-            f"channels {m['channels']:>3}  params {m['n_parameters']:>7}  R² train {m['r2_train']:.3f}  "
-            f"held-out {m['r2_held_out']:.3f} (aligned {m['r2_held_out_aligned']:.3f})  {m['train_seconds']:.0f} s"
+            f"VAE channels {m['channels']:>3}  params {m['n_parameters']:>7}  "
+            + "  ".join(f"{s} {m[s]['r2_aligned']:.3f}" for s in sets)
+            + f"  {m['train_seconds']:.0f} s"
         )
+    typer.echo(
+        f"selected on validation: channels {res['selected']}"
+        if res["selected"] is not None
+        else "no validation materials among the exports: no width selected"
+    )
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(res, indent=1) + "\n")

@@ -133,10 +133,16 @@ def load_states(paths: Sequence[str | Path], grid: int = 12) -> StateSet:
 
 
 def split_materials(mat_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Materials by the project's split: ``train`` (published train list or in none) vs ``held_out``."""
-    out: dict[str, list[str]] = {"train": [], "held_out": []}
+    """Materials by the project's split: ``train`` (published train list or in none), ``validation``, ``test``,
+    and ``held_out`` (validation + test)."""
+    out: dict[str, list[str]] = {"train": [], "validation": [], "test": [], "held_out": []}
     for m in mat_ids:
-        out["train" if split_of(m) in ("train", "none") else "held_out"].append(m)
+        s = split_of(m)
+        if s in ("train", "none"):
+            out["train"].append(m)
+        else:
+            out[s].append(m)
+            out["held_out"].append(m)
     return out
 
 

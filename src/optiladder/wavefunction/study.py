@@ -37,6 +37,31 @@ def _sample(states: StateSet, per_material: int | None, seed: int) -> np.ndarray
     return np.concatenate(out)
 
 
+def pca_r2(x_train: np.ndarray, evals: dict[str, np.ndarray], ks: Sequence[int] = (8, 16, 32)) -> dict:
+    """Yardstick: a linear, frame-keeping code (PCA of the training states, k components) scored like the VAE.
+
+    Returns ``{k: {name: {"r2": plain R², "r2_aligned": R² up to shifts/permutations}}}`` for each state set in
+    ``evals`` (``[n, g, g, g]`` each); the PCA is fitted on ``x_train`` only.
+    """
+    xf = x_train.reshape(len(x_train), -1).astype(np.float64)
+    mean = xf.mean(0)
+    vt = np.linalg.svd(xf - mean, full_matrices=False)[2]
+    out: dict = {}
+    for k in ks:
+        p = vt[:k]
+        out[k] = {}
+        for name, x in evals.items():
+            flat = x.reshape(len(x), -1).astype(np.float64)
+            rec = (mean + (flat - mean) @ p.T @ p).reshape(x.shape).astype(np.float32)
+            out[k][name] = {"r2": r2_score(x, rec), "r2_aligned": aligned_r2(x, rec)}
+    return out
+
+
+def _scores(model, x: np.ndarray) -> dict:
+    rec = reconstruct(model, x)
+    return {"r2": r2_score(x, rec), "r2_aligned": aligned_r2(x, rec)}
+
+
 def vae_study(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -44,70 +69,101 @@ def vae_study(
     channels: Sequence[int] = (4, 8),
     latent: int = 16,
     grid: int = 8,
-    per_material: int | None = 48,
+    per_material: int | None = 64,
     eval_per_material: int | None = 64,
-    epochs: int = 8,
+    epochs: int = 40,
+    batch_size: int = 8,
+    lr: float = 2e-3,
     seed: int = 0,
+    pca_ks: Sequence[int] = (8, 16, 32),
 ) -> dict:
-    """Train one VAE per width in ``channels``; save each to ``out/vae-c<width>``; return the results dict."""
+    """Train one VAE per width in ``channels`` on train-split states; save each to ``out/vae-c<width>``.
+
+    Scores (plain R² and R² up to the shifts/permutations the latent forgets, :func:`~.vae.aligned_r2`) on a
+    sample of the training states, on the **validation** materials (where widths are compared) and on the
+    **test** materials (reported, never used for a choice), beside the PCA yardstick (:func:`pca_r2`) on the
+    same states. Returns the results dict (``selected``: the width with the best validation R², None without
+    validation materials).
+    """
     torch.set_num_threads(1)
     states = load_states(paths, grid=grid)
     parts = split_materials(states.mat_ids)
     if not parts["train"] or not parts["held_out"]:
-        raise ValueError(f"need train and held-out materials, got {parts}")
+        raise ValueError(f"need train and held-out (validation or test) materials, got {parts}")
     train = states.subset(parts["train"])
     train.check_trainable("VAE training")
-    held = states.subset(parts["held_out"])
     xi = train.x[_sample(train, per_material, seed)]
-    xh = held.x[_sample(held, eval_per_material, seed + 1)]
+    evals = {"train": xi[_sample_rows(len(xi), 512, seed)]}
+    held: dict[str, StateSet] = {}
+    for name in ("validation", "test"):
+        if parts[name]:
+            held[name] = states.subset(parts[name])
+            evals[name] = held[name].x[_sample(held[name], eval_per_material, seed + 1)]
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "grid": grid,
         "latent": latent,
         "train_materials": train.mat_ids,
-        "held_out_materials": held.mat_ids,
+        "validation_materials": parts["validation"],
+        "test_materials": parts["test"],
         "n_train_states": len(xi),
-        "n_held_out_states": len(xh),
+        "n_eval_states": {k: len(v) for k, v in evals.items()},
         "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "pca": {str(k): v for k, v in pca_r2(xi, evals, pca_ks).items()},
         "models": [],
     }
     for c in channels:
         t0 = time.time()
-        model, hist = train_vae(xi, channels=c, latent=latent, epochs=epochs, seed=seed)
+        model, hist = train_vae(
+            xi, channels=c, latent=latent, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+        )
         secs = time.time() - t0
-        rh = reconstruct(model, xh)
-        rt = reconstruct(model, xi[: len(xh)])
         entry = {
             "channels": c,
             "n_parameters": int(sum(p.numel() for p in model.parameters())),
             "train_seconds": round(secs, 1),
-            "r2_train": r2_score(xi[: len(xh)], rt),
-            "r2_held_out": r2_score(xh, rh),
-            "r2_held_out_aligned": aligned_r2(xh, rh),
-            "r2_held_out_per_material": {
-                m: r2_score(
-                    held.x[held.material == j][: eval_per_material or None],
-                    reconstruct(model, held.x[held.material == j][: eval_per_material or None]),
-                )
-                for j, m in enumerate(held.mat_ids)
+            **{name: _scores(model, x) for name, x in evals.items()},
+            "per_material": {
+                name: per_material_r2(model, h, eval_per_material, seed + 1) for name, h in held.items()
             },
             "history": hist,
         }
         card = {
-            "task": "beta-VAE of |phi_nk(r)| (scaled to max 1) on a cubic model grid",
+            "task": "beta-VAE of |phi_nk(r)| (scaled to max 1) on a cubic model grid; loss and R² up to grid "
+            "shifts and axis permutations",
             "grid": grid,
             "train_materials": train.mat_ids,
             "n_train_states": len(xi),
-            "held_out_r2": entry["r2_held_out"],
-            "held_out_r2_aligned": entry["r2_held_out_aligned"],
+            "validation_r2_aligned": entry.get("validation", {}).get("r2_aligned"),
             "date": results["date"],
         }
         save_vae(model, Path(out) / f"vae-c{c}", card)
-        log.info(
-            "VAE c=%d: held-out R² %.3f (aligned %.3f)", c, entry["r2_held_out"], entry["r2_held_out_aligned"]
-        )
+        log.info("VAE c=%d: R² up to shifts/permutations %s", c, {k: entry[k]["r2_aligned"] for k in evals})
         results["models"].append(entry)
+    results["selected"] = (  # chosen on validation only; without validation materials, no choice is made
+        max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["channels"]
+        if "validation" in evals
+        else None
+    )
     return results
+
+
+def per_material_r2(model, states: StateSet, per_material: int | None, seed: int) -> dict[str, float]:
+    """R² up to shifts/permutations of each material's states (at most ``per_material`` random ones)."""
+    out = {}
+    for m in states.mat_ids:
+        sub = states.subset([m])
+        out[m] = _scores(model, sub.x[_sample(sub, per_material, seed)])["r2_aligned"]
+    return out
+
+
+def _sample_rows(n: int, k: int, seed: int) -> np.ndarray:
+    """At most ``k`` sorted random indices of ``range(n)``."""
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
 
 
 def downstream_study(
@@ -132,7 +188,7 @@ def downstream_study(
     table = build_table(states, recs, vae)
     parts = split_materials(table.mat_ids)
     tr_idx = [table.mat_ids.index(m) for m in parts["train"]]
-    te_idx = [table.mat_ids.index(m) for m in parts["held_out"]]
+    te_idx = [table.mat_ids.index(m) for m in parts["test"]]
 
     def sub(idx):
         from dataclasses import replace
@@ -153,7 +209,7 @@ def downstream_study(
     train, test = sub(tr_idx), sub(te_idx)
     res: dict = {
         "vae": str(vae_dir),
-        "vae_card": {k: card.get(k) for k in ("grid", "held_out_r2", "n_train_states")},
+        "vae_card": {k: card.get(k) for k in ("grid", "validation_r2_aligned", "n_train_states")},
         "train_materials": train.mat_ids,
         "test_materials": test.mat_ids,
         "n_train_states": len(train.target),

@@ -8,17 +8,23 @@ Encoder (input ``[B, 1, g, g, g]``, any g):
 * circular-padded 3-D convolutions (periodic boundaries) whose kernels are tied to be symmetric under those
   permutations (so every layer commutes with them too), with dilations 2 and 4 for a receptive field of 15 grid
   steps without any strided step (every layer also commutes with a shift of the origin by whole grid steps),
-  ReLU, then **global average pooling**, concatenated with a global max (both invariant, any grid size);
-* a dense layer to (μ, log σ²) of a ``latent``-dimensional Gaussian.
+  ReLU, then **global average pooling**, concatenated with a global max, of every layer's channels (both
+  invariant, any grid size);
+* a dense layer to (μ, log σ²) of a ``latent``-dimensional Gaussian (log σ² starts at ``LOGVAR_INIT``).
 
-Decoder (mirrored): dense → ``[c, 4, 4, 4]`` → two (trilinear ×2 upsampling + circular conv + ReLU) stages →
-the **adaptive last layer**: trilinear interpolation to the input grid and a circular conv, plus a linear path
-(dense latent → 8³, interpolated to the input grid; it lifted the training R² of a 128-state Si test from 0.28 to
-0.45 at equal cost), then a sigmoid (inputs are scaled to [0, 1], see :mod:`.data`). Loss: MSE + β·KL (KL per latent dimension, averaged over the batch).
+Decoder (mirrored): dense → ``[2c, 4, 4, 4]`` → trilinear ×2 upsampling + circular conv + ReLU → the **adaptive
+last layers**: trilinear interpolation to the input grid, a circular conv + ReLU and a circular conv to one
+channel, plus a linear path (dense latent → 8³, interpolated to the input grid), then a sigmoid (inputs are scaled
+to [0, 1], see :mod:`.data`).
 
-Because the latent forgets the origin and the orientation by design, the decoder reconstructs a state in the
-frame the training cells share (the standard primitive cells of the engine); :func:`aligned_r2` also reports R²
-after the best of the 6 axis permutations, which is what the latent can be asked to keep.
+**The loss is taken up to the symmetry the latent forgets.** The encoder is invariant under shifts of the origin
+by whole grid steps and permutations of the lattice directions, so the code cannot say where in the cell, or in
+which orientation, a state sits; a loss (or an R²) in the input's own frame asks the decoder for something the
+code does not hold, and it answers with the average over the ambiguity (states at symmetry-equivalent k-points,
+crystals whose origins differ by a sublattice shift). :func:`aligned_sq_err` (the squared error after the best
+cyclic shift and axis permutation, by FFT cross-correlation) is the reconstruction term of the loss, and
+:func:`aligned_r2` the R² the study reports beside the plain R². Loss: that MSE per voxel + β·KL (KL summed
+over latent dimensions, averaged over the batch).
 """
 
 from __future__ import annotations
@@ -35,14 +41,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..pretrained import sha256_file
-from .data import r2_score
 
 log = logging.getLogger(__name__)
 
 #: grid of the decoder's linear path (interpolated to the input grid like the convolutional path)
 SKIP_GRID = 8
+#: initial log σ² of the posterior (bias of the encoder's last layer)
+LOGVAR_INIT = -6.0
 PERMS: tuple[tuple[int, int, int], ...] = tuple(itertools.permutations((0, 1, 2)))
-FORMAT_VERSION = 1
+#: 2: pooled features of every trunk layer, decoder without the 16³ stage (version-1 folders do not load)
+FORMAT_VERSION = 2
 
 
 def permute_axes(x: torch.Tensor, perm: tuple[int, int, int]) -> torch.Tensor:
@@ -93,7 +101,12 @@ class StateVAE(nn.Module):
             SymConv3d(2 * c, 4 * c, 4),
             nn.ReLU(),
         )
-        self.to_stats = nn.Sequential(nn.Linear(8 * c, 4 * c), nn.ReLU(), nn.Linear(4 * c, 2 * latent))
+        # pooled features of every trunk layer (c + 2c + 4c channels, mean and max each)
+        self.to_stats = nn.Sequential(nn.Linear(14 * c, 8 * c), nn.ReLU(), nn.Linear(8 * c, 2 * latent))
+        with (
+            torch.no_grad()
+        ):  # start with a narrow posterior (σ = e^-3): the decoder sees the code, not noise
+            self.to_stats[-1].bias[latent:] = LOGVAR_INIT
         self.from_latent = nn.Linear(latent, 2 * c * 4**3)
         self.dec1 = _conv(2 * c, c)
         self.dec2 = _conv(c, c)
@@ -104,9 +117,16 @@ class StateVAE(nn.Module):
         self.channels = c
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Global average and global max of the trunk's channels, ``[B, 8c]`` (invariant, see the module doc)."""
-        h = self.trunk(x).flatten(2)
-        return torch.cat([h.mean(-1), h.amax(-1)], -1)
+        """Global average and global max of the channels of every trunk layer, ``[B, 14c]`` (invariant, see the
+        module doc)."""
+        out = []
+        h = x
+        for layer in self.trunk:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                f = h.flatten(2)
+                out += [f.mean(-1), f.amax(-1)]
+        return torch.cat(out, -1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²), each ``[B, latent]``, of ``x`` ``[B, 1, g, g, g]``."""
@@ -117,8 +137,8 @@ class StateVAE(nn.Module):
         """``[B, 1, *grid]`` in (0, 1) from codes ``[B, latent]``."""
         h = F.relu(self.from_latent(z)).view(len(z), 2 * self.channels, 4, 4, 4)
         h = F.relu(self.dec1(F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)))
-        h = F.relu(self.dec2(F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)))
-        h = F.interpolate(h, size=grid, mode="trilinear", align_corners=False)
+        h = F.interpolate(h, size=grid, mode="trilinear", align_corners=False)  # adaptive: to the input grid
+        h = F.relu(self.dec2(h))
         lin = self.skip(z).view(len(z), 1, SKIP_GRID, SKIP_GRID, SKIP_GRID)
         lin = F.interpolate(lin, size=grid, mode="trilinear", align_corners=False)
         return torch.sigmoid(self.last(h) + lin)
@@ -129,9 +149,10 @@ class StateVAE(nn.Module):
         return self.decode(z, tuple(x.shape[2:])), mu, logvar
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-        """(MSE + β·KL, MSE, KL) of a batch."""
+        """(MSE + β·KL, MSE, KL) of a batch; the MSE is taken after the best grid shift and axis permutation
+        (:func:`aligned_sq_err`), the symmetry the latent cannot see, per voxel."""
         recon, mu, logvar = self(x)
-        mse = F.mse_loss(recon, x)
+        mse = aligned_sq_err(recon, x).mean() / x[0].numel()
         kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)).mean()
         return mse + self.beta * kl, float(mse.detach()), float(kl.detach())
 
@@ -160,7 +181,7 @@ def train_vae(
     rng = np.random.default_rng(seed)
     model = StateVAE(channels, latent, beta)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=0.1 * lr)
     xt = torch.from_numpy(np.ascontiguousarray(x_train[:, None], dtype=np.float32))
     history = []
     t0 = time.time()
@@ -209,15 +230,45 @@ def reconstruct(model: StateVAE, x: np.ndarray, batch_size: int = 64) -> np.ndar
     return torch.cat(out).numpy()
 
 
+def aligned_sq_err(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error of each reconstruction after the best element of the group the latent forgets.
+
+    ``min over the 6 axis permutations p and all cyclic shifts s of Σ_r (roll(p·recon, s) − target)²``, per
+    sample, for ``[B, g, g, g]`` or ``[B, 1, g, g, g]`` (cubic grids); shape ``[B]``. The shift search is one
+    circular cross-correlation by FFT per permutation (``‖a‖² + ‖b‖² − 2 max_s corr(a, b)(s)``), so it costs 6
+    FFTs of the grid per sample. Differentiable (the gradient flows through the best alignment).
+    """
+    if recon.dim() == 5:
+        recon, target = recon[:, 0], target[:, 0]
+    dims = (1, 2, 3)
+    ft = torch.fft.rfftn(target, dim=dims)
+    norm_t = (target**2).sum(dims)
+    best = None
+    for p in PERMS:
+        y = recon.permute(0, *(1 + q for q in p))
+        corr = torch.fft.irfftn(ft * torch.fft.rfftn(y, dim=dims).conj(), s=target.shape[1:], dim=dims)
+        err = (y**2).sum(dims) + norm_t - 2 * corr.flatten(1).amax(1)
+        best = err if best is None else torch.minimum(best, err)
+    return best.clamp_min(0)
+
+
 def aligned_r2(target: np.ndarray, recon: np.ndarray) -> float:
-    """R² after giving each reconstruction the best of the 6 axis permutations (what an orientation-invariant
-    latent can be asked to reproduce); shapes ``[n, g, g, g]``."""
-    best = np.empty_like(recon)
-    for i in range(len(target)):
-        cands = [recon[i].transpose(p) for p in PERMS]
-        errs = [((c - target[i]) ** 2).sum() for c in cands]
-        best[i] = cands[int(np.argmin(errs))]
-    return r2_score(target, best)
+    """R² up to the symmetry the latent forgets: 1 − Σ_i min_g ‖g·recon_i − target_i‖² / Σ (y − ȳ)², g over axis
+    permutations × cyclic grid shifts (:func:`aligned_sq_err`); shapes ``[n, g, g, g]``, ȳ the mean over all."""
+    y = np.asarray(target, dtype=np.float32)
+    ss_tot = float(((y.astype(np.float64) - y.mean(dtype=np.float64)) ** 2).sum())
+    if ss_tot == 0:
+        raise ValueError("R² undefined for a constant target")
+    with torch.no_grad():
+        ss_res = sum(
+            float(
+                aligned_sq_err(
+                    torch.from_numpy(np.asarray(recon[i], np.float32)), torch.from_numpy(y[i])
+                ).sum()
+            )
+            for i in _batches(len(y), 256, None)
+        )
+    return 1.0 - ss_res / ss_tot
 
 
 def save_vae(model: StateVAE, out: str | Path, card: dict) -> Path:
@@ -251,6 +302,11 @@ def load_vae(path: str | Path) -> tuple[StateVAE, dict]:
         card = json.loads((path / "card.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a VAE folder ({type(exc).__name__}: {exc})") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: VAE format version {config.get('format_version')}, this code reads {FORMAT_VERSION} "
+            "(retrain with `optiladder wavefunction train`)"
+        )
     if sha256_file(path / "weights.pt") != card.get("weights", {}).get("sha256"):
         raise ValueError(f"{path}: weights.pt does not match the checksum in card.json")
     model = StateVAE(**config["kwargs"])
