@@ -87,4 +87,7 @@ def test_missing_foundation_package_is_one_line(examples, monkeypatch):
     assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit)
     (line,) = [ln for ln in r.output.splitlines() if ln.strip()]
     assert line.startswith("error: ") and "featurizer.json" in line
-    assert "'chgnet_not_installed_here' package, which is not installed" in line and "optiladder[foundation]" in line
+    assert (
+        "'chgnet_not_installed_here' package, which is not installed" in line
+        and "optiladder[foundation]" in line
+    )

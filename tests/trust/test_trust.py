@@ -64,7 +64,9 @@ def test_docs_state_the_shipped_models_thresholds_and_domain():
     cal, rule = unc["calibration"], unc["rule"]
     assert f"**{rule['min_expected']:.3f}**" in doc and f"**{rule['max_distance']:.2f}**" in doc
     assert f"a = {cal['a']:.4f}, b = {cal['b']:.4f}, c = {cal['c']:.4f}" in doc
-    assert f"[e - {-cal['q_lo']:.4f}, e + {cal['q_hi']:.4f}]" in doc and f"**{unc['latent_scale']:.4f}**" in doc
+    assert (
+        f"[e - {-cal['q_lo']:.4f}, e + {cal['q_hi']:.4f}]" in doc and f"**{unc['latent_scale']:.4f}**" in doc
+    )
     sizes = ", ".join(f"{k} atom{'s' if k != '1' else ''}: {v}" for k, v in data["train_nsites"].items())
     assert sizes in doc and " ".join(data["elements"]) in doc and card["version"] in doc
     fitted = ", ".join(f"{k} atoms: {v}" for k, v in unc["fitted_nsites"].items())

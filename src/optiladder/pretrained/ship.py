@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +62,19 @@ def _study_summary(models: Path, seed: int) -> dict[str, Any] | None:
     }
 
 
-def _study_settings(options: dict[str, Any] | None, variant: str, name: str, seed: int) -> dict[str, Any]:
-    """The training settings the levers study used for model ``name`` (its own ``_settings``), or ``{}``."""
-    if not options:
-        return {}
-    from dataclasses import asdict, fields
-
-    from ..study.levers import VARIANTS, LeverOptions, _settings
-
-    known = {f.name for f in fields(LeverOptions)}
-    opts = LeverOptions(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items() if k in known})
-    kind = {"ipa": "scratch", "rpa": VARIANTS[variant][2], "sc": "aux"}[name]
-    return asdict(_settings(opts, kind, seed))
-
-
 def ship(
-    models: str | Path, version: str, *, store: Any = None, root: str | Path | None = None
+    models: str | Path,
+    version: str,
+    *,
+    store: Any = None,
+    root: str | Path | None = None,
+    settings_of: Callable[[dict[str, Any], str, str, int], dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``."""
+    """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``.
+
+    ``settings_of(options, variant, name, seed)``: the training settings the study used for model ``name``
+    (``optiladder study ship`` passes :func:`optiladder.study.levers.training_settings`; this package does not
+    import the study), written into cards that lack them."""
     from ..data.store import Store
     from ..domain import TrainingDomain
     from ..training import load_model_dir
@@ -103,10 +99,10 @@ def ship(
         if study is not None:
             lever["study"] = study
             card["levers"] = lever
-            if not card["training"].get("settings"):
+            if not card["training"].get("settings") and settings_of is not None and study["options"]:
                 card["training"] = {
                     **card["training"],
-                    "settings": _study_settings(
+                    "settings": settings_of(
                         study["options"], str(lever.get("variant")), name, int(lever.get("seed", 0))
                     ),
                 }
