@@ -48,7 +48,8 @@ def _slow_cif(n_atoms: int = 3000) -> str:
 def server(predictor):
     app = create_app(predictor, workers={"workers": 2, "timeout": 1.5}, body_timeout=1.0)
     with ThreadedServer(app) as s:
-        httpx.post(s.url + "/predict", files={"file": ("SiC.cif", SIC.encode())}, timeout=120)  # warm up
+        # warm up: workers load CHGNet, the trust embeds the training crystals (minutes on a loaded machine)
+        httpx.post(s.url + "/predict", files={"file": ("SiC.cif", SIC.encode())}, timeout=600)
         yield s, app
 
 
