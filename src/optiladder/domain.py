@@ -7,7 +7,10 @@ with it and returns one-line warnings (empty: inside the domain on every static 
 prediction; they say why its verdict should not be trusted. The rules and thresholds (docs/predict.md):
 
 * an element no training crystal contains;
-* more atoms per cell than any training cell (the card's ``max_nsites``);
+* more atoms per cell than any training cell (the card's ``max_nsites``) and, for models whose ensemble card
+  records the cell sizes its uncertainty was calibrated on (``uncertainty.fitted_nsites``, the validation
+  crystals), more than any of those too: inside the calibrated sizes the ensemble's expected SC speaks for the
+  cell (e.g. models trained on ≤ 3-atom cells and calibrated on 2–4-atom validation cells flag 5 atoms and up);
 * an odd number of electrons per cell (a metal or open-shell system: the models learned PBE spectra of
   materials with a gap of at least 0.5 eV, which have an even number of electrons per cell);
 * only metallic elements (pymatgen's ``Element.is_metal``): likely a metal;
@@ -19,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -36,13 +40,34 @@ HIGH_DENSITY_FACTOR = 0.8
 
 @dataclass(frozen=True)
 class TrainingDomain:
-    """What the training crystals span. ``volume_per_atom``: (min, max) in Å³."""
+    """What the training crystals span. ``volume_per_atom``: (min, max) in Å³; ``cell_sizes``: (atoms per cell,
+    number of training crystals) pairs, ascending; ``calibrated_max_nsites``: the largest cell the uncertainty
+    of the models was calibrated on (None: no calibrated ensemble)."""
 
     elements: frozenset[str]
     elemental: frozenset[str]
     max_nsites: int
     volume_per_atom: tuple[float, float]
     n_train: int
+    cell_sizes: tuple[tuple[int, int], ...] = ()
+    calibrated_max_nsites: int | None = None
+
+    @property
+    def warn_nsites(self) -> int:
+        """Cells with more atoms than this get a static warning (see the module docstring)."""
+        return max(self.max_nsites, self.calibrated_max_nsites or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the service's ``/models`` and the page state it)."""
+        return {
+            "n_train": self.n_train,
+            "elements": sorted(self.elements),
+            "max_nsites": self.max_nsites,
+            "cell_sizes": {str(k): v for k, v in self.cell_sizes},
+            "calibrated_max_nsites": self.calibrated_max_nsites,
+            "warn_above_nsites": self.warn_nsites,
+            "volume_per_atom_A3": list(self.volume_per_atom),
+        }
 
     @classmethod
     def from_ids(cls, ids: Iterable[str]) -> TrainingDomain | None:
@@ -52,22 +77,30 @@ class TrainingDomain:
         if not entries:
             return None
         vpa = [e[2] for e in entries]
+        sizes = Counter(e[1] for e in entries)
         return cls(
             elements=frozenset(el for e in entries for el in e[0]),
             elemental=frozenset(e[0][0] for e in entries if len(e[0]) == 1),
             max_nsites=max(e[1] for e in entries),
             volume_per_atom=(float(min(vpa)), float(max(vpa))),
             n_train=len(entries),
+            cell_sizes=tuple(sorted(sizes.items())),
         )
 
     @classmethod
     def from_cards(cls, cards: Iterable[dict]) -> TrainingDomain | None:
         """The union of the training ids named in model cards (``training.train_ids`` or ``train_ids``)."""
         ids: set[str] = set()
+        calibrated: list[int] = []
         for card in cards:
             training = card.get("training") if isinstance(card.get("training"), dict) else {}
             ids.update(training.get("train_ids") or card.get("train_ids") or ())
-        return cls.from_ids(ids)
+            fitted = (card.get("uncertainty") or {}).get("fitted_nsites") or {}
+            calibrated.extend(int(k) for k, v in fitted.items() if v)
+        domain = cls.from_ids(ids)
+        if domain is not None and calibrated:
+            domain = replace(domain, calibrated_max_nsites=max(calibrated))
+        return domain
 
 
 @lru_cache(maxsize=1)
@@ -99,8 +132,14 @@ def static_warnings(structure: Any, domain: TrainingDomain | None) -> list[str]:
         unseen = [s for s in symbols if s not in domain.elements]
         if unseen:
             out.append(f"element(s) {', '.join(unseen)} in no training crystal")
-        if n > domain.max_nsites:
-            out.append(f"{n} atoms per cell, more than any training cell (at most {domain.max_nsites})")
+        if n > domain.warn_nsites:
+            if domain.calibrated_max_nsites is None:
+                out.append(f"{n} atoms per cell, more than any training cell (at most {domain.max_nsites})")
+            else:
+                out.append(
+                    f"{n} atoms per cell, more than any training cell (at most {domain.max_nsites}) or any cell "
+                    f"the uncertainty was calibrated on (at most {domain.calibrated_max_nsites})"
+                )
     if electrons % 2:
         out.append(f"odd number of electrons per cell ({electrons}): a metal or open-shell system")
     if metals:

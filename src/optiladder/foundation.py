@@ -16,7 +16,9 @@ Units: the embeddings are dimensionless network activations; shapes are ``[n_ato
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -60,6 +62,24 @@ class FoundationSpec:
         return cls(**d)
 
 
+#: foundation model → the Python package that provides it
+PACKAGES: dict[str, str] = {"chgnet-0.3.0": "chgnet"}
+MISSING_PACKAGE = (
+    "foundation features ({model}) need the '{package}' package, which is not installed: "
+    "pip install 'optiladder[foundation]' (scripts/setup.sh installs it)"
+)
+
+
+def require_package(model: str = "chgnet-0.3.0") -> None:
+    """Raise :class:`FoundationError` (one line) if the package of foundation model ``model`` is not installed
+    (checked without importing it)."""
+    import importlib.util
+
+    package = PACKAGES[model]
+    if importlib.util.find_spec(package) is None:
+        raise FoundationError(MISSING_PACKAGE.format(model=model, package=package))
+
+
 @lru_cache(maxsize=2)
 def _load_chgnet():
     """The CHGNet 0.3.0 model on CPU (eval mode), loaded once per process (~2 s after the import)."""
@@ -70,11 +90,10 @@ def _load_chgnet():
             warnings.simplefilter("ignore")
             from chgnet.model import CHGNet
 
-            model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
-    except ImportError as exc:
-        raise FoundationError(
-            "foundation features need the 'chgnet' package (pip install 'optiladder[foundation]')"
-        ) from exc
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its size even with verbose=False
+                model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+    except ImportError:
+        raise FoundationError(MISSING_PACKAGE.format(model="chgnet-0.3.0", package="chgnet")) from None
     except Exception as exc:  # noqa: BLE001 - missing weights, bad install
         raise FoundationError(f"CHGNet 0.3.0 could not be loaded ({type(exc).__name__}: {exc})") from None
     model.eval()

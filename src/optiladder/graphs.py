@@ -158,6 +158,9 @@ class Featurizer:
         """
         return [self.node_features(s) for s in species]
 
+    def check_available(self) -> None:
+        """Raise ``ValueError`` (one line) if a package these features need is not installed (none here)."""
+
     def edge_features(self, distances: np.ndarray) -> np.ndarray:
         """Gaussian expansion of distances ``[n_edges]`` (Å) → ``[n_edges, n_gaussians]`` float32."""
         d = np.asarray(distances, dtype=np.float64)[:, None]
@@ -198,6 +201,16 @@ class FoundationFeaturizer(Featurizer):
     def node_dim(self) -> int:
         """One-hot group and row (13) plus the embedding size (64 for CHGNet 0.3.0)."""
         return self.n_groups + self.n_rows + self.foundation_dim
+
+    def check_available(self) -> None:
+        """Raise ``ValueError`` if the foundation model's package is missing (checked when a model loads, so
+        a missing ``chgnet`` is one line, not a traceback at the first prediction)."""
+        from .foundation import FoundationError, require_package
+
+        try:
+            require_package(self.foundation)
+        except FoundationError as exc:
+            raise ValueError(str(exc)) from None
 
     def structure_node_features(
         self, structures: Sequence[Any], species: Sequence[np.ndarray], *, cached: bool = False

@@ -97,8 +97,8 @@ class Trust:
             w = []
             if e[k] < self.rule.min_expected:
                 w.append(
-                    f"uncertain spectrum: expected SC {e[k]:.2f} (80 % interval {lo[k]:.2f}–{hi[k]:.2f}) "
-                    f"below {self.rule.min_expected:.2f}"
+                    f"uncertain spectrum: expected SC {e[k]:.3f} (80 % interval {lo[k]:.2f}–{hi[k]:.2f}) "
+                    f"below {self.rule.min_expected:.3f}"
                 )
             if d[k] > self.rule.max_distance:
                 w.append(

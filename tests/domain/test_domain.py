@@ -33,9 +33,26 @@ def test_out_of_domain_crystals_get_no_silent_confident_verdict(predictor, key):
 
 
 def test_in_domain_example_has_no_warning(predictor, examples):
-    res = predictor.predict_one(examples / "SiC.cif")
+    res = predictor.predict_one(examples / "KInSe.POSCAR")
     assert res.ok and res.warnings == [] and "UNCERTAIN" not in res.verdict()
     assert res.to_dict(optics=False)["in_domain"] is True
+
+
+def test_cell_size_warning_starts_above_the_calibrated_cells(predictor):
+    """Models trained on ≤ 3-atom cells whose uncertainty was calibrated on 2–4-atom validation cells: a 4-atom
+    cell gets no static size warning (the calibrated expected SC speaks for it), a 5-atom cell does."""
+    from pymatgen.core import Structure
+
+    from optiladder.domain import static_warnings
+    from optiladder.structures import alexandria
+
+    d = predictor.domain
+    assert d.max_nsites == 3 and d.calibrated_max_nsites == 4 and d.warn_nsites == 4
+    four = next(e for e in alexandria("test") if e["nsites"] == 4)
+    five = next(e for e in alexandria("train") if e["nsites"] == 5)
+    assert not any("atoms per cell" in w for w in static_warnings(Structure.from_dict(four["structure"]), d))
+    (w,) = [w for w in static_warnings(Structure.from_dict(five["structure"]), d) if "atoms per cell" in w]
+    assert w.startswith("5 atoms per cell") and "(at most 4)" in w
 
 
 def test_domain_comes_from_the_cards_training_ids(predictor):

@@ -75,3 +75,19 @@ def test_pretrained_list_verifies_checksums():
     lines = r.stdout.splitlines()
     assert [ln.split()[0] for ln in lines] == ["ipa", "rpa", "sc"]
     assert all(ln.endswith("[ok]") for ln in lines)
+
+
+def test_missing_foundation_package_is_one_line(examples, monkeypatch):
+    """The shipped models need CHGNet's package for their node features: without it (simulated by asking for a
+    package name that is not installed) predict says so in one line naming the model file, no traceback."""
+    from optiladder import foundation
+
+    monkeypatch.setitem(foundation.PACKAGES, "chgnet-0.3.0", "chgnet_not_installed_here")
+    r = runner.invoke(app, ["predict", str(examples / "SiC.cif")])
+    assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit)
+    (line,) = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert line.startswith("error: ") and "featurizer.json" in line
+    assert (
+        "'chgnet_not_installed_here' package, which is not installed" in line
+        and "optiladder[foundation]" in line
+    )

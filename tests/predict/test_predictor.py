@@ -205,13 +205,15 @@ def test_ensemble_model_gives_mean_and_spread(examples):
     from optiladder.pretrained import load_model
     from optiladder.training import Model
 
-    rpa = load_model("rpa")
+    shipped = load_model("rpa")  # itself an ensemble: take its first member as the single network
+    card = {k: v for k, v in shipped.card.items() if k != "uncertainty"}
+    rpa = Model([shipped.nets[0]], shipped.featurizer, shipped.target, card)
     other = copy.deepcopy(rpa.net)
     with torch.no_grad():
         other.head.mlp.layers[-1].bias.add_(
             0.2
         )  # a second member that predicts Im ε higher by 0.2 everywhere
-    ens = Model([rpa.net, other], rpa.featurizer, rpa.target, {**rpa.card, "name": "rpa-ens"})
+    ens = Model([rpa.net, other], rpa.featurizer, rpa.target, {**card, "name": "rpa-ens"})
     [one] = Predictor({"rpa": rpa}).predict([examples / "SiC.cif"])
     [two] = Predictor({"rpa": ens}).predict([examples / "SiC.cif"])
     spread = two.spread["rpa"]

@@ -107,9 +107,25 @@ def test_ship_winner_into_a_registry(levers_run, tmp_path):
     from optiladder.pretrained.ship import ship
 
     out, _ = levers_run
-    paths = ship(out / "models", "v2099.01.01", store=Store(FIXTURES), root=tmp_path)
+    from optiladder.study.levers import training_settings
+
+    paths = ship(
+        out / "models", "v2099.01.01", store=Store(FIXTURES), root=tmp_path, settings_of=training_settings
+    )
     assert set(paths) == {"ipa", "rpa", "sc"}
     ipa, rpa = load_model("ipa", root=tmp_path), load_model("rpa", root=tmp_path)
+    # the cards state the training domain and the calibration cells, and the study's settings and medians
+    data, lever = rpa.card["data"], rpa.card["levers"]
+    assert sum(data["train_nsites"].values()) == data["train"] == rpa.card["training"]["n_train"]
+    assert max(map(int, data["train_nsites"])) == data["max_nsites"] and "Si" in data["elements"]
+    assert (
+        sum(rpa.card["uncertainty"]["fitted_nsites"].values()) == rpa.card["uncertainty"]["calibration"]["n"]
+    )
+    assert (
+        lever["study"]["ensemble_median_sc"]["validation"] > 0
+        and lever["study"]["winner"] == lever["variant"]
+    )
+    assert ipa.card["training"]["settings"]["lr"] == 1e-3 and rpa.card["training"]["settings"]["seed"] == 0
     assert rpa.members == 3 and rpa.card["training"]["parent"]["id"] == ipa.card["id"]
     assert rpa.card["metrics"]["values"]["median_sc"] > 0 and "snapshot" in rpa.card["retrained"]
     assert not set(rpa.card["training"]["train_ids"]) & set(Store(FIXTURES).table().split("test").ids)

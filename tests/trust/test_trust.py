@@ -50,3 +50,24 @@ def test_trust_expected_interval_and_thresholds():
     assert np.isclose(t["latent_distance"], 0.0, atol=1e-3)  # a training crystal is its own nearest neighbour
     assert q.warnings == [] and len(w.warnings) == 2
     assert any("expected SC" in x for x in w.warnings) and any("latent space" in x for x in w.warnings)
+
+
+def test_docs_state_the_shipped_models_thresholds_and_domain():
+    """docs/predict.md quotes the calibration, warning thresholds and training domain of the shipped rpa card."""
+    from pathlib import Path
+
+    from optiladder.pretrained import read_card
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "predict.md").read_text().replace("−", "-")
+    card = read_card("rpa")
+    unc, data = card["uncertainty"], card["data"]
+    cal, rule = unc["calibration"], unc["rule"]
+    assert f"**{rule['min_expected']:.3f}**" in doc and f"**{rule['max_distance']:.2f}**" in doc
+    assert f"a = {cal['a']:.4f}, b = {cal['b']:.4f}, c = {cal['c']:.4f}" in doc
+    assert (
+        f"[e - {-cal['q_lo']:.4f}, e + {cal['q_hi']:.4f}]" in doc and f"**{unc['latent_scale']:.4f}**" in doc
+    )
+    sizes = ", ".join(f"{k} atom{'s' if k != '1' else ''}: {v}" for k, v in data["train_nsites"].items())
+    assert sizes in doc and " ".join(data["elements"]) in doc and card["version"] in doc
+    fitted = ", ".join(f"{k} atoms: {v}" for k, v in unc["fitted_nsites"].items())
+    assert f"{cal['n']} validation crystals: {fitted}" in doc

@@ -193,8 +193,9 @@ def ship_levers(
     prediction snapshot: python tests/predict/make_snapshot.py)."""
     from ..data.store import Store
     from ..pretrained.ship import ship
+    from ..study.levers import training_settings
 
-    paths = ship(models, version, store=Store(dataset) if dataset else Store())
+    paths = ship(models, version, store=Store(dataset) if dataset else Store(), settings_of=training_settings)
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
     typer.echo("now regenerate the snapshot fixture: python tests/predict/make_snapshot.py")

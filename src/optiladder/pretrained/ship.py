@@ -7,11 +7,19 @@ states the data, installs them (``pretrained/<name>/<version>/``, float16 weight
 metrics with the one metric pipeline (:func:`optiladder.evaluation.card_metrics`) into the cards. The newest
 version is what ``Predictor.from_pretrained()`` loads, so the prediction snapshot fixture
 (``tests/predict/make_snapshot.py``) must be regenerated in the same commit; each card says so.
+
+The cards state the training domain the static checks and the page read (:mod:`optiladder.domain`): the cell
+sizes and elements of the training crystals (``data.train_nsites``, ``data.elements``) and, for the ensemble,
+the cell sizes of the validation crystals its uncertainty was calibrated on (``uncertainty.fitted_nsites``).
+When the study's ``results.json`` lies beside ``models/``, the cards also record the study's fine-tuning
+settings and the winner's validation and test medians (``levers.study``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +33,50 @@ DESCRIPTIONS = {
 }
 
 
+def _study_summary(models: Path, seed: int) -> dict[str, Any] | None:
+    """What the levers run that wrote ``models`` says about its winner (from ``../results.json``), or None."""
+    path = models.parent / "results.json"
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    rows = [r for r in res.get("ensemble", []) if r.get("seed") == seed]
+    if not rows:
+        return None
+    row = rows[0]
+    return {
+        "date": res.get("date"),
+        "winner": res.get("winner"),
+        "baseline": res.get("baseline"),
+        "n": res.get("n"),
+        "cells": res.get("cells"),
+        "options": res.get("options"),
+        "ensemble_median_sc": {
+            "validation": row["ensemble_validation"]["median_sc"],
+            "test": row["ensemble_test"]["median_sc"],
+        },
+        "single_member_test_median_sc": row.get("single_test_median_sc"),
+        "sc_head_mae": {
+            "validation": row["sc_predictor"]["head_mae_validation"],
+            "test": row["sc_predictor"]["head_mae_test"],
+        },
+    }
+
+
 def ship(
-    models: str | Path, version: str, *, store: Any = None, root: str | Path | None = None
+    models: str | Path,
+    version: str,
+    *,
+    store: Any = None,
+    root: str | Path | None = None,
+    settings_of: Callable[[dict[str, Any], str, str, int], dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``."""
+    """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``.
+
+    ``settings_of(options, variant, name, seed)``: the training settings the study used for model ``name``
+    (``optiladder study ship`` passes :func:`optiladder.study.levers.training_settings`; this package does not
+    import the study), written into cards that lack them."""
     from ..data.store import Store
+    from ..domain import TrainingDomain
     from ..training import load_model_dir
     from ..training.model import parent_ref
     from . import install
@@ -38,13 +85,31 @@ def ship(
     models = Path(models)
     store = store or Store()
     data = store.table(protocol=DATA_TAG)
-    counts = {k: int((data.splits == k).sum()) for k in ("train", "none", "validation", "test")}
     out: dict[str, Path] = {}
     installed: dict[str, Any] = {}
     for name, folder in (("ipa", "ipa"), ("rpa", "rpa-ensemble"), ("sc", "sc")):
         m = load_model_dir(models / folder)
         card = dict(m.card)
-        lever = card.get("levers", {})
+        lever = dict(card.get("levers", {}))
+        train_ids = list(card["training"]["train_ids"])
+        domain = TrainingDomain.from_ids(train_ids)
+        if domain is None or domain.n_train != len(set(train_ids)):
+            raise ValueError(f"{models / folder}: the card's training ids are not all bundled structures")
+        study = _study_summary(models, int(lever.get("seed", 0)))
+        if study is not None:
+            lever["study"] = study
+            card["levers"] = lever
+            if not card["training"].get("settings") and settings_of is not None and study["options"]:
+                card["training"] = {
+                    **card["training"],
+                    "settings": settings_of(
+                        study["options"], str(lever.get("variant")), name, int(lever.get("seed", 0))
+                    ),
+                }
+        unc = card.get("uncertainty")
+        if unc is not None and study is not None and "fitted_nsites" not in unc:
+            # the validation crystals the calibration and warning thresholds were fitted on, by cell size
+            card["uncertainty"] = {**unc, "fitted_nsites": study["cells"]["validation"]}
         card.update(
             name=name,
             version=version,
@@ -54,12 +119,14 @@ def ship(
             data={
                 "source": f"optiladder dataset, GPAW protocol {DATA_TAG} (PBE, Alexandria structures)",
                 "protocol": DATA_TAG,
-                "records": len(data),
-                **counts,
+                "records_at_ship": len(data),
+                "train": len(train_ids),
+                "validation": int(card["training"].get("n_validation") or 0),
+                "test": int((data.splits == "test").sum()),
                 "splits": {"train": ["train", "none"], "early_stopping": "validation", "metrics": "test"},
-                "max_nsites": int(
-                    max(data.nsites[[i in set(card["training"]["train_ids"]) for i in data.ids]])
-                ),
+                "max_nsites": domain.max_nsites,
+                "train_nsites": {str(k): v for k, v in domain.cell_sizes},
+                "elements": sorted(domain.elements),
                 "node_features": m.featurizer.spec()["name"],
             },
             retrained="retrained by optiladder study levers: the prediction snapshot fixture "

@@ -330,15 +330,7 @@ def create_app(
         """The model cards of the loaded models (data, splits, test metrics, parent, date, checksum)."""
         p = state.predictor
         d = p.domain
-        domain = None
-        if d is not None:
-            domain = {
-                "n_train": d.n_train,
-                "elements": sorted(d.elements),
-                "max_nsites": d.max_nsites,
-                "volume_per_atom_A3": list(d.volume_per_atom),
-                "max_atoms_accepted": p.max_atoms,
-            }
+        domain = None if d is None else {**d.to_dict(), "max_atoms_accepted": p.max_atoms}
         return {"threshold": p.threshold, "cards": p.cards(), "domain": domain}
 
     @app.post("/predict", tags=["predict"])

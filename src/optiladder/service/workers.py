@@ -7,7 +7,9 @@ validate, graphs, domain warnings) in ``workers`` child processes, each under an
 ``timeout`` seconds: a child that runs over is killed (SIGKILL) and replaced, a child that dies (e.g. out of
 memory) is replaced, and that input alone gets a one-line error. The event loop, ``/health`` and every other
 request carry on meanwhile. Children are started with ``spawn`` (no fork of a threaded server) and import
-numpy, pymatgen and the featurizer once; they never import torch.
+numpy, pymatgen and the featurizer once, in their warm-up before they report ready (``start_timeout``); for
+models with foundation-model node features (the shipped ones) that warm-up also imports torch and loads CHGNet
+(seconds on an idle core), so no request pays it and the per-input ``timeout`` covers the input alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds one input may take in a worker before the worker is killed (a real cell takes ~10–50 ms).
 DEFAULT_TIMEOUT = 20.0
+#: Seconds a worker may take to start and warm up (imports; CHGNet for foundation features: seconds when idle,
+#: minutes on a heavily shared machine) before the pool gives up on it.
+DEFAULT_START_TIMEOUT = 300.0
 #: Address-space limit of a worker process (MiB): Python, numpy, scipy and pymatgen need ~1 GiB of it.
 DEFAULT_MEMORY_MB = 3072
 
@@ -201,7 +206,7 @@ class PreparePool:
         workers: int = 2,
         timeout: float = DEFAULT_TIMEOUT,
         memory_mb: int = DEFAULT_MEMORY_MB,
-        start_timeout: float = 120.0,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
     ):
         self.featurizers, self.domain, self.max_atoms = featurizers, domain, int(max_atoms)
         self.timeout, self.memory_mb, self.start_timeout = (

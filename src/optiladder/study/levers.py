@@ -215,6 +215,19 @@ def _settings(opts: LeverOptions, kind: str, seed: int):
     raise ValueError(kind)
 
 
+def training_settings(options: dict[str, Any], variant: str, name: str, seed: int) -> dict[str, Any]:
+    """The settings (a ``TrainSettings`` as a dict) a run with ``options`` (``LeverOptions.to_dict()``, e.g. from
+    ``results.json``) used for the winner ``variant``'s model ``name`` (``ipa``, ``rpa`` members, ``sc``)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(LeverOptions)}
+    opts = LeverOptions(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in known}
+    )
+    kind = {"ipa": "scratch", "rpa": VARIANTS[variant][2], "sc": "aux"}[name]
+    return asdict(_settings(opts, kind, seed))
+
+
 def _new_model(node_dim: int, **kw: Any):
     from ..nn import OptiMate
 
@@ -580,4 +593,4 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     return results
 
 
-__all__ = ["VARIANTS", "LeverOptions", "load_sets", "run_levers", "study_sets"]
+__all__ = ["VARIANTS", "LeverOptions", "load_sets", "run_levers", "study_sets", "training_settings"]

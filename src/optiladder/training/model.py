@@ -459,6 +459,7 @@ def load_model_dir(folder: str | Path, *, device: str = "cpu") -> Model:
         raise PretrainedError(folder / TARGET_FILE, str(exc)) from None
     try:
         featurizer = featurizer_from_spec(_read_json(folder / FEATURIZER_FILE))
+        featurizer.check_available()  # e.g. a foundation model's package
     except ValueError as exc:
         raise PretrainedError(folder / FEATURIZER_FILE, str(exc)) from None
     try:

@@ -73,11 +73,17 @@ const OL = (() => {
     fetchJSON("/models").then((m) => {
       const d = m.domain;
       if (!d) return;
-      $("domain").textContent = `The models were trained on ${d.n_train} crystals of at most ${d.max_nsites} ` +
-        `atoms per cell (${d.elements.length} main-group elements, periods 1–5; ` +
-        `${d.volume_per_atom_A3[0].toFixed(1)}–${d.volume_per_atom_A3[1].toFixed(1)} Å³ per atom). Cells up to ` +
-        `${d.max_atoms_accepted} atoms are accepted; for larger cells, metals, odd electron counts or vacuum ` +
-        "the verdict is marked uncertain.";
+      const sizes = Object.entries(d.cell_sizes || {})
+        .map(([n, c]) => `${c} with ${n} atom${n === "1" ? "" : "s"}`).join(", ");
+      const calibrated = d.calibrated_max_nsites
+        ? ` Their uncertainty (expected SC, warnings) was calibrated on validation cells of up to ` +
+          `${d.calibrated_max_nsites} atoms; cells with more than ${d.warn_above_nsites} atoms are marked uncertain.`
+        : ` Cells with more than ${d.warn_above_nsites} atoms are marked uncertain.`;
+      $("domain").textContent = `Training domain: ${d.n_train} crystals of at most ${d.max_nsites} atoms per cell ` +
+        `(${sizes}), containing ${d.elements.length} elements (${d.elements.join(" ")}); ` +
+        `${d.volume_per_atom_A3[0].toFixed(1)}–${d.volume_per_atom_A3[1].toFixed(1)} Å³ per atom.` + calibrated +
+        ` Cells of up to ${d.max_atoms_accepted} atoms are accepted, but metals, odd electron counts, unseen ` +
+        "elements and vacuum also mark the verdict uncertain.";
     }).catch(() => {});
   }
 
