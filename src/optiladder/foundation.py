@@ -41,6 +41,11 @@ class FoundationError(RuntimeError):
     """The foundation model cannot be loaded or run (package missing, unreadable structure)."""
 
 
+class FoundationInputError(FoundationError):
+    """The foundation model ran but cannot describe these structures (e.g. an atom with no neighbour within
+    CHGNet's 6 Å graph cutoff): a problem of the input, not of the installation."""
+
+
 @dataclass(frozen=True)
 class FoundationSpec:
     """Which frozen foundation-model embedding is appended to the node features, and its size."""
@@ -135,7 +140,8 @@ def embeddings(
         try:
             out = model.predict_structure(pmg, task="e", return_atom_feas=True, batch_size=batch_size)
         except Exception as exc:  # noqa: BLE001 - CHGNet's graph builder raises several types
-            raise FoundationError(f"CHGNet failed ({type(exc).__name__}: {exc})") from None
+            detail = " ".join(str(exc).split())[:160]
+            raise FoundationInputError(f"CHGNet failed ({type(exc).__name__}: {detail})") from None
     if isinstance(out, dict):
         out = [out]
     embs = [

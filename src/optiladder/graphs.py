@@ -215,13 +215,16 @@ class FoundationFeaturizer(Featurizer):
     def structure_node_features(
         self, structures: Sequence[Any], species: Sequence[np.ndarray], *, cached: bool = False
     ) -> list[np.ndarray]:
-        from .foundation import EmbeddingCache, FoundationSpec, augment, embeddings
+        from .foundation import EmbeddingCache, FoundationInputError, FoundationSpec, augment, embeddings
 
         spec = FoundationSpec(self.foundation, self.foundation_dim)
         if cached:
             embs = EmbeddingCache(spec).get([s if isinstance(s, dict) else s.as_dict() for s in structures])
         else:
-            embs = embeddings(list(structures), spec)
+            try:
+                embs = embeddings(list(structures), spec)
+            except FoundationInputError as exc:  # one structure's problem: the caller's per-input error
+                raise GraphError(f"no {self.foundation} features: {exc}") from None
         return [augment(self.node_features(sp), e) for sp, e in zip(species, embs, strict=True)]
 
 

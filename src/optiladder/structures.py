@@ -38,6 +38,9 @@ MIN_VOLUME_PER_ATOM, MAX_VOLUME_PER_ATOM = 2.0, 500.0
 MIN_CELL_ANGLE, MAX_CELL_ANGLE = 5.0, 175.0
 #: Smallest accepted distance between lattice planes of the cell (Å): V / |a_i × a_j|.
 MIN_SPACING = 1.0
+#: Largest accepted |fractional coordinate|: a site written a few cells away is the same crystal, but one at
+#: 1e13 cells has lost its position to rounding and sends neighbour searches (CHGNet's among them) out of memory.
+MAX_FRACTIONAL = 100.0
 #: A sheared or skewed cell is LLL-reduced (same crystal, other cell vectors) only when its vectors are within
 #: this length (Å); beyond, the cell is refused as it is.
 _MAX_REDUCIBLE_LENGTH = 1e4
@@ -219,7 +222,8 @@ def _cell_problem(lattice: np.ndarray, g: dict | None = None) -> str | None:
 def check_geometry(structure, name: str):
     """Bound a structure's geometry before any neighbour search; returns it (LLL-reduced if its cell was skewed).
 
-    Refuses (one-line :class:`StructureError`): non-finite lattice or coordinates; volume per atom outside
+    Refuses (one-line :class:`StructureError`): non-finite lattice or coordinates; a fractional coordinate beyond
+    ±:data:`MAX_FRACTIONAL`; volume per atom outside
     [:data:`MIN_VOLUME_PER_ATOM`, :data:`MAX_VOLUME_PER_ATOM`] Å³; and a cell whose vector lengths, angles or
     interplanar spacings are outside [:data:`MIN_CELL_LENGTH`, :data:`MAX_CELL_LENGTH`] Å,
     [:data:`MIN_CELL_ANGLE`, :data:`MAX_CELL_ANGLE`]° and ≥ :data:`MIN_SPACING` Å even after LLL reduction. A
@@ -234,6 +238,12 @@ def check_geometry(structure, name: str):
     frac = np.asarray(structure.frac_coords, dtype=np.float64)
     if not np.all(np.isfinite(frac)):
         raise StructureError(name, "atomic coordinates are not finite (NaN or infinite)")
+    if np.abs(frac).max() > MAX_FRACTIONAL:
+        raise StructureError(
+            name,
+            f"fractional coordinate {frac.flat[np.abs(frac).argmax()]:.3g} is more than {MAX_FRACTIONAL:g} cells "
+            "away from the cell",
+        )
     geometry = cell_geometry(matrix)
     volume = geometry["volume"]
     if not np.isfinite(volume) or volume < 1e-3:

@@ -170,6 +170,14 @@ HOSTILE = {
     "a_nan": ("nan.cif", cif_with_a("nan"), "not finite"),
     "coordinate_inf": ("POSCAR_inf", poscar_with(8, "inf 0.75 0.75 P"), "not finite"),
     "coordinate_nan": ("POSCAR_nan", poscar_with(9, "0 nan 0 Al"), "not finite"),
+    # fuzz seed 20261131, input m0135: a coordinate of 8.7e13 made CHGNet's neighbour search run out of memory
+    # fuzz seed 20261129: an atom with no neighbour within CHGNet's 6 Å graph cutoff (here: Ne in a 7 Å cube)
+    "isolated_atom": (
+        "POSCAR_isolated",
+        "Ne\n1.0\n7 0 0\n0 7 0\n0 0 7\nNe\n1\ndirect\n0 0 0 Ne\n",
+        "no chgnet-0.3.0 features: CHGNet failed",
+    ),
+    "coordinate_far": ("POSCAR_far", poscar_with(9, "0.25 0.25 8.73064e13 Al"), "more than 100 cells away"),
     "lattice_inf": ("POSCAR_latinf", poscar_with(2, "inf 0 0"), "not finite"),
     "sheared_1e6": ("POSCAR_sheared", sheared_poscar(1e6), "cell vector"),
     "flat_cell": ("POSCAR_flat", flat_poscar(), "cell vector of 0.2 Å is shorter than 1.0 Å"),
