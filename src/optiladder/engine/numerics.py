@@ -64,7 +64,7 @@ NUMERICS: dict[str, Numerics] = {
 #: the numerics of records that carry no ``numerics`` block
 BASELINE_NUMERICS = "gpaw-dense-v1"
 #: what :func:`optiladder.engine.compute` (and so the campaign) uses unless told otherwise: proven equal to the
-#: baseline on every material of bench/engine (SC 1.0000, IPA and RPA, trace and xx/yy/zz) at 2–3× less CPU
+#: baseline on every material of bench/engine (SC 1.0000, IPA and RPA, trace and xx/yy/zz) at 1.5–2.8× less CPU
 DEFAULT_NUMERICS = "gpaw-direct-v1"
 
 
