@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from ..data.splits import held_out
 from .queue import NewJob
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ KINDS: dict[str, JobKind] = {
         ),
     )
 }
-HELD_OUT = ("validation", "test")
 
 
 def get_kind(name: str | JobKind) -> JobKind:
@@ -63,16 +63,6 @@ def get_kind(name: str | JobKind) -> JobKind:
         return KINDS[name]
     except KeyError:
         raise ValueError(f"unknown job kind {name!r}; known: {', '.join(KINDS)}") from None
-
-
-def held_out(job_id: str, split: str | None) -> str | None:
-    """The held-out split of a material (its own or the published lists'), or None if it may be trained on."""
-    from ..data.splits import split_of
-
-    for s in (split, split_of(job_id)):
-        if s in HELD_OUT:
-            return s
-    return None
 
 
 def kind_jobs(kind: str | JobKind, jobs: Iterable[NewJob]) -> tuple[list[NewJob], list[tuple[NewJob, str]]]:

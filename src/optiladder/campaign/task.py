@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.splits import held_out
 from ..data.store import record_index  # noqa: F401  (re-exported: the runner imports it from here)
 from . import child
-from .kinds import held_out
 from .queue import JobQueue, Lease, QueueError, is_postgres, open_queue, owner_name, sqlite_path
 from .zygote import ZygoteError, worker_zygote
 

@@ -40,10 +40,23 @@ def split_of(mat_id: str) -> str:
     return "none"
 
 
+#: the splits nothing may be trained on, at any level
+HELD_OUT = ("validation", "test")
+
+
+def held_out(mat_id: str, split: str | None = None) -> str | None:
+    """The held-out split of a material (its own recorded ``split`` or the published lists'), or None if it
+    may be trained on."""
+    for s in (split, split_of(mat_id)):
+        if s in HELD_OUT:
+            return s
+    return None
+
+
 def check_trainable(mat_ids, *, context: str = "training") -> None:
     """Raise :class:`LeakageError` if any id is in the validation or test list."""
-    held_out = split_ids()["validation"] | split_ids()["test"]
-    bad = sorted(set(mat_ids) & held_out)
+    ids = split_ids()
+    bad = sorted(set(mat_ids) & frozenset().union(*(ids[s] for s in HELD_OUT)))
     if bad:
         raise LeakageError(
             f"{context}: {len(bad)} validation/test material(s) may not be trained on "

@@ -35,6 +35,7 @@ from ..engine.records import (
 )
 from ..targets import DEFAULT_GRID, LEVELS, TRACE, Grid, record_traces
 from .admission import dataset_refusal, exclusion, record_numerics, record_physics
+from .splits import held_out as is_held_out
 from .splits import split_of
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ def cheap_ipa_records(
 
     store = Store(Path(root) if root is not None else cheap_ipa_root())
     arrays = store.table(grid=grid, components=components, levels=("ipa",), protocol=IPA_LITE_PROTOCOL)
-    listed = np.array([split_of(i) for i in arrays.ids], dtype=str)
-    held_out = np.isin(arrays.splits, ("validation", "test")) | np.isin(listed, ("validation", "test"))
+    held_out = np.array(
+        [is_held_out(i, s) is not None for i, s in zip(arrays.ids, arrays.splits, strict=True)], bool
+    )
     if held_out.any():
         log.warning(
             "%s: %d validation/test records left out of the cheap IPA set: %s",
