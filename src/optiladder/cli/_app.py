@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+#: the ``--dataset`` option of the study and plan commands
+DatasetOption = Annotated[
+    Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
+]
 
 app = typer.Typer(
     name="optiladder",

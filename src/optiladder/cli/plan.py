@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import app
+from ._app import DatasetOption, app
 
 #: the protocol of each kind of calculation the planner can buy
 PROTOCOL_OF = {"ipa+rpa": "gpaw-pbe-v1", "cheap-ipa": "gpaw-pbe-ipa-lite"}
@@ -72,9 +72,7 @@ def plan_cmd(
     report: Annotated[Path, typer.Option(help="Scaling study report folder (its results.json)")] = Path(
         "reports/scaling"
     ),
-    dataset: Annotated[
-        Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
-    ] = None,
+    dataset: DatasetOption = None,
     lite_root: Annotated[
         Path | None, typer.Option(help="Cheap IPA record folder (default: dataset/ipa-lite)")
     ] = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import app
+from ._app import DatasetOption, app
 
 study_app = typer.Typer(help="Learning studies on the dataset.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -19,9 +19,7 @@ def paper(
     out: Annotated[Path, typer.Option(help="Report folder (README.md, PNGs, results.json)")] = Path(
         "reports/paper"
     ),
-    dataset: Annotated[
-        Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
-    ] = None,
+    dataset: DatasetOption = None,
     sizes: Annotated[
         str, typer.Option(help="Comma-separated RPA training-set sizes (plus 'all')")
     ] = "100,300,1000",
@@ -107,9 +105,7 @@ def levers(
     out: Annotated[Path, typer.Option(help="Report folder (README.md, results.json, CSVs)")] = Path(
         "reports/levers"
     ),
-    dataset: Annotated[
-        Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
-    ] = None,
+    dataset: DatasetOption = None,
     extra: Annotated[
         list[Path] | None,
         typer.Option(help="Folder of evaluation-only records (validation/test ids only); repeatable"),
@@ -206,9 +202,7 @@ def scaling(
     out: Annotated[Path, typer.Option(help="Report folder (README.md, PNGs, results.json)")] = Path(
         "reports/scaling"
     ),
-    dataset: Annotated[
-        Path | None, typer.Option(help="Records folder (default: the repository's dataset)")
-    ] = None,
+    dataset: DatasetOption = None,
     seeds: Annotated[int, typer.Option(help="Seeds (mean ± std reported)")] = 3,
     pre_sizes: Annotated[
         str, typer.Option(help="Comma-separated IPA pre-training sizes N_pre (plus all)")
