@@ -310,7 +310,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     from ..onset import apply_onset
     from ..spectra import similarity_coefficient
     from ..targets import get_target
-    from ..training import Model, embed, fit, make_card, predict, save_model
+    from ..training import Model, embed, fit, make_card, predict, save_model, seed_everything
     from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
     from .paper import choose_threads
     from .report_levers import write_levers_readme
@@ -378,6 +378,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             free, found, tl_kind = VARIANTS[v]
             key = (free, found, seed)
             if key not in ipa_models:
+                # initial weights from this seed alone, not from the RNG state the runs before left behind
+                seed_everything(seed)
                 model = _new_model(node_dim[found])
                 if free:
                     transfer_body(free_models[found], model)
