@@ -58,6 +58,10 @@ class GraphError(ValueError):
     """A structure that cannot be turned into a graph (unknown element, bad lattice, no sites)."""
 
 
+#: what one structure's own graph building may raise (a bad input, not a bug): kept per structure
+INPUT_ERRORS = (ValueError, ArithmeticError, MemoryError)
+
+
 @dataclass(frozen=True)
 class Featurizer:
     """How a structure becomes a graph; saved with every model so inference builds graphs as training did.
@@ -158,6 +162,19 @@ class Featurizer:
         """
         return [self.node_features(s) for s in species]
 
+    def structure_node_features_each(
+        self, structures: Sequence[Any], species: Sequence[np.ndarray]
+    ) -> list[np.ndarray | Exception]:
+        """:meth:`structure_node_features` of each structure on its own: its features, or the exception that it
+        alone raises (:data:`INPUT_ERRORS`), so a batch of inputs goes on past a bad one."""
+        out: list[np.ndarray | Exception] = []
+        for st, sp in zip(structures, species, strict=True):
+            try:
+                out.append(self.structure_node_features([st], [sp])[0])
+            except INPUT_ERRORS as exc:
+                out.append(exc)
+        return out
+
     def check_available(self) -> None:
         """Raise ``ValueError`` (one line) if a package these features need is not installed (none here)."""
 
@@ -226,6 +243,18 @@ class FoundationFeaturizer(Featurizer):
             except FoundationInputError as exc:  # one structure's problem: the caller's per-input error
                 raise GraphError(f"no {self.foundation} features: {exc}") from None
         return [augment(self.node_features(sp), e) for sp, e in zip(species, embs, strict=True)]
+
+    def structure_node_features_each(
+        self, structures: Sequence[Any], species: Sequence[np.ndarray]
+    ) -> list[np.ndarray | Exception]:
+        """Node features of several structures in one batched foundation-model forward; if the batch fails,
+        each structure alone, so one bad input gets its own error and the others their features."""
+        if len(structures) > 1:
+            try:
+                return self.structure_node_features(structures, species)
+            except INPUT_ERRORS:
+                pass
+        return super().structure_node_features_each(structures, species)
 
 
 #: featurizer name → class, for :func:`featurizer_from_spec`
@@ -360,16 +389,40 @@ def neighbor_list(
 
 def structure_graph(structure: Any, featurizer: Featurizer = DEFAULT_FEATURIZER) -> Graph:
     """The OptiMate graph of a structure (pymatgen ``Structure``/dict or ASE ``Atoms``) as NumPy arrays."""
-    lattice, cart, symbols = _lattice_and_sites(structure)
-    species = featurizer.species_index(symbols)
-    i, j, d = neighbor_list(lattice, cart, featurizer.cutoff)
-    return Graph(
-        species=species,
-        x=featurizer.structure_node_features([structure], [species])[0],
-        edge_index=np.stack([i, j]),
-        distances=d.astype(np.float32),
-        edge_attr=featurizer.edge_features(d),
-    )
+    g = structure_graphs([structure], featurizer)[0]
+    if isinstance(g, Exception):
+        raise g
+    return g
+
+
+def structure_graphs(
+    structures: Sequence[Any], featurizer: Featurizer = DEFAULT_FEATURIZER
+) -> list[Graph | Exception]:
+    """:func:`structure_graph` of several structures: each a :class:`Graph`, or the exception that structure
+    alone raised (:class:`GraphError` or another of :data:`INPUT_ERRORS`), so a batch goes on past a bad input.
+    Structure-dependent node features (a foundation model) run as one batched forward."""
+    out: list[Graph | Exception | None] = [None] * len(structures)
+    parts: list[tuple[int, Any, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    for k, structure in enumerate(structures):
+        try:
+            lattice, cart, symbols = _lattice_and_sites(structure)
+            species = featurizer.species_index(symbols)
+            parts.append((k, structure, species, neighbor_list(lattice, cart, featurizer.cutoff)))
+        except INPUT_ERRORS as exc:
+            out[k] = exc
+    feats = featurizer.structure_node_features_each([p[1] for p in parts], [p[2] for p in parts])
+    for (k, _, species, (i, j, d)), x in zip(parts, feats, strict=True):
+        if isinstance(x, Exception):
+            out[k] = x
+            continue
+        out[k] = Graph(
+            species=species,
+            x=x,
+            edge_index=np.stack([i, j]),
+            distances=d.astype(np.float32),
+            edge_attr=featurizer.edge_features(d),
+        )
+    return out  # type: ignore[return-value]
 
 
 def to_data(graph: Graph, *, compress: bool = True, **attrs: Any):

@@ -326,39 +326,84 @@ def prepare_input(
     becomes the result's one-line ``error``; anything else is a bug and propagates. Needs no torch (the
     service runs it in worker processes).
     """
-    from .domain import static_warnings
-    from .graphs import GraphError, structure_graph
+    return prepare_inputs(
+        [(source, label)],
+        featurizers,
+        domain,
+        max_atoms=max_atoms,
+        validated=validated,
+        text=text,
+        threshold=threshold,
+        timings=timings,
+    )[0]
 
-    res = Prediction(name=label, threshold=threshold)
-    try:
-        t0 = time.perf_counter()
-        if text:
-            s = parse_text(source, label, max_atoms=max_atoms)
-        else:
-            s = source if validated else read_structure(source, name=label, max_atoms=max_atoms)
-        t1 = time.perf_counter()
+
+def _input_error(label: str, exc: BaseException) -> str:
+    """The one-line error of an input whose own reading or graph building raised ``exc``."""
+    from .graphs import GraphError
+
+    if isinstance(exc, StructureError):
+        return str(exc)
+    if isinstance(exc, GraphError):
+        return str(StructureError(label, str(exc)))
+    log.info("%s: %s", label, exc, exc_info=exc)
+    detail = " ".join(str(exc).split())[:200]
+    return f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
+
+
+def prepare_inputs(
+    items: Sequence[tuple[Any, str]],
+    featurizers: dict[str, Any],
+    domain: Any = None,
+    *,
+    max_atoms: int = DEFAULT_MAX_ATOMS,
+    validated: bool = False,
+    text: bool = False,
+    threshold: float = IPA_GOOD_ENOUGH_SC,
+    timings: dict[str, float] | None = None,
+) -> list[tuple[Prediction, dict[str, Any] | None]]:
+    """:func:`prepare_input` of several ``(source, label)`` pairs, in order, each input isolated as there. The
+    graphs of all readable inputs are built together, so structure-dependent node features (a foundation
+    model) run as one batched forward instead of one per input."""
+    from .domain import static_warnings
+    from .graphs import INPUT_ERRORS, structure_graphs
+
+    out: list[list[Any]] = [[Prediction(name=label, threshold=threshold), None] for _, label in items]
+    read: list[tuple[int, Any]] = []
+    t0 = time.perf_counter()
+    for k, (source, label) in enumerate(items):
         try:
-            graphs = {h: structure_graph(s, f) for h, f in featurizers.items()}
-        except GraphError as exc:
-            raise StructureError(label, str(exc)) from None
-        t2 = time.perf_counter()
-        with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
-            warnings.simplefilter("ignore", UserWarning)
-            res.formula = s.composition.reduced_formula
-        res.warnings = static_warnings(s, domain)
-    except StructureError as exc:
-        res.error = str(exc)
-        return res, None
-    except (ValueError, ArithmeticError, MemoryError) as exc:
-        log.info("%s: %s", label, exc, exc_info=True)
-        detail = " ".join(str(exc).split())[:200]
-        res.error = f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
-        return res, None
+            if text:
+                s = parse_text(source, label, max_atoms=max_atoms)
+            else:
+                s = source if validated else read_structure(source, name=label, max_atoms=max_atoms)
+            read.append((k, s))
+        except (StructureError, *INPUT_ERRORS) as exc:
+            out[k][0].error = _input_error(label, exc)
+    t1 = time.perf_counter()
+    built = {h: structure_graphs([s for _, s in read], f) for h, f in featurizers.items()}
+    t2 = time.perf_counter()
+    for pos, (k, s) in enumerate(read):
+        res = out[k][0]
+        try:
+            graphs = {}
+            for h, gs in built.items():
+                if isinstance(gs[pos], Exception):
+                    raise gs[pos]
+                graphs[h] = gs[pos]
+            with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
+                warnings.simplefilter("ignore", UserWarning)
+                res.formula = s.composition.reduced_formula
+            res.warnings = static_warnings(s, domain)
+        except (StructureError, *INPUT_ERRORS) as exc:
+            res.error = _input_error(res.name, exc)
+            continue
+        res.structure, res.nsites = s, len(s)
+        out[k][1] = graphs
     if timings is not None:
         timings["read"] = timings.get("read", 0.0) + t1 - t0
         timings["graph"] = timings.get("graph", 0.0) + t2 - t1
-    res.structure, res.nsites = s, len(s)
-    return res, graphs
+    return [(res, graphs) for res, graphs in out]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -589,13 +634,17 @@ class Predictor:
     def _predict_chunk(
         self, chunk, want: tuple[str, ...], embed: bool, validated: bool = False
     ) -> list[Prediction]:
-        results: list[Prediction] = []
-        ok: list[tuple[int, dict[str, Any]]] = []
-        for source, label in chunk:
-            res, g = self.prepare(source, label, validated=validated)
-            results.append(res)
-            if g is not None:
-                ok.append((len(results) - 1, g))
+        prepared = prepare_inputs(
+            chunk,
+            self.featurizers,
+            self.domain,
+            max_atoms=self.max_atoms,
+            validated=validated,
+            threshold=self.threshold,
+            timings=self.timings,
+        )
+        results = [res for res, _ in prepared]
+        ok = [(k, g) for k, (_, g) in enumerate(prepared) if g is not None]
         return self._finish(results, ok, want, embed)
 
     def predict_prepared(

@@ -127,8 +127,9 @@ def kk_real_from_imag(
     eps_im = np.asarray(eps_im, float)
     if omega_out is None:
         kernel = _cached_kernel(np.ascontiguousarray(omega).tobytes(), None if tail is None else float(tail))
-    else:
-        kernel = _kk_real_kernel(omega, np.asarray(omega_out, float), tail)
+        # the product in the cached kernel's float32 (a float64 operand would copy the kernel on every call)
+        return 1.0 + (eps_im.astype(np.float32) @ kernel).astype(float)
+    kernel = _kk_real_kernel(omega, np.asarray(omega_out, float), tail)
     return 1.0 + eps_im @ kernel
 
 

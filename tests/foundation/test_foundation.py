@@ -61,3 +61,23 @@ def test_cache_and_graph_augmentation(tmp_path):
     np.testing.assert_array_equal(x[:, :13], g.x)
     with pytest.raises(ValueError, match="atoms"):
         augment(g.x, e1[:1])
+
+
+def test_batched_graphs_equal_single_ones_and_isolate_a_bad_input():
+    """One batched CHGNet forward for a chunk of inputs gives each structure the graph it gets alone; a structure
+    CHGNet cannot describe (an atom with no neighbour within its 6 Å cutoff) gets its own error, the rest go on."""
+    from pymatgen.core import Lattice, Structure
+
+    from optiladder.graphs import FoundationFeaturizer, GraphError, structure_graph, structure_graphs
+
+    feat = FoundationFeaturizer()
+    good = [Structure.from_file(EXAMPLES / name) for name in ("SiC.cif", "SrClF.cif", "BN.cif")]
+    lonely = Structure(Lattice.cubic(7.5), ["Na"], [[0, 0, 0]])  # OptiMate's cutoff sees it, CHGNet's does not
+    with pytest.raises(GraphError, match="chgnet"):
+        structure_graph(lonely, feat)
+    out = structure_graphs([good[0], lonely, good[1], good[2]], feat)
+    assert isinstance(out[1], GraphError)
+    for g, s in zip([out[0], out[2], out[3]], good, strict=True):
+        alone = structure_graph(s, feat)
+        np.testing.assert_allclose(g.x, alone.x, atol=2e-4)
+        np.testing.assert_array_equal(g.edge_index, alone.edge_index)
