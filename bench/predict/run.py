@@ -108,8 +108,19 @@ def single(root: Path | None, repeats: int) -> dict:
     return out
 
 
-def throughput(root: Path | None, threads: int = 1, batch_size: int = 64) -> dict:
-    """Materials per second for every dataset structure (pymatgen dicts → spectra + verdict + warnings)."""
+def _predict_per_input(p, structures, ids) -> list:
+    """The path before chunks were prepared together: each input read and its graphs built alone
+    (:func:`optiladder.predict.prepare_input`, one CHGNet forward per structure), then the batched forward."""
+    out = []
+    for start in range(0, len(structures), p.batch_size):
+        chunk = zip(structures[start : start + p.batch_size], ids[start : start + p.batch_size], strict=True)
+        out += p.predict_prepared([p.prepare(s, i) for s, i in chunk])
+    return out
+
+
+def throughput(root: Path | None, threads: int = 1, batch_size: int = 64, per_input: bool = False) -> dict:
+    """Materials per second for every dataset structure (pymatgen dicts → spectra + verdict + warnings);
+    ``per_input``: graphs built one input at a time (:func:`_predict_per_input`), the baseline of batching."""
     import torch
 
     from optiladder.data.store import Store
@@ -120,7 +131,10 @@ def throughput(root: Path | None, threads: int = 1, batch_size: int = 64) -> dic
     p.predict(data.structures[:batch_size], data.ids[:batch_size])  # warm up
     p.timings = dict.fromkeys(p.timings, 0.0)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = p.predict(data.structures, data.ids)
+    if per_input:
+        res = _predict_per_input(p, data.structures, data.ids)
+    else:
+        res = p.predict(data.structures, data.ids)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert all(r.ok for r in res)
     return {
@@ -248,6 +262,19 @@ def write_md(results: dict, path: Path) -> None:
                 "2026-11-22), so the ratios, not the absolute times, are the result.")
         ,
     ]  # fmt: skip
+    pi = results.get("per_input")
+    if pi:
+        lines += [
+            "",
+            "## Chunks prepared together (one batched CHGNet forward per chunk) against one input at a time",
+            "",
+            "Shipped models, same run, one core, every dataset structure in batches of "
+            f"{pi['batch_size']}: graphs built per input (the code path before, `prepare_input` per structure then "
+            f"`predict_prepared`) **{pi['per_cpu_second']} /CPU s** ({pi['per_second']} /s wall), chunk prepared "
+            f"together (`Predictor.predict`) **{tn['per_cpu_second']} /CPU s** ({tn['per_second']} /s wall): "
+            f"**×{tn['per_cpu_second'] / pi['per_cpu_second']:.2f}** materials per CPU second. Graph stage "
+            f"{pi['stage_seconds']['graph']} s → {tn['stage_seconds']['graph']} s.",
+        ]
     lt = results.get("load")
     if lt:
         lines += [
@@ -297,6 +324,9 @@ def main() -> None:
             if root is None:
                 label = f"shipped ({single_res['version']})"
             results["models"][label] = {"single": single_res, "throughput": thr}
+        log.info("shipped, graphs built per input: throughput …")
+        results["per_input"] = throughput(None, per_input=True)
+        log.info("%s", results["per_input"])
     if args.load_test:
         log.info("load test …")
         results["load"] = load_test(args.requests, args.concurrency)

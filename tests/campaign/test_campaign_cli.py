@@ -6,6 +6,7 @@ a permanent failure in the engine) and garbage.cif (unreadable: failed at enqueu
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -239,3 +240,34 @@ def test_campaign_on_postgres(tmp_path, tiny_inputs, pg_url):
     assert p1.wait(timeout=180) == 0, (tmp_path / "a.log").read_text()
     assert p2.wait(timeout=180) == 0, (tmp_path / "b.log").read_text()
     assert_exactly_once(pg_url, store, work)
+
+
+def test_refusals_are_kept_in_the_store_and_never_recomputed(tmp_path):
+    """A material the engine refuses for good (here an open shell: one H atom, 1 valence electron) leaves
+    ``refused/<id>.json`` in the store; a fresh database over the same store fails its job at once, unclaimed."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "H_atom.cif").write_text(
+        "data_H\n_cell_length_a 3.0\n_cell_length_b 3.0\n_cell_length_c 3.0\n_cell_angle_alpha 90\n"
+        "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n"
+        "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+        "H1 H 0 0 0\n"
+    )
+    store, work = tmp_path / "store", tmp_path / "work"
+    first = run_cli(*_args(inputs, str(tmp_path / "a.db"), store, work), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    refusal = store / "refused" / "H_atom.json"
+    ref = json.loads(refusal.read_text())
+    assert ref["kind"] == "OpenShellError" and "odd number of valence electrons (1)" in ref["error"]
+    assert ref["protocol"] == "test"
+    assert not list(store.glob("*.json.gz"))  # no record, and nothing else written beside the refusal
+
+    fresh = tmp_path / "b.db"
+    second = run_cli(*_args(inputs, str(fresh), store, work), cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "1 refused before (not recomputed)" in second.stderr + second.stdout
+    with open_queue(str(fresh), create=False) as q:
+        (job,) = q.jobs()
+        assert q.attempts() == []  # never claimed
+    assert job["state"] == "failed" and job["permanent"] == 1 and "refused before" in job["error"]
+    assert refusal.read_text() == json.dumps(ref, indent=1, sort_keys=True) + "\n"  # kept as it was

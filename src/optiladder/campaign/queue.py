@@ -409,6 +409,16 @@ class JobQueue:
         )
         return cur.rowcount == 1
 
+    def mark_refused(self, job_id: str, error: str) -> bool:
+        """Fail a queued job permanently with a refusal the store holds (the engine refused the material before,
+        e.g. metallic), without computing it again. Returns True if the job changed."""
+        cur = self._exec(
+            "UPDATE jobs SET state = 'failed', permanent = 1, error = ?, finished_at = {now}"
+            " WHERE id = ? AND state = 'queued'",
+            (error, job_id),
+        )
+        return cur.rowcount == 1
+
     def count(self, state: str | None = None, kind: str | None = None) -> int:
         sql, params = "SELECT count(*) FROM jobs WHERE 1=1", []
         if state:

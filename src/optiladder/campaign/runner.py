@@ -205,6 +205,19 @@ def index_store(q: JobQueue, store_root: Path) -> tuple[int, list[str]]:
     return n, errors
 
 
+def index_refusals(q: JobQueue, store_root: Path) -> int:
+    """Fail, without computing them, the queued jobs of materials the store records as refused (metallic, open
+    shell: :data:`~.task.REFUSALS`, kept by earlier campaigns on any machine). Returns how many."""
+    from ..data.store import Store
+
+    store = Store(store_root)
+    n = sum(q.mark_refused(mat_id, f"{ref['error']} (refused before: {ref.get('date', '?')})")
+            for mat_id, ref in store.refusals().items())  # fmt: skip
+    for problem in store.errors:
+        log.warning("%s", problem)
+    return n
+
+
 def clean_work_root(q: JobQueue, work_root: Path) -> list[Path]:
     """Remove job directories under the work root whose lease is not alive (left by killed workers)."""
     if not work_root.is_dir():
@@ -258,6 +271,7 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
         report["refused"] = len(refused)
         report["new_jobs"] = q.add_jobs(jobs, max_attempts=opts.max_attempts)
         report["indexed"], report["store_errors"] = index_store(q, store)
+        report["refused_before"] = index_refusals(q, store)
         if opts.order is not None:
             ids = read_order(opts.order, known={j["id"] for j in q.jobs(kind=kind.name)})
             report["ordered"] = q.set_order(ids)
@@ -333,10 +347,12 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
     db, store, allow_test, work_root, report = prepare(opts)
     kind = get_kind(opts.kind)
     log.info(
-        "campaign %s: %d new jobs, %d records indexed, %d dead leases expired, %d stale work dirs removed",
+        "campaign %s: %d new jobs, %d records indexed, %d refused before (not recomputed), %d dead leases expired,"
+        " %d stale work dirs removed",
         display_url(db),
         report["new_jobs"],
         report["indexed"],
+        report["refused_before"],
         len(report["expired_dead"]),
         report["cleaned_dirs"],
     )

@@ -288,6 +288,8 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
             return {**base, "outcome": "done", "seconds": seconds, "gap": rec.get("gap_indirect")}
         if error.exists():
             err = json.loads(error.read_text())
+            if err.get("permanent") and err.get("kind") in REFUSALS:
+                _keep_refusal(store, job.id, err, cfg)
             state = q.fail(
                 lease.token,
                 err["error"],
@@ -304,6 +306,18 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
     finally:
         beat.stop.set()
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+#: permanent engine failures that are facts about the material under its protocol, kept in the store
+REFUSALS = ("MetallicError", "OpenShellError")
+
+
+def _keep_refusal(store, mat_id: str, err: dict, cfg: TaskConfig) -> None:
+    """Write the refusal into the store (``refused/<mat_id>.json``), so no later campaign computes it again."""
+    try:
+        store.add_refusal(mat_id, kind=err["kind"], error=err["error"], protocol=cfg.protocol, numerics=cfg.numerics)
+    except OSError as exc:
+        log.warning("%s: refusal not kept in the store (%s)", mat_id, exc)
 
 
 def _outcome(state: str | None) -> str:

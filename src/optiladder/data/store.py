@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ from .splits import held_out as is_held_out
 from .splits import split_of
 
 log = logging.getLogger(__name__)
+
+#: subfolder of a store holding one ``<mat_id>.json`` per material the engine refused for good (metallic, open
+#: shell): a fresh campaign database learns them from there instead of computing them again
+REFUSED_DIR = "refused"
 
 
 @lru_cache(maxsize=1)
@@ -131,6 +136,50 @@ class Store:
 
     def ids(self) -> list[str]:
         return [p.name.removesuffix(".json.gz") for p in self.paths()]
+
+    # -- refusals: materials the engine refused for good (metallic, open shell), kept so that no later
+    # -- campaign, on this machine or a fresh one, pays for them again
+    @property
+    def refused_root(self) -> Path:
+        return self.root / REFUSED_DIR
+
+    def refusals(self) -> dict[str, dict[str, Any]]:
+        """Material id → refusal (``mat_id``, ``kind``, ``error``, ``protocol``, ``numerics``, ``date``) of every
+        readable ``refused/<mat_id>.json``; unreadable files are reported in :attr:`errors` and skipped."""
+        out: dict[str, dict[str, Any]] = {}
+        if not self.refused_root.is_dir():
+            return out
+        for path in sorted(self.refused_root.glob("*.json")):
+            if path.name.startswith("."):
+                continue
+            try:
+                ref = json.loads(path.read_text())
+                if ref.get("mat_id") != path.name.removesuffix(".json") or not isinstance(ref.get("error"), str):
+                    raise ValueError("not a refusal of the material its name says")
+            except (OSError, ValueError) as exc:
+                self.errors.append(f"{path}: {exc}")
+                continue
+            out[ref["mat_id"]] = ref
+        return out
+
+    def add_refusal(self, mat_id: str, *, kind: str, error: str, protocol: str, numerics: str | None) -> Path | None:
+        """Write ``refused/<mat_id>.json`` once (atomic, never replaced); None if the material has a record or a
+        refusal already."""
+        path = self.refused_root / f"{mat_id}.json"
+        if mat_id in self or path.exists():
+            return None
+        ref = {
+            "mat_id": mat_id,
+            "kind": kind,
+            "error": " ".join(error.split()),
+            "protocol": protocol,
+            "numerics": numerics,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        try:
+            return write_bytes_atomic((json.dumps(ref, indent=1, sort_keys=True) + "\n").encode(), path)
+        except RecordError:  # written meanwhile by another worker
+            return None
 
     def __contains__(self, mat_id: str) -> bool:
         return record_path(self.root, mat_id).exists()
