@@ -318,7 +318,9 @@ class Spectrum:
         im = {k: scissor_imag(self.omega, v, delta) for k, v in self.im.items()}
         re = {k: kk_real_from_imag(self.omega, v, tail=self.kk_tail) for k, v in im.items()}
         prov = dict(self.provenance, scissor={"delta_eV": float(delta), **provenance})
-        return Spectrum(omega=self.omega, im=im, re=re, level=self.level, provenance=prov, kk_tail=self.kk_tail)
+        return Spectrum(
+            omega=self.omega, im=im, re=re, level=self.level, provenance=prov, kk_tail=self.kk_tail
+        )
 
     def optics(self, component: str = "trace") -> dict[str, np.ndarray]:
         """n, k, α (cm⁻¹), R and −Im(1/ε) for one component (default: the isotropic average)."""

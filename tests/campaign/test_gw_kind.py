@@ -45,7 +45,10 @@ def test_kind_rules(tmp_path):
     with pytest.raises(ValueError, match="unknown protocol"):
         resolve_protocol("material", "gpaw-g0w0-v2")
     # validation/test cells are computed (labels to score), larger cells are not this kind's
-    jobs = [NewJob(i, i, nsites=n, split=s) for i, n, s in ((TRAIN, 2, "train"), (VALIDATION, 2, None), ("big", 4, "train"))]
+    jobs = [
+        NewJob(i, i, nsites=n, split=s)
+        for i, n, s in ((TRAIN, 2, "train"), (VALIDATION, 2, None), ("big", 4, "train"))
+    ]
     keep, refused = kind_jobs("gw", jobs)
     assert [j.id for j in keep] == [TRAIN, VALIDATION] and {j.kind for j in keep} == {"gw"}
     assert [r for _, r in refused] == ["big: 4 atoms; gw jobs take cells of <= 2 atoms"]
@@ -106,11 +109,15 @@ def test_store_is_append_only_and_indexed(tmp_path):
         assert n == 1 and len(errors) == 1 and f"{TRAIN}.json.gz: not a G0W0 record" in errors[0]
         assert {j["id"]: j["state"] for j in q.jobs(kind="gw")} == {rec["mat_id"]: "done", TRAIN: "queued"}
         # the job of the invalid file fails permanently at claim, with the reason; the file is not replaced
-        cfg = TaskConfig(str(tmp_path / "q.db"), str(store.root), "gpaw-g0w0-v2", str(tmp_path / "w"), "r", kind="gw")
+        cfg = TaskConfig(
+            str(tmp_path / "q.db"), str(store.root), "gpaw-g0w0-v2", str(tmp_path / "w"), "r", kind="gw"
+        )
         out = run_next(cfg)
         assert out["outcome"] == "failed" and "not a G0W0 record" in out["error"]
         [job] = q.jobs(state="failed", kind="gw")
-        assert job["id"] == TRAIN and job["permanent"] == 1 and "store holds an invalid record" in job["error"]
+        assert (
+            job["id"] == TRAIN and job["permanent"] == 1 and "store holds an invalid record" in job["error"]
+        )
     assert bad.read_bytes() == garbage
 
 

@@ -47,11 +47,15 @@ def resolve_gw_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
     if gp.production:
         return (Path(store).resolve() if store else gw_store_root(protocol).resolve()), False
     if store is None:
-        raise ValueError(f"records of the non-production G0W0 protocol {protocol!r} need their own --store folder")
+        raise ValueError(
+            f"records of the non-production G0W0 protocol {protocol!r} need their own --store folder"
+        )
     root = Path(store).resolve()
     dataset = default_root().resolve().parent
     if root == dataset or dataset in root.parents:
-        raise ValueError(f"{store}: records of the non-production G0W0 protocol {protocol!r} may not go into {dataset}")
+        raise ValueError(
+            f"{store}: records of the non-production G0W0 protocol {protocol!r} may not go into {dataset}"
+        )
     return root, True
 
 
@@ -82,7 +86,9 @@ class GWStore:
         path = gw_record_path(self.root, rec["mat_id"])
         production = get_gw_protocol(rec["protocol"]["name"]).production
         if not production and not allow_test:
-            raise RecordError(path, f"a {rec['protocol']['name']!r} (non-production) record in a production store")
+            raise RecordError(
+                path, f"a {rec['protocol']['name']!r} (non-production) record in a production store"
+            )
         try:
             return write_gw_record(rec, path)
         except FileExistsError:

@@ -106,7 +106,9 @@ def kind_jobs(kind: str | JobKind, jobs: Iterable[NewJob]) -> tuple[list[NewJob]
     refused: list[tuple[NewJob, str]] = []
     for j in jobs:
         if k.max_atoms is not None and j.nsites > k.max_atoms:
-            refused.append((j, f"{j.id}: {j.nsites} atoms; {k.name} jobs take cells of <= {k.max_atoms} atoms"))
+            refused.append(
+                (j, f"{j.id}: {j.nsites} atoms; {k.name} jobs take cells of <= {k.max_atoms} atoms")
+            )
             continue
         split = held_out(j.id, j.split) if k.train_only else None
         if split:

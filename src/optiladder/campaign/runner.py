@@ -272,7 +272,12 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
                     "%s: %d validation/test structures left out (training data only)", kind.name, len(refused)
                 )
             elif refused:
-                log.info("%s: %d structures left out (cells of > %s atoms)", kind.name, len(refused), kind.max_atoms)
+                log.info(
+                    "%s: %d structures left out (cells of > %s atoms)",
+                    kind.name,
+                    len(refused),
+                    kind.max_atoms,
+                )
         report["refused"] = len(refused)
         report["new_jobs"] = q.add_jobs(jobs, max_attempts=opts.max_attempts)
         report["indexed"], report["store_errors"] = index_store(q, store, kind.name)

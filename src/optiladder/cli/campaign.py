@@ -170,9 +170,8 @@ def status(
     from pathlib import Path
 
     from ..campaign.inputs import alexandria_jobs
-    from ..campaign.kinds import get_kind, kind_jobs
+    from ..campaign.kinds import get_kind, kind_jobs, split_stages
     from ..campaign.queue import QueueError, open_queue
-    from ..campaign.kinds import split_stages
     from ..campaign.runner import check_meta, index_store, resolve_protocol, resolve_store
     from ..campaign.stages import restage
     from ..campaign.status import campaign_status, format_status

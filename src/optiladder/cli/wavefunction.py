@@ -74,7 +74,9 @@ def export(
         raise typer.BadParameter(str(exc)) from None
     inputs = list(inputs or [])
     names = _names(name, inputs)
-    todo: list[tuple[object, str | None]] = [(item, names[i] if names else None) for i, item in enumerate(inputs)]
+    todo: list[tuple[object, str | None]] = [
+        (item, names[i] if names else None) for i, item in enumerate(inputs)
+    ]
     todo += _missing_exports(from_gw or [], protocol, out)
     if not todo:
         typer.echo("nothing to export")

@@ -193,7 +193,8 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
         raise EngineError(label, f"ground state failed ({type(exc).__name__}: {exc})") from exc
     if calc.get_number_of_spins() != 1:
         raise EngineError(label, "spin-polarized ground state: G0W0 labels are for non-magnetic crystals")
-    def check_gap(final: bool) -> None:
+
+    def check_gap(calc, final: bool) -> None:
         """MetallicError below ``min_gap``; without an empty band (GPAW gives solid Ne only its 4 occupied
         bands in the ground state) the check waits for the full diagonalization (``final``)."""
         nk = len(calc.get_ibz_k_points())
@@ -202,9 +203,11 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
             return
         gap_ind, _ = band_gaps(eig, nocc)
         if gap_ind < gp.min_gap:
-            raise MetallicError(label, f"PBE gap {gap_ind:.2f} eV < {gp.min_gap} eV: no G0W0 labels for metals")
+            raise MetallicError(
+                label, f"PBE gap {gap_ind:.2f} eV < {gp.min_gap} eV: no G0W0 labels for metals"
+            )
 
-    check_gap(final=False)
+    check_gap(calc, final=False)
     nval = min(gp.nside, nocc)
     bands = (nocc - nval, nocc + gp.nside)
     try:
@@ -213,7 +216,7 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
         # enough bands for the largest response cutoff (GPAW picks nbands = plane waves at each ecut)
         ndiag = max(plane_waves(volume, ecut), gp.nbands or 0, bands[1]) + 8
         calc.diagonalize_full_hamiltonian(nbands=ndiag)
-        check_gap(final=True)
+        check_gap(calc, final=True)
         gpw = private / "gs.gpw"
         calc.write(str(gpw), mode="all")
         kd = calc.gs_adapter().kd

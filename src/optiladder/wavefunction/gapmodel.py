@@ -121,7 +121,8 @@ class Correction:
     warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        tail = f"; OUTSIDE the GW model's domain: {'; '.join(self.warnings)}" if self.warnings else ""
+        n = len(self.warnings)
+        tail = f"; OUTSIDE the GW model's domain ({n} warning{'s' if n > 1 else ''})" if n else ""
         return f"scissor gw: Δ = {self.delta:+.2f} ± {self.sigma:.2f} eV ({self.source}){tail}"
 
     def as_dict(self) -> dict:
@@ -148,11 +149,15 @@ class GapModel:
     elements: frozenset[str]
 
     @classmethod
-    def fit(cls, records: dict[str, dict], *, candidates: Sequence[tuple[str, ...]] | None = None) -> GapModel:
+    def fit(
+        cls, records: dict[str, dict], *, candidates: Sequence[tuple[str, ...]] | None = None
+    ) -> GapModel:
         """Fit on G0W0 records of trainable materials; a validation/test record raises LeakageError."""
         bad = sorted(m for m, r in records.items() if held_out(m, r.get("split")))
         if bad:
-            raise LeakageError(f"gap model: {len(bad)} validation/test material(s) may not be trained on ({', '.join(bad[:3])})")
+            raise LeakageError(
+                f"gap model: {len(bad)} validation/test material(s) may not be trained on ({', '.join(bad[:3])})"
+            )
         if len(records) < 3:
             raise ValueError(f"gap model: {len(records)} trainable G0W0 labels; need at least 3")
         ids = sorted(records)
@@ -187,7 +192,9 @@ class GapModel:
         lo, hi = self.gap_range
         margin = 0.1 * (hi - lo)
         if not lo - margin <= gap_direct <= hi + margin:
-            warnings.append(f"direct PBE gap {gap_direct:.2f} eV outside the labelled range {lo:.2f}-{hi:.2f} eV")
+            warnings.append(
+                f"direct PBE gap {gap_direct:.2f} eV outside the labelled range {lo:.2f}-{hi:.2f} eV"
+            )
         new = sorted(set(elements) - self.elements)
         if new:
             warnings.append(f"element(s) {', '.join(new)} in no G0W0 label")
@@ -197,7 +204,9 @@ class GapModel:
         return Correction(max(delta, 0.0), sigma, how, warnings)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float = RIDGE_ALPHA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ridge(
+    x: np.ndarray, y: np.ndarray, alpha: float = RIDGE_ALPHA
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(feature mean, feature scale, [intercept, weights]) of a ridge fit on standardized features."""
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 1e-9, scale, 1.0)
@@ -229,4 +238,87 @@ def record_correction(mat_id: str, records: dict[str, dict]) -> Correction | Non
     rec = records.get(mat_id)
     if rec is None:
         return None
-    return Correction(direct_correction(rec), RECORD_SIGMA, f"G0W0 record {rec['protocol']['name']} of {mat_id}")
+    return Correction(
+        direct_correction(rec), RECORD_SIGMA, f"G0W0 record {rec['protocol']['name']} of {mat_id}"
+    )
+
+
+_MODEL: dict[str, GapModel] = {}
+
+
+def default_model() -> GapModel:
+    """The gap model fitted on the trainable labels of the dataset's G0W0 folders (fitted once per process)."""
+    if "m" not in _MODEL:
+        _MODEL["m"] = GapModel.fit(trainable(load_labels()))
+    return _MODEL["m"]
+
+
+def computed_correction(
+    rec: dict, labels: dict[str, dict] | None = None, model: GapModel | None = None
+) -> Correction:
+    """Δ for a computed spectra record: its material's G0W0 record if there is one, else the gap model on the
+    record's own direct gap (``gap_direct``) and elements."""
+    labels = load_labels() if labels is None else labels
+    own = record_correction(rec["mat_id"], labels)
+    if own is not None:
+        return own
+    from pymatgen.core import Structure
+
+    elements = [e.symbol for e in Structure.from_dict(rec["structure"]).composition.elements]
+    return (model or default_model()).predict(float(rec["gap_direct"]), elements)
+
+
+def predicted_correction(spectra: dict, structure, model: GapModel | None = None) -> Correction:
+    """Δ for predicted spectra (level → :class:`~optiladder.spectra.Spectrum`): the gap model on the direct gap
+    estimated from the predicted Im ε (RPA if predicted, else IPA; :func:`onset_gap`, error propagated)."""
+    sp = spectra.get("rpa") or spectra.get("ipa") or next(iter(spectra.values()))
+    gap = onset_gap(sp.omega, sp.trace_im())
+    elements = [e.symbol for e in structure.composition.elements]
+    c = (model or default_model()).predict(gap, elements, gap_sigma=ONSET_SIGMA)
+    c.source += f"; direct gap {gap:.2f} eV from the predicted {sp.level.upper()} onset"
+    return c
+
+
+def scissored(spectra: dict, corr: Correction) -> dict:
+    """level → the spectrum shifted by ``corr.delta`` (:meth:`optiladder.spectra.Spectrum.scissor`)."""
+    return {lv: sp.scissor(corr.delta, **corr.as_dict()) for lv, sp in spectra.items()}
+
+
+def _echo(text: str, err: bool = False) -> None:
+    import sys
+
+    print(text, file=sys.stderr if err else sys.stdout)
+
+
+def write_scissored(rec: dict, spectra: dict, path: str | Path, echo=_echo) -> Path:
+    """``optiladder compute --scissor gw``: Δ for a computed record, its scissored trace spectra (Im ε, Re ε by
+    KK) as JSON at ``path``, one line (and a ``warning:`` line per domain warning) through ``echo``."""
+    import json
+
+    corr = computed_correction(rec)
+    shifted = scissored(spectra, corr)
+    out = {
+        "mat_id": rec["mat_id"],
+        "formula": rec.get("formula"),
+        "gap_direct_pbe": rec["gap_direct"],
+        "scissor": corr.as_dict(),
+        "convention": "Im eps'(w) = (w - D)/w * Im eps(w - D) (f-sum preserving); Re eps by Kramers-Kronig",
+        "omega_eV": np.round(spectra[next(iter(spectra))].omega, 5).tolist(),
+        "spectra": {
+            lv: {
+                "eps_im": np.round(sp.trace_im(), 6).tolist(),
+                "eps_re": np.round(sp.trace_re(), 6).tolist(),
+                "eps_inf": round(sp.eps_inf, 4),
+            }
+            for lv, sp in shifted.items()
+        },
+    }
+    path = Path(path)
+    path.write_text(json.dumps(out, separators=(",", ":")) + "\n")
+    eps = "  ".join(
+        f"{lv.upper()} {spectra[lv].eps_inf:.3f} -> {sp.eps_inf:.3f}" for lv, sp in shifted.items()
+    )
+    echo(f"{rec['mat_id']}  {corr.line()}  eps_inf {eps}  -> {path}")
+    for w in corr.warnings:
+        echo(f"warning: {rec['mat_id']}: GW scissor outside the GW model's domain: {w}", err=True)
+    return path
