@@ -72,16 +72,19 @@ def test_trainable_cells_are_claimed_before_held_out_ones(tmp_path):
                 NewJob(TEST, TEST, nsites=2, volume=10.0, split="test", kind="gw"),
                 NewJob(VALIDATION, VALIDATION, nsites=2, volume=11.0, split=None, kind="gw"),
                 NewJob(NONE, NONE, nsites=2, volume=40.0, split="none", kind="gw"),
-                NewJob(TRAIN, TRAIN, nsites=2, volume=30.0, split="train", kind="gw"),
+                NewJob(TRAIN, TRAIN, nsites=2, volume=30.0, split="train", formula="Si", kind="gw"),
+                # a second, smaller Si polymorph comes first; a third one after the other formulas
+                NewJob("si-b", "si-b", nsites=2, volume=20.0, split="train", formula="Si", kind="gw"),
             ]
         )
-        assert split_stages(q, "gw") == 4
+        assert split_stages(q, "gw") == 5
         stage = {j["id"]: j["stage"] for j in q.jobs(kind="gw")}
-        assert stage == {TRAIN: "label", NONE: "label", TEST: "score", VALIDATION: "score"}
+        assert stage == {TRAIN: "label", "si-b": "label", NONE: "label", TEST: "score", VALIDATION: "score"}
         order = []
         while (lease := q.claim(kind="gw", max_nsites=2)) is not None:
             order.append(lease.job.id)
-        assert order == [TRAIN, NONE, TEST, VALIDATION]  # label stage by volume, then score stage by volume
+        # label stage (one cell per formula by volume, then the other polymorphs), then the score stage
+        assert order == ["si-b", NONE, TRAIN, TEST, VALIDATION]
 
 
 def test_store_is_append_only_and_indexed(tmp_path):

@@ -9,8 +9,8 @@
   :func:`optiladder.data.store.cheap_ipa_records`.
 * ``gw`` — G0W0@PBE quasiparticle labels (``gpaw-g0w0-v2``, :mod:`optiladder.engine.gw`; ``--protocol test``
   for the tiny preset) of the ≤ 2-atom cells: train and unlisted (``none``) cells first, then validation and
-  test cells (stage ``label`` before stage ``score``, smallest volume first within each: G0W0 cost grows with
-  the number of plane waves, i.e. the volume). Validation/test cells get computed labels too, but only to be
+  test cells (stage ``label`` before stage ``score``; within each, one cell per formula first, smallest volume
+  first: G0W0 cost grows with the number of plane waves, i.e. the volume). Validation/test cells get computed labels too, but only to be
   scored: every training entry point of the wavefunction rung refuses them (``check_trainable``). Records in
   ``dataset/gw/<protocol>`` (:mod:`.gw_jobs`); metals fail permanently with their reason.
 
@@ -120,11 +120,16 @@ def kind_jobs(kind: str | JobKind, jobs: Iterable[NewJob]) -> tuple[list[NewJob]
 
 def split_stages(q, kind: str | JobKind) -> int:
     """Order the queued jobs of a ``trainable_first`` kind: stage ``label`` (train, none) before ``score``
-    (validation, test), smallest volume first within a stage (``rank`` = volume). Returns the jobs staged."""
+    (validation, test); within a stage one cell per formula first (the smallest), then the other polymorphs
+    (four He cells would otherwise open the queue), each round smallest volume first (G0W0 cost grows with the
+    volume). Returns the jobs staged."""
     k = get_kind(kind)
     prio = {name: p for name, p, _ in SPLIT_STAGES}
+    jobs = sorted(q.jobs(state="queued", kind=k.name), key=lambda j: (j["volume"] or 0.0, j["id"]))
+    seen: dict[tuple[str, str | None], int] = {}
     rows = []
-    for j in q.jobs(state="queued", kind=k.name):
+    for j in jobs:
         stage = "score" if held_out(j["id"], j["split"]) else "label"
-        rows.append((j["id"], stage, prio[stage], j["volume"]))
+        n = seen[(stage, j["formula"])] = seen.get((stage, j["formula"]), -1) + 1
+        rows.append((j["id"], stage, prio[stage], n * 1e4 + (j["volume"] or 0.0)))
     return q.set_stages(rows)
