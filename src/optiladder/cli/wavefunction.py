@@ -257,6 +257,13 @@ def downstream(
             f"  {k:<8} MAE {cv[k]['mae_pooled']:.3f} eV (folds {cv[k]['mae_fold_mean']:.3f} ± {cv[k]['mae_fold_std']:.3f})"
         )
     typer.echo(f"  eps-only MAE {res['cv_ablation_eps_only']['mae_pooled']:.3f} eV")
+    if "k_interpolation" in res:
+        ki = res["k_interpolation"]
+        typer.echo(
+            f"k-interpolation (fit on Γ, {ki['n_train_states']} states; {ki['n_test_states']} states at other k): "
+            + "  ".join(f"{k} {ki[k]['mae']:.3f}" for k in ("model", "mean", "scissor"))
+            + " eV"
+        )
     if "test" in res:
         t = res["test"]
         typer.echo(
