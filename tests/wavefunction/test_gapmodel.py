@@ -120,3 +120,31 @@ def test_predict_scissor_gw_says_delta_and_domain(tmp_path):
     assert np.all(im[w <= sc["delta_eV"] - 0.01] == 0)
     bad = CliRunner().invoke(app, ["predict", str(cif), "--scissor", "lda"])
     assert bad.exit_code != 0 and "unknown scissor" in bad.output
+
+
+@pytest.mark.slow
+@pytest.mark.gpaw
+def test_compute_scissor_gw_writes_the_shifted_spectra(tmp_path):
+    """``optiladder compute --scissor gw`` on solid Ne (``test`` protocol): no G0W0 record, so the gap model, with
+    its domain warnings; the scissored file's spectra start above Δ and keep the record's grid."""
+    import os
+    import subprocess
+    import sys
+
+    ne = REPO / "tests" / "fixtures" / "structures" / "Ne_agm004442517.extxyz"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    res = subprocess.run(
+        [sys.executable, "-m", "optiladder", "compute", str(ne), "--protocol", "test", "--out", str(tmp_path),
+         "--no-plot", "--scissor", "gw"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = next(ln for ln in res.stdout.splitlines() if "scissor gw" in ln)
+    assert line.startswith("agm004442517  scissor gw: Δ = +") and "gap model" in line and "OUTSIDE" in line
+    assert "GW scissor outside the GW model's domain: element(s) Ne in no G0W0 label" in res.stderr
+    out = json.loads((tmp_path / "agm004442517.scissor-gw.json").read_text())
+    rec = read_record(tmp_path / "agm004442517.json.gz")
+    assert out["omega_eV"] == pytest.approx(rec["omega"]) and set(out["spectra"]) == {"ipa", "rpa"}
+    w, im = np.array(out["omega_eV"]), np.array(out["spectra"]["rpa"]["eps_im"])
+    assert np.all(im[w <= out["scissor"]["delta_eV"]] == 0)
+    assert out["spectra"]["rpa"]["eps_inf"] < record_spectra(rec)["rpa"].eps_inf

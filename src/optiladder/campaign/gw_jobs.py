@@ -33,8 +33,10 @@ from ..engine.records import RecordError
 
 def gw_store_root(protocol: str) -> Path:
     """The dataset folder of a G0W0 protocol's records: ``dataset/gw/<protocol>`` beside ``dataset/records``."""
+    from ..wavefunction.gapmodel import gw_root  # numpy only: the one definition of the folder
+
     get_gw_protocol(protocol)  # unknown names raise ValueError
-    return default_root().parent / "gw" / protocol
+    return gw_root(protocol)
 
 
 def resolve_gw_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
