@@ -37,7 +37,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import structures as st
-from .calculate import EngineError, MetallicError, _versions, alexandria_entry, band_gaps, prepare
+from .calculate import (
+    EngineError,
+    MetallicError,
+    OpenShellError,
+    _versions,
+    alexandria_entry,
+    band_gaps,
+    prepare,
+)
 from .protocols import get_protocol
 from .wavefunctions import ground_state
 
@@ -192,7 +200,7 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
     except Exception as exc:
         raise EngineError(label, f"ground state failed ({type(exc).__name__}: {exc})") from exc
     if calc.get_number_of_spins() != 1:
-        raise EngineError(label, "spin-polarized ground state: G0W0 labels are for non-magnetic crystals")
+        raise OpenShellError(label, "spin-polarized ground state: G0W0 labels are for non-magnetic crystals")
 
     def check_gap(calc, final: bool) -> None:
         """MetallicError below ``min_gap``; without an empty band (GPAW gives solid Ne only its 4 occupied
