@@ -62,7 +62,8 @@ def test_model_refuses_held_out_labels_and_recovers_a_linear_law(labels):
 
 def test_real_model_on_trainable_labels_scores_the_test_materials(labels):
     m = GapModel.fit(trainable(labels))
-    assert set(m.mat_ids) == {"C-diamond", MGO, "agm003157600", LIF}
+    assert {"C-diamond", MGO, "agm003157600", LIF} <= set(m.mat_ids)
+    assert not {BN, "agm003157621", "agm003157747"} & set(m.mat_ids)  # the test-split labels stay out
     assert np.isfinite(m.loo_rmse) and m.loo_rmse < 1.0
     bn = labels[BN]
     c = m.predict(bn["gap_pbe_direct"], record_elements(bn))
