@@ -165,6 +165,14 @@ def cross_validate(
     x = table.features[:, cols]
     pred = {k: np.full(len(table.target), np.nan) for k in ("model", "mean", "scissor")}
     folds = material_folds(len(table.mat_ids), n_folds, seed)
+    if len(folds) < n_folds:
+        log.warning(
+            "%d-fold CV by material needs >= %d labelled materials; %d given: %d folds (leave one material out)",
+            n_folds,
+            n_folds,
+            len(table.mat_ids),
+            len(folds),
+        )
     per_fold: dict[str, list[float]] = {k: [] for k in pred}
     for f in folds:
         test = np.isin(table.material, f)
