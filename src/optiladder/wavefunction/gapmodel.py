@@ -304,7 +304,7 @@ def write_scissored(rec: dict, spectra: dict, path: str | Path, echo=_echo) -> P
         "gap_direct_pbe": rec["gap_direct"],
         "scissor": corr.as_dict(),
         "convention": "Im eps'(w) = (w - D)/w * Im eps(w - D) (f-sum preserving); Re eps by Kramers-Kronig",
-        "omega_eV": np.round(spectra[next(iter(spectra))].omega, 5).tolist(),
+        "omega_eV": np.round(spectra[next(iter(spectra))].omega, 6).tolist(),
         "spectra": {
             lv: {
                 "eps_im": np.round(sp.trace_im(), 6).tolist(),
