@@ -1,4 +1,6 @@
 #!/bin/bash
+# Superseded by the campaign job kind: `optiladder campaign run --kind gw` (docs/gw.md); kept as the record of how
+# the first labels were made.
 # G0W0@PBE labels (gpaw-g0w0-v2) of the ≤ 2-atom crystals used here; existing records are skipped by material id
 # only when --name is given, so run once. Validation set first (Shishkin & Kresse), then further labels.
 set -u

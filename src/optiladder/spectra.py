@@ -148,6 +148,38 @@ def kk_imag_from_real(
 
 
 # --------------------------------------------------------------------------------------------------
+# scissor
+# --------------------------------------------------------------------------------------------------
+def scissor_imag(omega: np.ndarray, eps_im: np.ndarray, delta: float) -> np.ndarray:
+    r"""Im ε after a scissor that opens every transition by ``delta`` (eV, ≥ 0):
+
+    .. math::  ε_2'(ω) = \frac{ω − Δ}{ω}\, ε_2(ω − Δ) \quad (ω > Δ), \qquad ε_2'(ω) = 0 \quad (ω ≤ Δ).
+
+    The onset moves up by exactly Δ, and the factor (ω − Δ)/ω keeps the f-sum ∫ ω ε₂(ω) dω exactly unchanged
+    (substitute ω' = ω − Δ): the oscillator strength is conserved. Conventions differ by a power of that factor:
+    with ε₂ ∝ ω⁻² Σ |p_cv|² δ(E_cv − ω), keeping the momentum matrix elements gives ((ω − Δ)/ω)² ε₂(ω − Δ)
+    (f-sum lowered); keeping the position matrix elements (Del Sole & Girlanda, Phys. Rev. B 48, 11789 (1993))
+    gives the rigid shift ε₂(ω − Δ) (f-sum raised by Δ ∫ ε₂). We use the f-sum-preserving form between them.
+    ``eps_im`` ``[..., n]`` on ``omega``
+    (ascending, eV), taken piecewise linear; what moves beyond ``omega[-1]`` is dropped (Re ε from
+    :func:`kk_real_from_imag` with a tail accounts for the region beyond the grid).
+    """
+    omega = np.asarray(omega, float)
+    eps_im = np.asarray(eps_im, float)
+    delta = float(delta)
+    if not np.isfinite(delta) or delta < 0:
+        raise ValueError(f"scissor shift must be a finite number >= 0 eV, not {delta}")
+    if delta == 0:
+        return eps_im.copy()
+    src = omega - delta
+    on = src > 0
+    factor = np.where(on, src / np.where(on, omega, 1.0), 0.0)
+    flat = eps_im.reshape(-1, eps_im.shape[-1])
+    shifted = np.stack([np.interp(src, omega, v, left=0.0) for v in flat]).reshape(eps_im.shape)
+    return shifted * factor
+
+
+# --------------------------------------------------------------------------------------------------
 # derived optics
 # --------------------------------------------------------------------------------------------------
 def refractive_index(eps_re, eps_im) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +310,17 @@ class Spectrum:
             level=self.level,
             provenance=dict(self.provenance),
             kk_tail=self.kk_tail,
+        )
+
+    def scissor(self, delta: float, **provenance) -> Spectrum:
+        """The spectrum after a scissor of ``delta`` eV (:func:`scissor_imag`) on every component; Re ε is
+        recomputed by Kramers–Kronig (:func:`kk_real_from_imag`, with this spectrum's ``kk_tail``).
+        ``provenance``: extra keys recorded under ``provenance["scissor"]`` with ``delta_eV``."""
+        im = {k: scissor_imag(self.omega, v, delta) for k, v in self.im.items()}
+        re = {k: kk_real_from_imag(self.omega, v, tail=self.kk_tail) for k, v in im.items()}
+        prov = dict(self.provenance, scissor={"delta_eV": float(delta), **provenance})
+        return Spectrum(
+            omega=self.omega, im=im, re=re, level=self.level, provenance=prov, kk_tail=self.kk_tail
         )
 
     def optics(self, component: str = "trace") -> dict[str, np.ndarray]:

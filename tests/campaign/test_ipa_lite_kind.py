@@ -31,7 +31,7 @@ def test_kind_rules():
     with pytest.raises(CampaignError, match="another kind"):
         resolve_protocol("material", IPA_LITE_PROTOCOL)
     with pytest.raises(CampaignError, match="unknown job kind"):
-        resolve_protocol("gw", None)
+        resolve_protocol("no-such-kind", None)
     jobs = [
         NewJob(i, i, nsites=2, split=s)
         for i, s in (("agm003157736", "train"), (VALIDATION, None), (TEST, "test"))

@@ -12,7 +12,9 @@ pytest.importorskip("torch")
 from optiladder.data.splits import LeakageError  # noqa: E402
 from optiladder.wavefunction.downstream import (  # noqa: E402
     StateTable,
+    at_kpoint,
     cross_validate,
+    k_interpolation,
     material_folds,
     scissor_fit,
     scissor_predict,
@@ -123,3 +125,25 @@ def test_table_joins_real_states_with_the_committed_si_labels(tmp_path):
     for rows, col in ((v, 0), (~v, 1)):  # every state gets an IBZ label, and every IBZ label is used
         dist = np.abs(table.target[rows][:, None] - corr[None, :, col])
         assert dist.min(1).max() < 1e-4 and dist.min(0).max() < 1e-4
+
+
+def test_k_interpolation_fits_on_gamma_and_scores_the_other_kpoints():
+    rng = np.random.default_rng(1)
+    t = _table(rng, lambda gap, val, z: 0.4 * np.tanh(2 * z[:, 0]) + np.where(val, -0.3, 0.5))
+    # 40 states per material: 8 at Γ, the others at k-points of a 4×4×4 grid (and one periodic image of Γ)
+    grid = np.array([[i, j, k] for i in range(4) for j in range(4) for k in range(4)], float)[1:] / 4
+    per = 40
+    kpt = np.concatenate(
+        [np.vstack([np.zeros((7, 3)), [[1.0, 0.0, -1.0]], grid[: per - 8]]) for _ in t.mat_ids]
+    )
+    t.kpt = kpt
+    assert at_kpoint(kpt, (0, 0, 0)).sum() == 8 * len(t.mat_ids)
+    res = k_interpolation(t, epochs=300)
+    assert res["n_train_states"] == 8 * len(t.mat_ids) and res["n_test_states"] == 32 * len(t.mat_ids)
+    assert set(res["model"]["per_material"]) == set(t.mat_ids)
+    assert res["model"]["mae"] < 0.6 * res["scissor"]["mae"] and res["scissor"]["mae"] < res["mean"]["mae"]
+    with pytest.raises(ValueError, match="needs states at k0"):
+        k_interpolation(t, k0=(0.125, 0, 0), epochs=1)
+    t.mat_ids[0] = "agm003157621"  # a test-split material: refused
+    with pytest.raises(LeakageError):
+        k_interpolation(t, epochs=1)

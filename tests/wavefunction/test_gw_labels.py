@@ -45,3 +45,26 @@ def test_cli_show_prints_the_gaps():
     assert out["gap_g0w0"] == read_gw_record(path)["gap_g0w0"]
     bad = CliRunner().invoke(app, ["wavefunction", "show", str(LABELS / "missing.json.gz")])
     assert bad.exit_code != 0
+
+
+def test_export_from_gw_lists_the_labelled_materials_without_an_export(tmp_path):
+    """The regenerate step after a gw campaign: every labelled material whose export is missing, by id (bundled
+    Alexandria materials) or by the record's own structure (others, e.g. diamond)."""
+    from pymatgen.core import Structure
+
+    from optiladder.cli.wavefunction import _missing_exports
+    from optiladder.engine.wavefunctions import wavefunction_path
+
+    gw = tmp_path / "gw"
+    gw.mkdir()
+    for name in ("agm002176626.json.gz", "C-diamond.json.gz"):
+        (gw / name).write_bytes((GW_ROOT / "gpaw-g0w0-v2" / name).read_bytes())
+    (gw / "broken.json.gz").write_bytes(b"not gzip")
+    out = tmp_path / "wf"
+    todo = dict((mid, src) for src, mid in _missing_exports([gw], "wf-pbe-v1", out))
+    assert set(todo) == {"agm002176626", "C-diamond"}
+    assert todo["agm002176626"] == "agm002176626" and isinstance(todo["C-diamond"], Structure)
+    done = wavefunction_path("agm002176626", "wf-pbe-v1", out)
+    done.parent.mkdir(parents=True)
+    done.write_bytes(b"")
+    assert [mid for _, mid in _missing_exports([gw], "wf-pbe-v1", out)] == ["C-diamond"]

@@ -1,7 +1,8 @@
 """The calculation process of one campaign job: ``python -m optiladder.campaign.child JOB_DIR``.
 
 The Dask task starts it so that it can kill it (per-job time limit, lost lease, clean stop). It reads
-``JOB_DIR/job.json`` (mat_id, source, protocol, split, max_atoms), runs :func:`optiladder.engine.calculate.compute`
+``JOB_DIR/job.json`` (mat_id, source, protocol, split, max_atoms, kind), runs
+:func:`optiladder.engine.calculate.compute` (or, for the ``gw`` kind, :func:`optiladder.engine.gw.compute_gw`)
 with its private work directory under ``JOB_DIR``, and leaves exactly one of
 
 * ``result.json.gz``: the validated record (written atomically: temporary file, fsync, rename), or
@@ -72,22 +73,33 @@ def run(job_dir: Path) -> int:
         from ..engine.records import encode_record
         from ..structures import StructureError
 
+        gw = _is_gw(spec.get("kind"))
         try:
-            rec = compute(
-                spec["source"],
-                spec["protocol"],
-                mat_id=mat_id,
-                split=spec.get("split"),
-                max_atoms=int(spec.get("max_atoms", 64)),
-                workdir=job_dir,
-                numerics=spec.get("numerics"),
-            )
+            if gw:  # a G0W0 record (the gw job kind, optiladder.campaign.gw_jobs)
+                from .gw_jobs import compute_job
+
+                rec = compute_job(spec, job_dir)
+            else:
+                rec = compute(
+                    spec["source"],
+                    spec["protocol"],
+                    mat_id=mat_id,
+                    split=spec.get("split"),
+                    max_atoms=int(spec.get("max_atoms", 64)),
+                    workdir=job_dir,
+                    numerics=spec.get("numerics"),
+                )
         except StructureError as exc:  # bad input, unsupported element: never retried
             err = {"error": str(exc), "permanent": True, "kind": type(exc).__name__}
         except EngineError as exc:  # MetallicError and OpenShellError are permanent, the others transient
             err = {"error": str(exc), "permanent": bool(exc.permanent), "kind": type(exc).__name__}
         else:
-            _write_atomic(job_dir / RESULT, encode_record(rec))
+            if gw:
+                from .gw_jobs import encode_gw_record
+
+                _write_atomic(job_dir / RESULT, encode_gw_record(rec))
+            else:
+                _write_atomic(job_dir / RESULT, encode_record(rec))
             return 0
         err["traceback"] = tail(traceback.format_exc())
     except Exception as exc:  # anything else is a bug or an environment problem: transient
@@ -100,6 +112,12 @@ def run(job_dir: Path) -> int:
         }
     _write_atomic(job_dir / ERROR, json.dumps(err).encode())
     return 0
+
+
+def _is_gw(kind: str | None) -> bool:
+    from .kinds import get_kind
+
+    return bool(kind) and get_kind(kind).engine == "gw"
 
 
 def main(argv: list[str] | None = None) -> int:

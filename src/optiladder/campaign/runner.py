@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .inputs import alexandria_jobs, file_jobs
-from .kinds import get_kind, kind_jobs
+from .kinds import get_kind, kind_jobs, split_stages
 from .queue import JobQueue, QueueError, display_url, open_queue
 from .stages import read_order, restage
-from .task import SERIAL_ENV, TaskConfig, default_work_root, normalize_db, record_index, run_next
+from .task import SERIAL_ENV, TaskConfig, default_work_root, kind_records, normalize_db, run_next
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,11 @@ class CampaignSummary:
         return f"campaign: {head} in {self.seconds / 60:.1f} min{tail}{rel}{queue}"
 
 
-def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
+def resolve_store(protocol: str, store: Path | None, kind: str = "material") -> tuple[Path, bool]:
     """The store folder for a protocol, and whether test records are allowed in it.
+
+    A ``gw`` campaign stores G0W0 records (:func:`.gw_jobs.resolve_gw_store`: ``dataset/gw/<protocol>``, or an
+    explicit folder outside the dataset for the ``test`` preset).
 
     Records of a non-production protocol (``test``) must go to a separate folder given explicitly, never into
     the dataset's ``dataset/records``. Records of a protocol with its own dataset folder (``gpaw-pbe-ipa-lite``:
@@ -101,6 +104,13 @@ def resolve_store(protocol: str, store: Path | None) -> tuple[Path, bool]:
     from ..data.admission import dataset_refusal
     from ..data.store import default_root, protocol_root
 
+    if get_kind(kind).engine == "gw":
+        from .gw_jobs import resolve_gw_store
+
+        try:
+            return resolve_gw_store(protocol, store)
+        except ValueError as exc:
+            raise CampaignError("--store", str(exc)) from None
     proto = _protocol(protocol)  # unknown names raise here
     dataset = default_root().resolve()
     if proto.production and proto.folder != "records":
@@ -140,11 +150,12 @@ def resolve_protocol(kind: str, protocol: str | None) -> str:
     except ValueError as exc:
         raise CampaignError("--kind", str(exc)) from None
     if k.protocol is not None:
-        if protocol not in (None, k.protocol):
+        if protocol not in (None, k.protocol, *k.alt_protocols):
+            also = f" (or {', '.join(k.alt_protocols)})" if k.alt_protocols else ""
             raise CampaignError(
-                "--protocol", f"jobs of kind {k.name!r} use protocol {k.protocol!r}, not {protocol!r}"
+                "--protocol", f"jobs of kind {k.name!r} use protocol {k.protocol!r}{also}, not {protocol!r}"
             )
-        return k.protocol
+        return protocol or k.protocol
     name = protocol or DEFAULT_PROTOCOL
     if _protocol(name).folder != "records":
         raise CampaignError("--protocol", f"{name!r} records are made by jobs of another kind (see --kind)")
@@ -175,16 +186,15 @@ def check_meta(q: JobQueue, protocol: str, store: Path, kind: str = "material") 
         )
 
 
-def index_store(q: JobQueue, store_root: Path) -> tuple[int, list[str]]:
+def index_store(q: JobQueue, store_root: Path, kind: str = "material") -> tuple[int, list[str]]:
     """Index the records of the store that the database does not know yet and mark their jobs done.
 
     Invalid files are reported (``file: problem``) and skipped; they stay as they are (their jobs will fail
     with that reason instead of overwriting them). Returns (records indexed, errors).
     """
-    from ..data.store import Store
     from ..engine.records import RecordError
 
-    store = Store(store_root)
+    store, _, index_of = kind_records(kind, store_root)
     known = q.indexed_ids() & q.done_ids()
     n, errors = 0, []
     for mat_id in store.ids():
@@ -200,22 +210,26 @@ def index_store(q: JobQueue, store_root: Path) -> tuple[int, list[str]]:
             errors.append(str(exc))
             log.warning("%s", exc)
             continue
-        q.mark_done(record_index(rec, path, data))
+        q.mark_done(index_of(rec, path, data))
         n += 1
     return n, errors
 
 
-def index_refusals(q: JobQueue, store_root: Path) -> int:
+def index_refusals(q: JobQueue, store_root: Path, kind: str = "material") -> int:
     """Fail, without computing them, the queued jobs of materials the store records as refused (metallic, open
     shell: :data:`~.task.REFUSALS`, kept by earlier campaigns on any machine). Returns how many."""
-    from ..data.store import Store
-
-    store = Store(store_root)
+    store, _, _ = kind_records(kind, store_root)
     n = sum(q.mark_refused(mat_id, f"{ref['error']} (refused before: {ref.get('date', '?')})")
             for mat_id, ref in store.refusals().items())  # fmt: skip
     for problem in store.errors:
         log.warning("%s", problem)
     return n
+
+
+def max_atoms_of(kind: str, max_atoms: int) -> int:
+    """``--max-atoms``, capped by the kind's own limit (``gw``: 2)."""
+    k = get_kind(kind)
+    return max_atoms if k.max_atoms is None else min(max_atoms, k.max_atoms)
 
 
 def clean_work_root(q: JobQueue, work_root: Path) -> list[Path]:
@@ -248,7 +262,7 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
     except ValueError as exc:
         raise CampaignError("--protocol", str(exc)) from None
     kind = get_kind(opts.kind)
-    store, allow_test = resolve_store(protocol, opts.store)
+    store, allow_test = resolve_store(protocol, opts.store, kind.name)
     db = normalize_db(opts.db)
     report: dict[str, Any] = {}
     with open_queue(db) as q:
@@ -264,18 +278,27 @@ def prepare(opts: CampaignOptions) -> tuple[str, Path, bool, Path, dict[str, Any
             report["bad_inputs"] = len(bad)
         else:
             jobs, refused = kind_jobs(kind, alexandria_jobs())
-            if refused:
+            if refused and kind.train_only:
                 log.info(
                     "%s: %d validation/test structures left out (training data only)", kind.name, len(refused)
                 )
+            elif refused:
+                log.info(
+                    "%s: %d structures left out (cells of > %s atoms)",
+                    kind.name,
+                    len(refused),
+                    kind.max_atoms,
+                )
         report["refused"] = len(refused)
         report["new_jobs"] = q.add_jobs(jobs, max_attempts=opts.max_attempts)
-        report["indexed"], report["store_errors"] = index_store(q, store)
-        report["refused_before"] = index_refusals(q, store)
+        report["indexed"], report["store_errors"] = index_store(q, store, kind.name)
+        report["refused_before"] = index_refusals(q, store, kind.name)
         if opts.order is not None:
             ids = read_order(opts.order, known={j["id"] for j in q.jobs(kind=kind.name)})
             report["ordered"] = q.set_order(ids)
         report["eval_done"] = restage(q).eval_done if kind.staged else {}
+        if kind.trainable_first:  # labels of trainable cells first; validation/test cells are only scored
+            split_stages(q, kind)
         report["expired_dead"] = q.expire_dead_owners()
         work_root = Path(opts.work_root) if opts.work_root else default_work_root(db)
         report["cleaned_dirs"] = len(clean_work_root(q, work_root))
@@ -368,7 +391,7 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
         lease=opts.lease,
         heartbeat=opts.heartbeat or max(1.0, opts.lease / 6),
         per_job_timeout=opts.per_job_timeout,
-        max_atoms=opts.max_atoms,
+        max_atoms=max_atoms_of(kind.name, opts.max_atoms),
         deadline=deadline,
         allow_test=allow_test,
         numerics=opts.numerics,
@@ -377,7 +400,7 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
         train_only=kind.train_only,
     )
     q = open_queue(db, create=False)
-    todo = q.claimable(opts.max_atoms, kind=kind.name) + q.summary(kind.name)["running"]
+    todo = q.claimable(cfg.max_atoms, kind=kind.name) + q.summary(kind.name)["running"]
     if todo == 0:
         summary.counts = q.summary(kind.name)
         summary.seconds = time.time() - t_start
@@ -477,7 +500,7 @@ def _loop(
         if empty:
             q.expire_dead_owners()  # a worker of this host killed: its job need not wait for the lease
             counts = q.summary(cfg.kind)
-            if q.claimable(opts.max_atoms, kind=cfg.kind) == 0:
+            if q.claimable(cfg.max_atoms, kind=cfg.kind) == 0:
                 if counts["running"] == 0 and not inflight:
                     return None  # all done
                 idle_until = time.time() + min(10.0, max(1.0, cfg.lease / 4))

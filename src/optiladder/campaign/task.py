@@ -179,12 +179,11 @@ def run_next(cfg: TaskConfig) -> dict[str, Any]:
 
 def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
     """Run one claimed job to its end (see the module docstring)."""
-    from ..data.store import Store
-    from ..engine.records import RecordError, read_record
+    from ..engine.records import RecordError
 
     job = lease.job
     base = {"mat_id": job.id, "nsites": job.nsites, "split": job.split, "attempt": job.attempts}
-    store = Store(Path(cfg.store))
+    store, read_record, index_of = kind_records(cfg.kind, Path(cfg.store))
     t0 = time.time()
 
     split = held_out(job.id, job.split) if cfg.train_only else None
@@ -201,7 +200,7 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
             state = q.fail(lease.token, f"store holds an invalid record: {exc}", permanent=True, seconds=0.0)
             return {**base, "outcome": state or "lost", "error": str(exc), "seconds": 0.0}
         path = store.root / f"{job.id}.json.gz"
-        ok = q.complete(lease.token, record_index(rec, path), seconds=0.0)
+        ok = q.complete(lease.token, index_of(rec, path), seconds=0.0)
         return {**base, "outcome": "done" if ok else "lost", "seconds": 0.0, "existing": True}
 
     work_root = Path(cfg.work_root) if cfg.work_root else default_work_root(cfg.db)
@@ -219,6 +218,7 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
             "split": job.split,
             "max_atoms": cfg.max_atoms,
             "numerics": cfg.numerics,
+            "kind": cfg.kind,
         }
         (job_dir / child.SPEC).write_text(json.dumps(spec))
         env = {**os.environ, **SERIAL_ENV}
@@ -282,10 +282,11 @@ def run_job(q: JobQueue, lease: Lease, cfg: TaskConfig) -> dict[str, Any]:
                 log.warning("%s", exc)  # written meanwhile by an attempt that lost its lease: keep that one
                 path = store.root / f"{job.id}.json.gz"
                 rec = read_record(path)
-            index = record_index(rec, path)
+            index = index_of(rec, path)
             if not q.complete(lease.token, index, seconds=seconds):
                 q.mark_done(index)  # lease lost after the record was written: the store is the truth
-            return {**base, "outcome": "done", "seconds": seconds, "gap": rec.get("gap_indirect")}
+            gap = rec.get("gap_indirect", rec.get("gap_g0w0"))
+            return {**base, "outcome": "done", "seconds": seconds, "gap": gap}
         if error.exists():
             err = json.loads(error.read_text())
             if err.get("permanent") and err.get("kind") in REFUSALS:
@@ -318,6 +319,21 @@ def _keep_refusal(store, mat_id: str, err: dict, cfg: TaskConfig) -> None:
         store.add_refusal(mat_id, kind=err["kind"], error=err["error"], protocol=cfg.protocol, numerics=cfg.numerics)
     except OSError as exc:
         log.warning("%s: refusal not kept in the store (%s)", mat_id, exc)
+
+
+def kind_records(kind: str, root: Path):
+    """(store, reader of a result file, index function) of a job kind's records: the spectra store, or the G0W0
+    store of the ``gw`` kind (:mod:`.gw_jobs`)."""
+    from .kinds import get_kind
+
+    if get_kind(kind).engine == "gw":
+        from .gw_jobs import GWStore, gw_index, read_gw_result
+
+        return GWStore(root), read_gw_result, gw_index
+    from ..data.store import Store
+    from ..engine.records import read_record
+
+    return Store(root), read_record, record_index
 
 
 def _outcome(state: str | None) -> str:

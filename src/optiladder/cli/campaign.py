@@ -21,7 +21,7 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         help="Campaign database: a SQLite file, or postgresql://user@host:port/dbname (default: campaign.db;"
-        " campaign-ipa-lite.db for --kind ipa-lite)",
+        " campaign-ipa-lite.db for --kind ipa-lite, campaign-gw.db for --kind gw)",
     ),
 ]
 KindOption = Annotated[
@@ -29,7 +29,7 @@ KindOption = Annotated[
     typer.Option(
         "--kind",
         help="Job kind: material (IPA + RPA of every split, by stage) or ipa-lite (cheap IPA-only spectra of"
-        " training structures into dataset/ipa-lite)",
+        " training structures into dataset/ipa-lite) or gw (G0W0 labels of <= 2-atom cells into dataset/gw/<protocol>)",
     ),
 ]
 
@@ -115,7 +115,9 @@ def run(
     Claims go by stage (4-atom validation/test cells until ≥ 60 test and ≥ 40 validation are done, then the
     remaining ≤ 3-atom cells, then training 4-atom cells most diverse first, then the rest by size).
     ``--kind ipa-lite``: cheap IPA-only spectra (gpaw-pbe-ipa-lite) of training structures, smallest first,
-    into dataset/ipa-lite, with its own database (default campaign-ipa-lite.db).
+    into dataset/ipa-lite, with its own database (default campaign-ipa-lite.db). ``--kind gw``: G0W0@PBE
+    labels (gpaw-g0w0-v2) of the <= 2-atom cells, train/none cells first, into dataset/gw/gpaw-g0w0-v2 (default
+    database campaign-gw.db; docs/gw.md: ``--time-budget 1h`` keeps it to about a core-hour per day).
     """
     from ..campaign.inputs import parse_duration
     from ..campaign.queue import QueueError
@@ -168,25 +170,26 @@ def status(
     from pathlib import Path
 
     from ..campaign.inputs import alexandria_jobs
-    from ..campaign.kinds import get_kind, kind_jobs
+    from ..campaign.kinds import get_kind, kind_jobs, split_stages
     from ..campaign.queue import QueueError, open_queue
-    from ..campaign.runner import check_meta, index_store, resolve_protocol
+    from ..campaign.runner import check_meta, index_store, resolve_protocol, resolve_store
     from ..campaign.stages import restage
     from ..campaign.status import campaign_status, format_status
-    from ..data.store import protocol_root
 
     db = _db(db, kind)
     if "://" not in db and not Path(db).exists():
         # no campaign here (e.g. a fresh clone): the status the repository's records give, in a throw-away queue
         k = get_kind(kind)
         protocol = resolve_protocol(k.name, None)
-        root = protocol_root(protocol)
+        root = resolve_store(protocol, None, k.name)[0]
         with tempfile.TemporaryDirectory() as tmp, open_queue(str(Path(tmp) / "view.db")) as q:
             check_meta(q, protocol, root, k.name)
             q.add_jobs(kind_jobs(k, alexandria_jobs())[0])
-            n, _ = index_store(q, root)
+            n, _ = index_store(q, root, k.name)
             if k.staged:
                 restage(q)
+            if k.trainable_first:
+                split_stages(q, k)
             st = campaign_status(q, max_failures=failures)
         typer.echo(
             f"{db}: no campaign database here; status of the bundled structure list from the {n} records "

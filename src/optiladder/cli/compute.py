@@ -34,6 +34,13 @@ def compute(
             help="How GPAW is driven (same physics): gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"
         ),
     ] = None,
+    scissor: Annotated[
+        str | None,
+        typer.Option(
+            help="gw: also write <id>.scissor-gw.json, the spectra shifted by the QP direct-gap correction (from"
+            " the material's G0W0 record, else the gap model; docs/gw.md), Re ε by Kramers–Kronig"
+        ),
+    ] = None,
 ) -> None:
     """Compute each input; print one line per material; go on past bad inputs (exit 1 if any failed)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -51,6 +58,8 @@ def compute(
         get_numerics(numerics)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if scissor not in (None, "gw"):
+        raise typer.BadParameter(f"unknown scissor {scissor!r}; known: gw", param_hint="--scissor")
     failed = 0
     for item in inputs:
         try:
@@ -64,6 +73,10 @@ def compute(
                 f"{rec['mat_id']}  {rec['formula']:<10} gap {rec['gap_indirect']:.2f} eV  "
                 f"eps_inf {'  '.join(f'{lv.upper()} {s.eps_inf:.3f}' for lv, s in sp.items())}  {secs:.1f} s  -> {path}"
             )
+            if scissor == "gw":
+                from ..wavefunction.gapmodel import write_scissored
+
+                write_scissored(rec, sp, path.with_name(f"{rec['mat_id']}.scissor-gw.json"), typer.echo)
         except (StructureError, EngineError, RecordError) as exc:
             failed += 1
             typer.echo(f"error: {exc}", err=True)

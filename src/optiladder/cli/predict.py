@@ -42,6 +42,14 @@ def predict(
     max_atoms: Annotated[int, typer.Option(help="Refuse cells with more atoms")] = 64,
     batch_size: Annotated[int, typer.Option(help="Structures per forward pass")] = 64,
     threads: Annotated[int, typer.Option(help="torch threads")] = 1,
+    scissor: Annotated[
+        str | None,
+        typer.Option(
+            help="gw: shift the predicted spectra by the QP direct-gap correction of the gap model (G0W0 labels of"
+            " training materials; gap from the predicted onset), Re ε by Kramers–Kronig; prints Δ ± σ and"
+            " whether the crystal lies outside the GW model's domain"
+        ),
+    ] = None,
 ) -> None:
     """Predict IPA/RPA spectra and n, k, α, R, loss; print one verdict line per input.
 
@@ -56,6 +64,8 @@ def predict(
         raise typer.BadParameter(f"must be one of {', '.join(LEVEL_CHOICES)}", param_hint="--level")
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("must be csv or json", param_hint="--format")
+    if scissor not in (None, "gw"):
+        raise typer.BadParameter(f"unknown scissor {scissor!r}; known: gw", param_hint="--scissor")
     import torch
 
     from ..predict import Predictor
@@ -79,18 +89,24 @@ def predict(
     else:
         results = predictor.predict(files)
 
+    corrections = _apply_scissor(results) if scissor == "gw" else {}
     failed = 0
     for r in results:
         if r.ok:
             say(f"{r.name}  {r.formula:<10} {r.nsites:>3} atoms  {r.verdict()}")
             for w in r.warnings:
                 typer.echo(f"warning: {r.name}: {w}", err=True)
+            if id(r) in corrections:
+                c = corrections[id(r)]
+                say(f"{r.name}  {c.line()}")
+                for w in c.warnings:
+                    typer.echo(f"warning: {r.name}: GW scissor outside the GW model's domain: {w}", err=True)
         else:
             failed += 1
             typer.echo(f"error: {r.error}", err=True)
     good = [r for r in results if r.ok]
     if out is not None and good:
-        text = _to_json(good) if fmt == "json" else _to_csv(good)
+        text = _to_json(good, corrections) if fmt == "json" else _to_csv(good)
         if to_stdout:
             sys.stdout.write(text)
         else:
@@ -120,10 +136,33 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
 
 
-def _to_json(results) -> str:
+def _apply_scissor(results) -> dict:
+    """``--scissor gw``: shift each good result's spectra (and ensemble spread) in place by the gap model's Δ;
+    returns ``{id(result): Correction}``."""
+    from ..spectra import scissor_imag
+    from ..wavefunction.gapmodel import predicted_correction, scissored
+
+    out = {}
+    for r in results:
+        if not r.ok or not r.spectra:
+            continue
+        c = predicted_correction(r.spectra, r.structure)
+        r.spectra = scissored(r.spectra, c)
+        r.spread = {lv: scissor_imag(r.spectra[lv].omega, v, c.delta) for lv, v in r.spread.items()}
+        out[id(r)] = c
+    return out
+
+
+def _to_json(results, corrections: dict | None = None) -> str:
     import json
 
-    return json.dumps([r.to_dict() for r in results], separators=(",", ":")) + "\n"
+    rows = []
+    for r in results:
+        d = r.to_dict()
+        if corrections and id(r) in corrections:
+            d["scissor"] = corrections[id(r)].as_dict()
+        rows.append(d)
+    return json.dumps(rows, separators=(",", ":")) + "\n"
 
 
 def _to_csv(results) -> str:

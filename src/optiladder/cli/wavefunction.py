@@ -37,7 +37,17 @@ def _one_thread() -> None:
 
 @wf_app.command("export")
 def export(
-    inputs: Inputs,
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Structure files or bundled Alexandria ids (agm…)")
+    ] = None,
+    from_gw: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-gw",
+            help="Also export every material with a G0W0 record in this folder (repeat) whose export is missing:"
+            " the regenerate step after a gw campaign (the downstream model joins both)",
+        ),
+    ] = None,
     protocol: Annotated[str, typer.Option(help="Wavefunction protocol (wf-pbe-v1, test)")] = "wf-pbe-v1",
     out: Annotated[
         Path | None, typer.Option(help="Folder (default: $OPTILADDER_CACHE/wavefunctions)")
@@ -62,11 +72,19 @@ def export(
         get_wf_protocol(protocol)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    inputs = list(inputs or [])
     names = _names(name, inputs)
+    todo: list[tuple[object, str | None]] = [
+        (item, names[i] if names else None) for i, item in enumerate(inputs)
+    ]
+    todo += _missing_exports(from_gw or [], protocol, out)
+    if not todo:
+        typer.echo("nothing to export")
+        raise typer.Exit(0)
     failed = 0
-    for i, item in enumerate(inputs):
+    for item, mat_id in todo:
         try:
-            d = export_wavefunctions(item, protocol, mat_id=names[i] if names else None)
+            d = export_wavefunctions(item, protocol, mat_id=mat_id)
             path = write_wavefunctions(
                 d, wavefunction_path(d["meta"]["mat_id"], protocol, out), overwrite=overwrite
             )
@@ -79,6 +97,32 @@ def export(
             failed += 1
             typer.echo(f"FAILED {exc}", err=True)
     raise typer.Exit(1 if failed else 0)
+
+
+def _missing_exports(folders: list[Path], protocol: str, out: Path | None) -> list[tuple[object, str]]:
+    """(source, material id) of the G0W0-labelled materials in ``folders`` without an export: the bundled id
+    for an Alexandria material, else the record's own (symmetrized) structure."""
+    from pymatgen.core import Structure
+
+    from ..engine.calculate import alexandria_entry
+    from ..engine.gw import read_gw_record
+    from ..engine.wavefunctions import wavefunction_path
+
+    todo: dict[str, object] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise typer.BadParameter(f"{folder}: not a folder of G0W0 records", param_hint="--from-gw")
+        for path in sorted(folder.glob("*.json.gz")):
+            try:
+                rec = read_gw_record(path)
+            except ValueError as exc:
+                typer.echo(f"FAILED {exc}", err=True)
+                continue
+            mid = rec["mat_id"]
+            if mid in todo or wavefunction_path(mid, protocol, out).exists():
+                continue
+            todo[mid] = mid if alexandria_entry(mid) else Structure.from_dict(rec["structure"])
+    return [(src, mid) for mid, src in todo.items()]
 
 
 @wf_app.command("gw")
@@ -213,6 +257,13 @@ def downstream(
             f"  {k:<8} MAE {cv[k]['mae_pooled']:.3f} eV (folds {cv[k]['mae_fold_mean']:.3f} ± {cv[k]['mae_fold_std']:.3f})"
         )
     typer.echo(f"  eps-only MAE {res['cv_ablation_eps_only']['mae_pooled']:.3f} eV")
+    if "k_interpolation" in res:
+        ki = res["k_interpolation"]
+        typer.echo(
+            f"k-interpolation (fit on Γ, {ki['n_train_states']} states; {ki['n_test_states']} states at other k): "
+            + "  ".join(f"{k} {ki[k]['mae']:.3f}" for k in ("model", "mean", "scissor"))
+            + " eV"
+        )
     if "test" in res:
         t = res["test"]
         typer.echo(

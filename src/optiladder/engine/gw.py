@@ -37,9 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import structures as st
-from .calculate import EngineError, MetallicError, _versions, alexandria_entry, band_gaps, prepare
+from .calculate import (
+    EngineError,
+    MetallicError,
+    OpenShellError,
+    _versions,
+    alexandria_entry,
+    band_gaps,
+    prepare,
+)
 from .protocols import get_protocol
-from .wavefunctions import atomic_write, ground_state
+from .wavefunctions import ground_state
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +200,22 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
     except Exception as exc:
         raise EngineError(label, f"ground state failed ({type(exc).__name__}: {exc})") from exc
     if calc.get_number_of_spins() != 1:
-        raise EngineError(label, "spin-polarized ground state: G0W0 labels are for non-magnetic crystals")
-    nk = len(calc.get_ibz_k_points())
-    eig = np.array([[calc.get_eigenvalues(kpt=k, spin=0) for k in range(nk)]])
-    gap_ind, _ = band_gaps(eig, nocc)
-    if gap_ind < gp.min_gap:
-        raise MetallicError(label, f"PBE gap {gap_ind:.2f} eV < {gp.min_gap} eV: no G0W0 labels for metals")
+        raise OpenShellError(label, "spin-polarized ground state: G0W0 labels are for non-magnetic crystals")
+
+    def check_gap(calc, final: bool) -> None:
+        """MetallicError below ``min_gap``; without an empty band (GPAW gives solid Ne only its 4 occupied
+        bands in the ground state) the check waits for the full diagonalization (``final``)."""
+        nk = len(calc.get_ibz_k_points())
+        eig = np.array([[calc.get_eigenvalues(kpt=k, spin=0) for k in range(nk)]])
+        if eig.shape[-1] <= nocc and not final:
+            return
+        gap_ind, _ = band_gaps(eig, nocc)
+        if gap_ind < gp.min_gap:
+            raise MetallicError(
+                label, f"PBE gap {gap_ind:.2f} eV < {gp.min_gap} eV: no G0W0 labels for metals"
+            )
+
+    check_gap(calc, final=False)
     nval = min(gp.nside, nocc)
     bands = (nocc - nval, nocc + gp.nside)
     try:
@@ -206,6 +224,7 @@ def _run_gw(structure, gp: GWProtocol, private: Path, label: str) -> dict:
         # enough bands for the largest response cutoff (GPAW picks nbands = plane waves at each ecut)
         ndiag = max(plane_waves(volume, ecut), gp.nbands or 0, bands[1]) + 8
         calc.diagonalize_full_hamiltonian(nbands=ndiag)
+        check_gap(calc, final=True)
         gpw = private / "gs.gpw"
         calc.write(str(gpw), mode="all")
         kd = calc.gs_adapter().kd
@@ -289,10 +308,23 @@ def gw_record_path(root: str | Path, mat_id: str) -> Path:
     return Path(root) / f"{mat_id}.json.gz"
 
 
+def encode_gw_record(rec: dict) -> bytes:
+    """The stored bytes of a record: gzipped canonical JSON (gzip mtime 0, so equal records give equal bytes)."""
+    return gzip.compress(json.dumps(rec, sort_keys=True, separators=(",", ":")).encode(), mtime=0)
+
+
 def write_gw_record(rec: dict, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a record atomically as gzipped JSON; refuses to overwrite an existing one (nothing stored is lost)."""
-    text = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
-    return atomic_write(path, lambda fh: fh.write(gzip.compress(text)), overwrite=overwrite)
+    """Write a record atomically as gzipped JSON (temporary file, fsync, then ``os.link``); refuses to overwrite
+    an existing one, also against a concurrent writer (``FileExistsError``; nothing stored is lost)."""
+    from .records import RecordError, write_bytes_atomic
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+    try:
+        return write_bytes_atomic(encode_gw_record(rec), path, overwrite=overwrite)
+    except RecordError as exc:  # another writer linked the file meanwhile
+        raise FileExistsError(str(exc)) from None
 
 
 def read_gw_record(path: str | Path) -> dict:
