@@ -225,8 +225,12 @@ def test_time_budget_stops_cleanly(tmp_path, tiny_inputs):
     if s["queued"]:  # (on a fast, idle machine all three may finish within the budget)
         assert "stopped by time budget" in r.stdout
     assert not [a for a in attempts if a["outcome"] == "running"]
-    # the budget counts from the campaign's own start, a little after t0: no claim after it
-    assert attempts and max(a["claimed_at"] for a in attempts) < t0 + 6.0
+    # the budget counts from the campaign's own start, a little after t0: no claim after it (on a heavily loaded
+    # machine the workers may start after the budget: then nothing is claimed and all three stay queued)
+    if attempts:
+        assert max(a["claimed_at"] for a in attempts) < t0 + 6.0
+    else:
+        assert s["queued"] == 3 and s["done"] == 0
     assert not work.exists() or list(work.iterdir()) == []
 
 
