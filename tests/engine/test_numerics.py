@@ -17,7 +17,8 @@ def test_numerics_are_named_and_the_baseline_is_kept():
     base = get_numerics("gpaw-dense-v1")
     assert base.iterative_pass and base.gpw_roundtrip and not base.direct_hamiltonian
     assert record_numerics({}) == "gpaw-dense-v1"  # records without the block: the baseline
-    assert get_numerics(None).name == "gpaw-direct-v1"  # the default since bench/engine proved it
+    assert get_numerics(None).name == "gpaw-direct-v2"  # the default since bench/engine proved it
+    assert get_numerics("gpaw-direct-v1").eigensolver == "gvx"  # kept callable
     assert record_numerics({"numerics": {"name": "gpaw-direct-v1"}}) == "gpaw-direct-v1"
     with pytest.raises(ValueError, match="unknown numerics"):
         get_numerics("nope")

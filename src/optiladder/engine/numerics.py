@@ -98,8 +98,9 @@ NUMERICS: dict[str, Numerics] = {
 #: the numerics of records that carry no ``numerics`` block
 BASELINE_NUMERICS = "gpaw-dense-v1"
 #: what :func:`optiladder.engine.compute` (and so the campaign) uses unless told otherwise: proven equal to the
-#: baseline on every material of bench/engine (SC 1.0000, IPA and RPA, trace and xx/yy/zz) at 1.5–2.8× less CPU
-DEFAULT_NUMERICS = "gpaw-direct-v1"
+#: baseline on every material of bench/engine (SC 1.00000, IPA and RPA, trace and xx/yy/zz; 20 materials of 1–6
+#: atoms) at 2.4–2.5× more materials per CPU-hour (bench/engine/results.md)
+DEFAULT_NUMERICS = "gpaw-direct-v2"
 
 
 def get_numerics(name: str | Numerics | None) -> Numerics:
