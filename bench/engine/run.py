@@ -7,7 +7,12 @@ both alike:
 * **old** — what the campaign did at the start of issue 10: a fresh Python process per job
   (``python -c``: imports, then ``compute(..., numerics="gpaw-dense-v1")``);
 * **new** — a child forked from this pre-imported driver (what the campaign's forking worker does), computing
-  with ``numerics="gpaw-direct-v1"``.
+  with the new numerics (``--new``, default ``gpaw-direct-v2``).
+
+The numerics pair is explicit (``--old`` / ``--new``): every row of ``runs.jsonl`` records the numerics of its
+two jobs, and the summary compares only rows of the chosen pair (other pairs in the file are listed apart).
+The forked child is given the scheduling weight of this driver's session (its autogroup nice), as the old job
+(a plain child process) has it, so that both kinds of job share the machine alike.
 
 Measured per run: CPU seconds of the whole job process (``wait4`` rusage: user + system, imports included),
 CPU and wall seconds per phase (the record's ``provenance.cpu_seconds`` and ``seconds``), peak RSS. Core-hours
@@ -16,9 +21,8 @@ xx/yy/zz, IPA and RPA) and, where the repository or ``--refs`` holds a reference
 Results are appended to ``runs.jsonl`` as they come (so a stopped run keeps what it measured; ``--resume``
 skips material/repeat pairs already there) and summarized in ``results.md`` / ``results.json``.
 
-    python bench/engine/run.py --set large --repeats 2          # 4–6-atom cells
-    python bench/engine/run.py --set small --repeats 2          # 1–3-atom cells
-    python bench/engine/run.py --resume --set all --repeats 2   # complete what is missing
+    python bench/engine/run.py --resume --set all --repeats 2 --new gpaw-direct-v2   # append what is missing
+    python bench/engine/run.py --summary-only --new gpaw-direct-v2                   # rewrite results.md
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-OLD, NEW = "gpaw-dense-v1", "gpaw-direct-v1"
+OLD, NEW = "gpaw-dense-v1", "gpaw-direct-v2"
 
 #: 1-, 2- and 3-atom seed materials (references: dataset/records)
 SMALL = [
@@ -84,11 +88,11 @@ def _serial_env() -> None:
         os.environ[k] = "1"
 
 
-def run_old(mat: str, out: Path) -> dict:
+def run_old(mat: str, out: Path, numerics: str) -> dict:
     """A fresh interpreter per job (imports included), baseline numerics."""
     t = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-c", OLD_CHILD, mat, OLD, str(out)],
+        [sys.executable, "-c", OLD_CHILD, mat, numerics, str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -100,20 +104,34 @@ def run_old(mat: str, out: Path) -> dict:
     return {"cpu": ru.ru_utime + ru.ru_stime, "wall": time.time() - t, "peak_mb": ru.ru_maxrss / 1024}
 
 
-def run_new(mat: str, out: Path) -> dict:
+def run_new(mat: str, out: Path, numerics: str) -> dict:
     """A child forked from this pre-imported process, new numerics."""
     from optiladder.campaign.forker import fork_call
 
     t = time.time()
-    res = fork_call(_compute_and_write, mat, NEW, str(out))
+    res = fork_call(_compute_and_write, mat, numerics, str(out), _autogroup_nice())
     if res.error:
         raise RuntimeError(f"{mat}: new job failed: {res.error}")
     return {"cpu": res.cpu_seconds, "wall": time.time() - t, "peak_mb": res.peak_rss_mb}
 
 
-def _compute_and_write(mat: str, numerics: str, out: str) -> None:
+def _autogroup_nice() -> int | None:
+    """The nice value of this process's scheduling autogroup (Linux), or None."""
+    try:
+        return int(Path("/proc/self/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _compute_and_write(mat: str, numerics: str, out: str, nice: int | None = None) -> None:
     from optiladder.engine.calculate import compute
     from optiladder.engine.records import write_record
+
+    if nice is not None:  # fork_call's setsid() gave the child a new autogroup (nice 0): restore the parent's
+        try:
+            Path("/proc/self/autogroup").write_text(str(nice))
+        except OSError:
+            pass
 
     write_record(compute(mat, "gpaw-pbe-v1", numerics=numerics), out, overwrite=True)
 
@@ -167,6 +185,8 @@ def main() -> None:
     ap.add_argument("--refs", nargs="*", type=Path, default=[], help="folders with reference records")
     ap.add_argument("--resume", action="store_true", help="skip (material, repeat) pairs in runs.jsonl")
     ap.add_argument("--summary-only", action="store_true", help="rewrite results.md from runs.jsonl")
+    ap.add_argument("--old", default=OLD, help=f"numerics of the old jobs (fresh process; default {OLD})")
+    ap.add_argument("--new", default=NEW, help=f"numerics of the new jobs (forked worker; default {NEW})")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     _serial_env()
@@ -175,7 +195,8 @@ def main() -> None:
     if runs_path.exists():
         for line in runs_path.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["mat_id"], r["repeat"]))
+            if _pair(r) == (args.old, args.new):
+                done.add((r["mat_id"], r["repeat"]))
     if not args.summary_only:
         if not args.resume and runs_path.exists():
             runs_path.rename(runs_path.with_suffix(f".{int(time.time())}.jsonl"))
@@ -187,22 +208,27 @@ def main() -> None:
                 for mat in mats:
                     if (mat, rep) in done:
                         continue
-                    row = one(mat, rep, Path(tmp), args.refs)
+                    row = one(mat, rep, Path(tmp), args.refs, args.old, args.new)
                     with open(runs_path, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
-    write_summary(runs_path)
+    write_summary(runs_path, args.old, args.new)
 
 
-def one(mat: str, rep: int, tmp: Path, refs: list[Path]) -> dict:
+def _pair(row: dict) -> tuple[str | None, str | None]:
+    """(old, new) numerics of a row of runs.jsonl."""
+    return tuple((row.get(k) or {}).get("numerics") for k in ("old", "new"))  # type: ignore[return-value]
+
+
+def one(mat: str, rep: int, tmp: Path, refs: list[Path], old: str = OLD, new: str = NEW) -> dict:
     from optiladder.engine.records import read_record
 
     row: dict = {"mat_id": mat, "repeat": rep, "start": datetime.now(UTC).isoformat(timespec="seconds")}
     recs = {}
-    for kind, fn, num in (("old", run_old, OLD), ("new", run_new, NEW)):
+    for kind, fn, num in (("old", run_old, old), ("new", run_new, new)):
         out = tmp / f"{mat}.{kind}.json.gz"
         load0 = os.getloadavg()[0]
         try:
-            m = fn(mat, out)
+            m = fn(mat, out, num)
         except RuntimeError as exc:
             log.error("%s", exc)
             row[kind] = {"error": str(exc)}
@@ -243,21 +269,26 @@ def _geo(xs: list[float]) -> float:
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def write_summary(runs_path: Path) -> None:
+def write_summary(runs_path: Path, old: str = OLD, new: str = NEW) -> None:
     rows = [json.loads(x) for x in runs_path.read_text().splitlines()] if runs_path.exists() else []
     rows = [r for r in rows if "sc_new_vs_old" in r]
+    others: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if _pair(r) != (old, new):
+            others.setdefault(_pair(r), []).append(r)
+    rows = [r for r in rows if _pair(r) == (old, new)]
     by_mat: dict[str, list[dict]] = {}
     for r in rows:
         by_mat.setdefault(r["mat_id"], []).append(r)
     phases = ("gs", "nscf", "df")
     lines = [
-        "# Engine benchmark: numerics gpaw-direct-v1 (forked worker) vs gpaw-dense-v1 (fresh process)",
+        f"# Engine benchmark: numerics {new} (forked worker) vs {old} (fresh process)",
         "",
         f"Summary written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}"
         f" ({os.cpu_count()} cores, shared with the background campaign and other sessions: the 1-min load"
         " average is given per material; CPU time, not wall time, is the measure). Protocol gpaw-pbe-v1, one"
-        " BLAS/OpenMP thread. Old = a fresh `python` per job, numerics gpaw-dense-v1 (the campaign at the start"
-        " of issue 10); new = a child forked from a pre-imported process, numerics gpaw-direct-v1. Each"
+        f" BLAS/OpenMP thread. Old = a fresh `python` per job, numerics {old} (the campaign at the start"
+        f" of issue 10); new = a child forked from a pre-imported process, numerics {new}. Each"
         " material: old, new, old, new, … (`repeats` pairs), CPU seconds = user + system of the job process"
         " (rusage via wait4, imports included); phase columns = the records' own per-phase CPU seconds"
         " (medians over repeats). SC = similarity coefficient of Im ε (trace and each of xx, yy, zz; IPA and"
@@ -311,12 +342,27 @@ def write_summary(runs_path: Path) -> None:
         lines.append(
             f"- Same physics: minimum SC new vs old over every material, repeat, level and component: {worst:.5f}."
         )
+    for (o, n), rs in sorted(others.items(), key=lambda kv: str(kv[0])):
+        tot: dict[str, list[float]] = {}
+        for r in rs:
+            g = "4–6 atoms" if r["nsites"] >= 4 else "1–3 atoms"
+            t = tot.setdefault(g, [0.0, 0.0, 0])
+            t[0] += r["old"]["cpu"]
+            t[1] += r["new"]["cpu"]
+            t[2] += 1
+        lines.append(
+            f"- Other pair in runs.jsonl, not in the table: {n} vs {o}, "
+            + "; ".join(
+                f"{g}: {t[0] / t[1]:.2f}× over {t[2]} runs (sum of job CPU)" for g, t in sorted(tot.items())
+            )
+            + "."
+        )
     missing = [m for m in SETS["all"] if m not in by_mat]
     if missing:
         lines += [
             "",
             f"Not yet measured ({len(missing)}): {', '.join(missing)}. Complete with"
-            " `OMP_NUM_THREADS=1 nice python bench/engine/run.py --resume --set all --repeats 2"
+            f" `OMP_NUM_THREADS=1 python bench/engine/run.py --resume --set all --repeats 2 --old {old} --new {new}"
             " --refs ../shared/data/campaign-extra`.",
         ]
     notes = HERE / "notes.md"  # the reading of these numbers, written by hand (kept across summaries)

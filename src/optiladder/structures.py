@@ -71,8 +71,10 @@ class Symmetrized:
     target_spacegroup: int | None
 
 
-def gpaw_elements() -> set[str]:
-    """Element symbols with a PBE PAW setup: from the installed gpaw-data where possible."""
+@lru_cache(maxsize=1)
+def gpaw_elements() -> frozenset[str]:
+    """Element symbols with a PBE PAW setup: from the installed gpaw-data where possible (read once per
+    process: finding the setups reads and decompresses ~90 files, ~0.3 s)."""
     from pymatgen.core.periodic_table import Element
 
     try:  # the real list from the installed setups
@@ -89,10 +91,10 @@ def gpaw_elements() -> set[str]:
             except (RuntimeError, FileNotFoundError, OSError):
                 pass
         if found:
-            return found
+            return frozenset(found)
     except Exception:  # gpaw not installed (prediction-only install): use the static list
         pass
-    return {el.symbol for el in Element if el.Z <= 86 and el.symbol not in _NO_SETUP}
+    return frozenset(el.symbol for el in Element if el.Z <= 86 and el.symbol not in _NO_SETUP)
 
 
 def _from_file(path: Path):

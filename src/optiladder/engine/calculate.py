@@ -24,7 +24,7 @@ import numpy as np
 from .. import structures as st
 from ..spectra import COMPONENTS
 from ..targets import LEVELS
-from .numerics import Numerics, get_numerics
+from .numerics import Numerics, get_numerics, gpaw_patches
 from .protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from .records import FORMAT_VERSION, round_sig, validate_record
 
@@ -201,10 +201,11 @@ def compute(
     if split is None:
         entry = alexandria_entry(mat_id)
         split = entry["split"] if entry else None
-    check_closed_shell(st.to_atoms(sym.structure), proto, label)
+    n_valence = check_closed_shell(st.to_atoms(sym.structure), proto, label)
     private = Path(tempfile.mkdtemp(prefix=f"optiladder-{mat_id}-", dir=workdir))
     try:
-        result = _run_gpaw(sym.structure, proto, private, label, num)
+        with gpaw_patches(num):
+            result = _run_gpaw(sym.structure, proto, private, label, num, n_valence)
     finally:
         shutil.rmtree(private, ignore_errors=True)
     structure = sym.structure
@@ -242,7 +243,7 @@ def compute(
     return validate_record(rec, label)
 
 
-def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numerics) -> dict:
+def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numerics, n_valence: int) -> dict:
     from ase.units import Hartree  # noqa: F401  (GPAW returns eV already)
     from gpaw import GPAW, PW, FermiDirac
     from gpaw.mpi import serial_comm  # noqa: F401
@@ -256,6 +257,8 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numeri
     try:
         t0, c0 = time.time(), time.process_time()
         extra = {"convergence": dict(proto.gs_convergence)} if proto.gs_convergence else {}
+        if num.gs_extra_bands is not None:  # nocc + k bands
+            extra["nbands"] = n_valence // 2 + num.gs_extra_bands
         calc = GPAW(
             mode=PW(proto.pw_ecut),
             xc=proto.xc,
@@ -289,7 +292,7 @@ def _run_gpaw(structure, proto: Protocol, private: Path, label: str, num: Numeri
                 calc, kpts=nscf_kpts, nbands=nocc + 4, txt=str(private / "nscf.txt")
             )
         if num.direct_hamiltonian:
-            diagonalize_full(nscf, nbands)
+            diagonalize_full(nscf, nbands, num.eigensolver, num.eig_buffer, num.eig_tolerance)
         else:
             nscf.diagonalize_full_hamiltonian(nbands=nbands)
         ibzk = nscf.get_ibz_k_points()
