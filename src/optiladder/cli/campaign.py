@@ -101,7 +101,7 @@ def run(
     ] = None,
     numerics: Annotated[
         str | None,
-        typer.Option(help="How GPAW is driven: gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"),
+        typer.Option(help="How GPAW is driven: gpaw-direct-v2, gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"),
     ] = None,
     fork: Annotated[
         bool, typer.Option(help="Fork each job from a pre-imported process (no imports per job)")

@@ -31,7 +31,7 @@ def compute(
     numerics: Annotated[
         str | None,
         typer.Option(
-            help="How GPAW is driven (same physics): gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"
+            help="How GPAW is driven (same physics): gpaw-direct-v2, gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"
         ),
     ] = None,
     scissor: Annotated[
