@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..engine.numerics import DEFAULT_NUMERICS, NUMERICS
 from ._app import app
 
 campaign_app = typer.Typer(
@@ -101,7 +102,7 @@ def run(
     ] = None,
     numerics: Annotated[
         str | None,
-        typer.Option(help="How GPAW is driven: gpaw-direct-v2, gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"),
+        typer.Option(help=f"How GPAW is driven: {', '.join(NUMERICS)} (default: {DEFAULT_NUMERICS})"),
     ] = None,
     fork: Annotated[
         bool, typer.Option(help="Fork each job from a pre-imported process (no imports per job)")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..engine.numerics import DEFAULT_NUMERICS, NUMERICS
 from ._app import app
 
 
@@ -31,7 +32,7 @@ def compute(
     numerics: Annotated[
         str | None,
         typer.Option(
-            help="How GPAW is driven (same physics): gpaw-direct-v2, gpaw-direct-v1 or gpaw-dense-v1 (default: the engine's)"
+            help=f"How GPAW is driven (same physics): {', '.join(NUMERICS)} (default: {DEFAULT_NUMERICS})"
         ),
     ] = None,
     scissor: Annotated[
