@@ -22,7 +22,6 @@ sys.path.insert(0, str(HERE))
 
 from run import _serial_env, preimport, sc_table  # noqa: E402
 
-
 #: the numerics of rows that do not name theirs (made before ``--numerics`` existed)
 OLD_ROWS_NUMERICS = "gpaw-direct-v1"
 
@@ -36,9 +35,8 @@ def _job(mat: str, protocol: str, out: str, numerics: str) -> None:
 
 def main() -> None:
     from optiladder.campaign.forker import fork_call
-    from optiladder.engine.records import read_record
-
     from optiladder.engine.numerics import DEFAULT_NUMERICS, get_numerics
+    from optiladder.engine.records import read_record
 
     args = sys.argv[1:]
     numerics = DEFAULT_NUMERICS

@@ -72,7 +72,9 @@ def test_batched_graphs_equal_single_ones_and_isolate_a_bad_input():
 
     feat = FoundationFeaturizer()
     good = [Structure.from_file(EXAMPLES / name) for name in ("SiC.cif", "SrClF.cif", "BN.cif")]
-    lonely = Structure(Lattice.cubic(7.5), ["Na"], [[0, 0, 0]])  # OptiMate's cutoff sees it, CHGNet's does not
+    lonely = Structure(
+        Lattice.cubic(7.5), ["Na"], [[0, 0, 0]]
+    )  # OptiMate's cutoff sees it, CHGNet's does not
     with pytest.raises(GraphError, match="chgnet"):
         structure_graph(lonely, feat)
     out = structure_graphs([good[0], lonely, good[1], good[2]], feat)

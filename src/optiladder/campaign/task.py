@@ -316,7 +316,9 @@ REFUSALS = ("MetallicError", "OpenShellError")
 def _keep_refusal(store, mat_id: str, err: dict, cfg: TaskConfig) -> None:
     """Write the refusal into the store (``refused/<mat_id>.json``), so no later campaign computes it again."""
     try:
-        store.add_refusal(mat_id, kind=err["kind"], error=err["error"], protocol=cfg.protocol, numerics=cfg.numerics)
+        store.add_refusal(
+            mat_id, kind=err["kind"], error=err["error"], protocol=cfg.protocol, numerics=cfg.numerics
+        )
     except OSError as exc:
         log.warning("%s: refusal not kept in the store (%s)", mat_id, exc)
 

@@ -154,7 +154,9 @@ class Store:
                 continue
             try:
                 ref = json.loads(path.read_text())
-                if ref.get("mat_id") != path.name.removesuffix(".json") or not isinstance(ref.get("error"), str):
+                if ref.get("mat_id") != path.name.removesuffix(".json") or not isinstance(
+                    ref.get("error"), str
+                ):
                     raise ValueError("not a refusal of the material its name says")
             except (OSError, ValueError) as exc:
                 self.errors.append(f"{path}: {exc}")
@@ -162,7 +164,9 @@ class Store:
             out[ref["mat_id"]] = ref
         return out
 
-    def add_refusal(self, mat_id: str, *, kind: str, error: str, protocol: str, numerics: str | None) -> Path | None:
+    def add_refusal(
+        self, mat_id: str, *, kind: str, error: str, protocol: str, numerics: str | None
+    ) -> Path | None:
         """Write ``refused/<mat_id>.json`` once (atomic, never replaced); None if the material has a record or a
         refusal already."""
         path = self.refused_root / f"{mat_id}.json"
