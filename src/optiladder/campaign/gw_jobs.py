@@ -14,13 +14,10 @@ regenerated per labelled material by ``optiladder wavefunction export --from-gw 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..data.admission import exclusion
-from ..data.splits import split_of
-from ..data.store import Store, default_root
+from ..data.store import Store, default_root, record_index
 from ..engine.gw import (  # noqa: F401  (encode_gw_record: re-exported for the child)
     encode_gw_record,
     get_gw_protocol,
@@ -102,25 +99,11 @@ def read_gw_result(path: str | Path, mat_id: str | None = None) -> dict:
 
 
 def gw_index(rec: dict, path: str | Path, data: bytes | None = None) -> dict[str, Any]:
-    """The campaign database's ``records`` row of a G0W0 record (the columns of spectra records' index)."""
-    path = Path(path)
-    data = path.read_bytes() if data is None else data
-    secs = rec.get("seconds") or {}
-    return {
-        "mat_id": rec["mat_id"],
-        "split": rec.get("split") or split_of(rec["mat_id"]),
-        "nsites": int(rec["nsites"]),
-        "formula": rec.get("formula"),
-        "spacegroup": rec.get("spacegroup"),
-        "gap": rec.get("gap_g0w0"),
-        "gap_direct": rec.get("gap_g0w0_direct"),
-        "seconds": round(float(sum(secs.values())), 3) if isinstance(secs, dict) else None,
-        "protocol": (rec.get("protocol") or {}).get("name"),
-        "numerics": None,
-        "excluded": exclusion(rec["mat_id"]),
-        "path": str(path.resolve()),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+    """The campaign database's ``records`` row of a G0W0 record: the spectra records' index
+    (:func:`~optiladder.data.store.record_index`) with the quasiparticle gaps and no numerics."""
+    row = record_index(rec, path, data)
+    row.update(gap=rec.get("gap_g0w0"), gap_direct=rec.get("gap_g0w0_direct"), numerics=None)
+    return row
 
 
 def compute_job(spec: dict, job_dir: Path) -> dict:
