@@ -191,12 +191,13 @@ def test_kill9_worker_mid_calculation(tmp_path, tiny_inputs):
 
 
 def test_per_job_time_limit_kills_and_retries(tmp_path, tiny_inputs):
-    """A calculation over the per-job limit is killed, failed as transient (timeout), retried, then failed."""
+    """A calculation over the per-job limit is killed, failed as transient (timeout), retried, then failed (0.3 s:
+    with the gpaw-direct-v2 numerics the He job itself can finish within 2 s on a quiet machine)."""
     db, store, work = str(tmp_path / "c.db"), tmp_path / "store", tmp_path / "work"
     only_he = tmp_path / "he"
     only_he.mkdir()
     (only_he / "agm004442529.json").write_bytes((tiny_inputs / "agm004442529.json").read_bytes())
-    args = _args(only_he, db, store, work, "--per-job-timeout", "2s", "--max-attempts", "2")
+    args = _args(only_he, db, store, work, "--per-job-timeout", "0.3s", "--max-attempts", "2")
     t0 = time.time()
     r = run_cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -204,7 +205,7 @@ def test_per_job_time_limit_kills_and_retries(tmp_path, tiny_inputs):
         (job,) = q.jobs()
         outcomes = [a["outcome"] for a in q.attempts()]
     assert job["state"] == "failed" and job["attempts"] == 2 and not job["permanent"]
-    assert job["error"] == "agm004442529: timeout after 2 s (per-job time limit)"
+    assert job["error"] == "agm004442529: timeout after 0.3 s (per-job time limit)"
     assert outcomes == ["retry", "failed"]
     assert time.time() - t0 < 90
     assert not store.exists() or list(store.iterdir()) == []
