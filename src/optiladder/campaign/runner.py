@@ -380,6 +380,13 @@ def run_campaign(opts: CampaignOptions) -> CampaignSummary:
         report["cleaned_dirs"],
     )
     deadline = t_start + opts.time_budget if opts.time_budget else None
+    if deadline is not None:
+        log.info(
+            "time budget %.0f s: no job is claimed after %s (epoch %.3f)",
+            opts.time_budget,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(deadline)),
+            deadline,
+        )
     run_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     cfg = TaskConfig(
         db=db,
