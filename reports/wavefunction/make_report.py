@@ -234,6 +234,53 @@ def scissor_table() -> str:
     return "\n".join(lines)
 
 
+def experiment_table() -> str:
+    """PBE RPA vs scissor-corrected RPA vs experiment, from experiment.json (written by experiment.py)."""
+    path = Path(__file__).parent / "experiment.json"
+    if not path.exists():
+        return "(not measured: run `python reports/wavefunction/experiment.py`)"
+    r = json.loads(path.read_text())
+
+    def cell(d, name):
+        if d["experiment"] is None or d[name] is None:
+            return "–"
+        return f"{d[name]:.2f} ({d[name] - d['experiment']:+.2f})"
+
+    def exp(v):
+        return "–" if v is None else f"{v:.2f}"
+
+    rows = [
+        "| crystal | data (refractiveindex.info) | Δ scissor (eV, source) | onset expt / PBE / scissor (eV) |"
+        " ε₂ peak expt / PBE / scissor (eV) | ε₁(1.5 eV) expt / PBE / scissor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f, c in r["crystals"].items():
+        src = "G0W0 record" if c["scissor_source"].startswith("G0W0 record") else "gap model"
+        rows.append(
+            f"| {f} ({c['mat_id']}) | {c['page']} | {c['scissor_eV']:.2f} ± {c['scissor_sigma_eV']:.2f} ({src}) | "
+            + " | ".join(
+                f"{exp(c[k]['experiment'])} / {cell(c[k], 'PBE RPA')} / {cell(c[k], 'scissor')}"
+                for k in ("onset_eV", "peak_eV", "eps1_low")
+            )
+            + " |"
+        )
+    m = r["mean_abs_error"]
+    rows += [
+        "",
+        "Mean |error| against experiment (n crystals): "
+        + "; ".join(
+            f"{label} PBE {m[k]['PBE RPA'][0]:.2f} → scissor {m[k]['scissor'][0]:.2f} (n = {m[k]['scissor'][1]})"
+            for k, label in (
+                ("onset_eV", "onset (eV)"),
+                ("peak_eV", "ε₂ peak (eV)"),
+                ("eps1_low", "ε₁(1.5 eV)"),
+            )
+        )
+        + ".",
+    ]
+    return "\n".join(rows)
+
+
 def downstream_vae() -> str:
     path = ROOT / "reports/wavefunction/downstream.json"
     if not path.exists():
@@ -315,6 +362,7 @@ if __name__ == "__main__":
         .replace("DOWNSTREAM_TABLE", downstream_table())
         .replace("DOWNSTREAM_VAE", downstream_vae())
         .replace("SCISSOR_TABLE", scissor_table())
+        .replace("EXPERIMENT_TABLE", experiment_table())
     )
     (here / "README.md").write_text(text)
     print(f"wrote {here / 'README.md'}")
