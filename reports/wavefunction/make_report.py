@@ -84,7 +84,9 @@ def vae_table() -> str:
         rows.append(
             f"| VAE, {m['channels']} channels{sel} | {m['n_parameters']:,} | "
             + " | ".join(f"**{m[k]['r2_aligned']:.3f}** ({m[k]['r2']:.3f})" for k in sets)
-            + f" | {m['train_seconds']:.0f} |"
+            + f" | {m['train_seconds']:.0f}"
+            + (f" ({m['epochs_run']} epochs)" if m.get("epochs_run", res["epochs"]) != res["epochs"] else "")
+            + " |"
         )
     for k, v in res["pca"].items():
         rows.append(

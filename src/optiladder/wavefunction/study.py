@@ -84,6 +84,7 @@ def vae_study(
     lr: float = 2e-3,
     seed: int = 0,
     pca_ks: Sequence[int] = (8, 16, 32),
+    time_budget_s: float | None = None,
 ) -> dict:
     """Train one VAE per width in ``channels`` on train-split states; save each to ``out/vae-c<width>``.
 
@@ -91,7 +92,7 @@ def vae_study(
     sample of the training states, on the **validation** materials (where widths are compared) and on the
     **test** materials (reported, never used for a choice), beside the PCA yardstick (:func:`pca_r2`) on the
     same states. Returns the results dict (``selected``: the width with the best validation R², None without
-    validation materials).
+    validation materials). ``time_budget_s``: each width stops after the epoch that passes it (``epochs_run``).
     """
     torch.set_num_threads(1)
     states = load_states(paths, grid=grid)
@@ -125,13 +126,21 @@ def vae_study(
     for c in channels:
         t0 = time.time()
         model, hist = train_vae(
-            xi, channels=c, latent=latent, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+            xi,
+            channels=c,
+            latent=latent,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            time_budget_s=time_budget_s,
         )
         secs = time.time() - t0
         entry = {
             "channels": c,
             "n_parameters": int(sum(p.numel() for p in model.parameters())),
             "train_seconds": round(secs, 1),
+            "epochs_run": len(hist),
             **{name: _scores(model, x) for name, x in evals.items()},
             "per_material": {
                 name: per_material_r2(model, h, eval_per_material, seed + 1) for name, h in held.items()
