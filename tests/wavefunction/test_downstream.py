@@ -85,6 +85,19 @@ def test_cv_scores_model_and_baselines_out_of_fold():
     assert res2["scissor"]["mae_pooled"] < 1e-4 < res2["mean"]["mae_pooled"]
 
 
+def test_residual_model_adds_the_latent_part_to_the_scissor():
+    rng = np.random.default_rng(2)
+    # a material-level gap law plus a latent-dependent part: scissor + residual network beats the scissor
+    t = _table(rng, lambda gap, val, z: np.where(val, -0.1 * gap, 0.3 * gap) + 0.3 * np.tanh(2 * z[:, 0]))
+    res = cross_validate(t, n_folds=4, epochs=300, residual=True)
+    assert res["residual"] and res["model"]["mae_pooled"] < 0.6 * res["scissor"]["mae_pooled"]
+    assert set(res["model"]["per_material"]) == set(t.mat_ids)
+    # the pure gap law: the residual network stays close to the (exact) scissor out of fold
+    t2 = _table(rng, lambda gap, val, z: np.where(val, -0.05 * gap, 0.1 + 0.2 * gap))
+    res2 = cross_validate(t2, n_folds=4, epochs=100, residual=True)
+    assert res2["model"]["mae_pooled"] < 0.1
+
+
 def test_cv_refuses_held_out_materials():
     t = _table(np.random.default_rng(0), lambda gap, val, z: gap * 0)
     t.mat_ids[0] = "agm003157621"  # SiC, a test-split material

@@ -13,7 +13,10 @@ from optiladder.cli import app
 from optiladder.data.splits import LeakageError
 from optiladder.engine.records import read_record, record_spectra
 from optiladder.wavefunction.gapmodel import (
+    BASELINE_CANDIDATES,
+    MIN_LABELS,
     RECORD_SIGMA,
+    RIDGE_ALPHA,
     GapModel,
     computed_correction,
     direct_correction,
@@ -58,6 +61,29 @@ def test_model_refuses_held_out_labels_and_recovers_a_linear_law(labels):
     assert c.warnings == ["the model rests on 6 labelled materials (< 10)"]
     out = m.predict(15.0, ["Ne"], gap_sigma=0.3)  # outside the gap range: said so; the gap's error propagates
     assert any("outside the labelled range" in w for w in out.warnings) and out.sigma > 0.45 * 0.3 * 0.9
+
+
+def test_eps_model_recovers_a_dielectric_law_and_needs_eps(labels):
+    """Δ = 0.3 + 0.5·gap/ε∞: the ε∞ candidates win the leave-one-out choice; the gap-only baseline, kept callable,
+    cannot follow it; a query without ε∞ is refused; with fewer than MIN_LABELS labels with ε∞, gap only."""
+    tmpl = labels[MGO]
+    rng = np.random.default_rng(1)
+    gaps, eps = rng.uniform(1, 12, 14), rng.uniform(1.2, 14, 14)
+    fake = {
+        f"f{i}": _fake(f"f{i}", g, 0.3 + 0.5 * g / e, template=tmpl)
+        for i, (g, e) in enumerate(zip(gaps, eps, strict=True))
+    }
+    eps_inf = {f"f{i}": e for i, e in enumerate(eps)}
+    m = GapModel.fit(fake, eps_inf=eps_inf)
+    assert m.needs_eps and "gap_inv_eps" in m.features and m.loo_rmse < 0.1
+    base = GapModel.fit(fake, candidates=BASELINE_CANDIDATES, alphas=(RIDGE_ALPHA,), eps_inf=eps_inf)
+    assert not base.needs_eps and base.loo_rmse > 3 * m.loo_rmse
+    c = m.predict(6.0, ["Mg", "O"], eps_inf=3.0)
+    assert c.delta == pytest.approx(0.3 + 0.5 * 2.0, abs=0.15) and "ridge" in c.source
+    with pytest.raises(ValueError, match="needs ε∞"):
+        m.predict(6.0, ["Mg", "O"])
+    few = {k: eps_inf[k] for k in list(eps_inf)[: MIN_LABELS - 1]}
+    assert not GapModel.fit(fake, eps_inf=few).needs_eps
 
 
 def test_real_model_on_trainable_labels_scores_the_test_materials(labels):

@@ -6,16 +6,24 @@ on the G0W0 protocol's k-grid (:mod:`optiladder.engine.gw`). Two sources, in thi
 1. **A G0W0 record** of the material (``dataset/gw/gpaw-g0w0-v2``, else ``gpaw-g0w0-v1``): Δ from it, with the
    uncertainty :data:`RECORD_SIGMA` (the RMS difference of our v2 gap corrections from Shishkin & Kresse's
    G0W0@PBE ones over the five validation crystals of docs/gw.md).
-2. **The gap model** (:class:`GapModel`, no wavefunctions): ridge regression of Δ on the material's direct PBE
-   gap and its electronegativity spread (max − min Pauling χ of its elements; 0 for an element), fitted on the
-   G0W0 labels of **trainable** materials only (train split and unlisted; validation/test labels are refused,
-   :class:`~optiladder.data.splits.LeakageError`) and chosen between [gap] and [gap, Δχ] by leave-one-out
-   error on those labels. Uncertainty: the leave-one-out RMSE. A query outside the labels' domain (gap range,
-   elements, too few labels) gets one warning line per reason.
+2. **The gap model** (:class:`GapModel`, no wavefunctions): ridge regression of Δ on features of the material,
+   fitted on the G0W0 labels of **trainable** materials only (train split and unlisted; validation/test labels
+   are refused, :class:`~optiladder.data.splits.LeakageError`). The feature set and the ridge strength are chosen
+   together by leave-one-out error on those labels among :data:`CANDIDATES` × :data:`ALPHAS`: the direct PBE gap,
+   the electronegativity spread (max − min Pauling χ; 0 for an element), and the screening of the PBE RPA
+   spectrum, 1/ε∞ and gap/ε∞ (the dielectric scaling of the QP correction: the exact-exchange fraction of a
+   dielectric-dependent hybrid is 1/ε∞; Skone, Govoni & Galli, PRB 89, 195112 (2014)). ε∞ of a label is the
+   RPA ε∞ of the material's spectra record in the dataset; the candidates that need it are compared on the labels
+   that have it (and dropped when fewer than :data:`MIN_LABELS` have it). Uncertainty: the leave-one-out RMSE. A
+   query outside the labels' domain (gap range, elements, too few labels) gets one warning line per reason.
+   :data:`BASELINE_CANDIDATES` at :data:`RIDGE_ALPHA` is the first model ([gap] or [gap, Δχ]), kept callable
+   (``GapModel.fit(..., candidates=BASELINE_CANDIDATES, alphas=(RIDGE_ALPHA,))``) as the baseline of
+   reports/wavefunction/gap_model.py.
 
-For a **computed** spectrum the direct PBE gap is the record's own ``gap_direct``. For a **predicted** one there
-is no band structure: the gap is estimated from the predicted Im ε by :func:`onset_gap` (first energy where
-Im ε reaches :data:`ONSET_FRACTION` of its maximum, plus :data:`ONSET_OFFSET`), whose error is propagated.
+For a **computed** spectrum the direct PBE gap is the record's own ``gap_direct`` and ε∞ its RPA ε∞. For a
+**predicted** one there is no band structure: the gap is estimated from the predicted Im ε by :func:`onset_gap`
+(first energy where Im ε reaches :data:`ONSET_FRACTION` of its maximum, plus :data:`ONSET_OFFSET`), whose error
+is propagated, and ε∞ is the predicted RPA ε∞.
 
 The VAE route (Δ from the downstream model on the state latents of a wavefunction export) is not used for the
 scissor: with the labels that exist its cross-validated MAE is worse than the linear scissor baseline's
@@ -50,9 +58,25 @@ RECORD_SIGMA = 0.15
 ONSET_FRACTION = 0.1
 ONSET_OFFSET = 0.16
 ONSET_SIGMA = 0.26
-#: fewer trainable labels than this: the model says so
+#: fewer trainable labels than this: the model says so (and the ε∞ candidates need this many labels with ε∞)
 MIN_LABELS = 10
+#: the ridge strength of the baseline model (on standardized features)
 RIDGE_ALPHA = 1e-2
+#: the ridge strengths the gap model chooses from (leave-one-out, with the feature set)
+ALPHAS: tuple[float, ...] = (1e-2, 0.1, 0.3, 1.0, 3.0)
+#: the baseline's feature sets: [direct PBE gap] or [gap, electronegativity spread]
+BASELINE_CANDIDATES: tuple[tuple[str, ...], ...] = (("gap",), ("gap", "chi_spread"))
+#: every feature set the gap model chooses from (``inv_eps`` = 1/ε∞ of the PBE RPA spectrum, ``gap_inv_eps`` =
+#: direct gap / ε∞)
+CANDIDATES: tuple[tuple[str, ...], ...] = BASELINE_CANDIDATES + (
+    ("inv_eps",),
+    ("gap", "inv_eps"),
+    ("inv_eps", "gap_inv_eps"),
+    ("gap", "inv_eps", "gap_inv_eps"),
+    ("gap", "chi_spread", "inv_eps"),
+)
+#: features that need ε∞
+EPS_FEATURES = frozenset({"inv_eps", "gap_inv_eps"})
 
 
 def gw_root(protocol: str) -> Path:
@@ -102,6 +126,42 @@ def record_elements(rec: dict) -> list[str]:
     return [el.symbol for el in Structure.from_dict(rec["structure"]).composition.elements]
 
 
+def feature_row(gap_direct: float, elements: Sequence[str], eps_inf: float | None = None) -> dict[str, float]:
+    """The gap model's features of one material (the ε∞ features only with ``eps_inf``)."""
+    row = {"gap": float(gap_direct), "chi_spread": chi_spread(elements)}
+    if eps_inf is not None and np.isfinite(eps_inf) and eps_inf > 0:
+        row.update(inv_eps=1.0 / eps_inf, gap_inv_eps=float(gap_direct) / eps_inf)
+    return row
+
+
+def spectra_eps_inf(spectra: dict) -> tuple[float, str]:
+    """(ε∞, level) of spectra (level → Spectrum): the RPA ε∞ the gap model is fitted on, else IPA's."""
+    level = "rpa" if "rpa" in spectra else next(iter(spectra))
+    return float(spectra[level].eps_inf), level
+
+
+def label_eps_inf(mat_ids: Iterable[str], root: str | Path | None = None) -> dict[str, float]:
+    """RPA ε∞ of each material's spectra record in the dataset store (``root``, default the dataset's records);
+    materials without a record (or without RPA) are left out."""
+    from ..data.store import default_root
+    from ..engine.records import RecordError, read_record, record_path, record_spectra
+
+    base = Path(root) if root is not None else default_root()
+    out = {}
+    for m in mat_ids:
+        path = record_path(base, m)
+        if not path.exists():
+            continue
+        try:
+            sp = record_spectra(read_record(path))
+        except RecordError as exc:
+            log.warning("%s", exc)
+            continue
+        if "rpa" in sp:
+            out[m] = float(sp["rpa"].eps_inf)
+    return out
+
+
 def onset_gap(omega: np.ndarray, eps_im: np.ndarray) -> float:
     """Direct-gap estimate (eV) from Im ε: the first ω where it reaches :data:`ONSET_FRACTION` of its maximum,
     plus :data:`ONSET_OFFSET` (uncertainty :data:`ONSET_SIGMA`)."""
@@ -148,12 +208,28 @@ class GapModel:
     mat_ids: list[str]
     gap_range: tuple[float, float]
     elements: frozenset[str]
+    alpha: float = RIDGE_ALPHA
+
+    @property
+    def needs_eps(self) -> bool:
+        return bool(EPS_FEATURES & set(self.features))
 
     @classmethod
     def fit(
-        cls, records: dict[str, dict], *, candidates: Sequence[tuple[str, ...]] | None = None
+        cls,
+        records: dict[str, dict],
+        *,
+        candidates: Sequence[tuple[str, ...]] | None = None,
+        alphas: Sequence[float] = ALPHAS,
+        eps_inf: dict[str, float] | None = None,
     ) -> GapModel:
-        """Fit on G0W0 records of trainable materials; a validation/test record raises LeakageError."""
+        """Fit on G0W0 records of trainable materials; a validation/test record raises LeakageError.
+
+        ``candidates`` (default :data:`CANDIDATES`) × ``alphas`` are compared by leave-one-out RMSE on the labels
+        that have every feature of the candidates compared (ε∞: ``eps_inf``, default :func:`label_eps_inf` of the
+        dataset's records; the ε∞ candidates are dropped when fewer than :data:`MIN_LABELS` labels have it); the
+        chosen one is refitted on every label that has its features.
+        """
         bad = sorted(m for m, r in records.items() if held_out(m, r.get("split")))
         if bad:
             raise LeakageError(
@@ -161,33 +237,61 @@ class GapModel:
             )
         if len(records) < 3:
             raise ValueError(f"gap model: {len(records)} trainable G0W0 labels; need at least 3")
-        ids = sorted(records)
-        table = {
-            "gap": np.array([records[m]["gap_pbe_direct"] for m in ids], float),
-            "chi_spread": np.array([chi_spread(record_elements(records[m])) for m in ids], float),
+        cands = [tuple(c) for c in (candidates or CANDIDATES)]
+        if any(EPS_FEATURES & set(c) for c in cands):
+            eps_inf = label_eps_inf(records) if eps_inf is None else eps_inf
+            if sum(m in eps_inf for m in records) < MIN_LABELS:
+                cands = [c for c in cands if not EPS_FEATURES & set(c)]
+                if not cands:
+                    raise ValueError(f"gap model: fewer than {MIN_LABELS} labels have ε∞")
+        eps_inf = eps_inf or {}
+        rows = {
+            m: feature_row(r["gap_pbe_direct"], record_elements(r), eps_inf.get(m))
+            for m, r in records.items()
         }
-        y = np.array([direct_correction(records[m]) for m in ids], float)
+        y_all = {m: direct_correction(r) for m, r in records.items()}
+        need = set().union(*cands)
+        common = sorted(m for m in records if need <= rows[m].keys())  # every candidate compared on these
+        y = np.array([y_all[m] for m in common])
         best = None
-        for feats in candidates or (("gap",), ("gap", "chi_spread")):
-            x = np.column_stack([table[f] for f in feats])
-            err = _loo_errors(x, y)
-            score = float(np.sqrt(np.mean(err**2)))
-            if best is None or score < best[0] - 1e-9:
-                best = (score, feats, err)
-        score, feats, err = best
-        x = np.column_stack([table[f] for f in feats])
-        mean, scale, coef = _ridge(x, y)
+        for feats in cands:
+            x = np.array([[rows[m][f] for f in feats] for m in common])
+            for alpha in alphas:
+                score = float(np.sqrt(np.mean(_loo_errors(x, y, alpha) ** 2)))
+                if best is None or score < best[0] - 1e-9:
+                    best = (score, feats, alpha)
+        _, feats, alpha = best
+        ids = sorted(m for m in records if set(feats) <= rows[m].keys())
+        x = np.array([[rows[m][f] for f in feats] for m in ids])
+        y = np.array([y_all[m] for m in ids])
+        err = _loo_errors(x, y, alpha)
+        mean, scale, coef = _ridge(x, y, alpha)
         elements = frozenset(e for m in ids for e in record_elements(records[m]))
-        gaps = table["gap"]
-        return cls(feats, mean, scale, coef, score, float(np.mean(np.abs(err))), ids,
-                   (float(gaps.min()), float(gaps.max())), elements)  # fmt: skip
+        gaps = np.array([rows[m]["gap"] for m in ids])
+        return cls(feats, mean, scale, coef, float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err))), ids,
+                   (float(gaps.min()), float(gaps.max())), elements, alpha)  # fmt: skip
 
-    def predict(self, gap_direct: float, elements: Sequence[str], *, gap_sigma: float = 0.0) -> Correction:
-        """Δ for a material of direct PBE gap ``gap_direct`` (eV; its own uncertainty ``gap_sigma``)."""
-        row = {"gap": float(gap_direct), "chi_spread": chi_spread(elements)}
+    def _delta(self, row: dict[str, float]) -> float:
         x = np.array([row[f] for f in self.features])
-        delta = float(self.coef[0] + ((x - self.mean) / self.scale) @ self.coef[1:])
-        slope = self.coef[1] / self.scale[0] if self.features[0] == "gap" else 0.0
+        return float(self.coef[0] + ((x - self.mean) / self.scale) @ self.coef[1:])
+
+    def predict(
+        self,
+        gap_direct: float,
+        elements: Sequence[str],
+        *,
+        gap_sigma: float = 0.0,
+        eps_inf: float | None = None,
+    ) -> Correction:
+        """Δ for a material of direct PBE gap ``gap_direct`` (eV; its own uncertainty ``gap_sigma``) and RPA
+        ``eps_inf`` (needed by a model on ε∞ features: ValueError without it)."""
+        row = feature_row(gap_direct, elements, eps_inf)
+        missing = [f for f in self.features if f not in row]
+        if missing:
+            raise ValueError(f"gap model [{', '.join(self.features)}] needs ε∞ (eps_inf) for {missing}")
+        delta = self._delta(row)
+        dg = 1e-3  # the gap's uncertainty through every feature that holds it
+        slope = (self._delta(feature_row(gap_direct + dg, elements, eps_inf)) - delta) / dg
         sigma = float(np.hypot(self.loo_rmse, slope * gap_sigma))
         warnings = []
         lo, hi = self.gap_range
@@ -201,7 +305,10 @@ class GapModel:
             warnings.append(f"element(s) {', '.join(new)} in no G0W0 label")
         if len(self.mat_ids) < MIN_LABELS:
             warnings.append(f"the model rests on {len(self.mat_ids)} labelled materials (< {MIN_LABELS})")
-        how = f"gap model [{', '.join(self.features)}] on {len(self.mat_ids)} G0W0 labels, leave-one-out RMSE"
+        how = (
+            f"gap model [{', '.join(self.features)}] (ridge α {self.alpha:g}) on {len(self.mat_ids)} G0W0 labels, "
+            "leave-one-out RMSE"
+        )
         return Correction(max(delta, 0.0), sigma, how, warnings)
 
 
@@ -219,12 +326,12 @@ def _ridge(
     return mean, scale, coef
 
 
-def _loo_errors(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _loo_errors(x: np.ndarray, y: np.ndarray, alpha: float = RIDGE_ALPHA) -> np.ndarray:
     """Leave-one-out prediction errors of the ridge fit."""
     err = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        mean, scale, coef = _ridge(x[keep], y[keep])
+        mean, scale, coef = _ridge(x[keep], y[keep], alpha)
         err[i] = coef[0] + ((x[i] - mean) / scale) @ coef[1:] - y[i]
     return err
 
@@ -254,28 +361,45 @@ def default_model() -> GapModel:
     return _MODEL["m"]
 
 
+def model_correction(
+    model: GapModel, gap_direct: float, elements: Sequence[str], spectra: dict, *, gap_sigma: float = 0.0
+) -> Correction:
+    """The gap model's Δ for a material with ``spectra`` (level → Spectrum: ε∞ for the ε∞ features, RPA; IPA's
+    only when there is no RPA, said in a warning)."""
+    eps, level = spectra_eps_inf(spectra)
+    c = model.predict(gap_direct, elements, gap_sigma=gap_sigma, eps_inf=eps)
+    if model.needs_eps:
+        c.source += f"; ε∞ {eps:.2f} ({level.upper()})"
+        if level != "rpa":
+            c.warnings.append(f"ε∞ from {level.upper()} (the model is fitted on RPA ε∞)")
+    return c
+
+
 def computed_correction(
     rec: dict, labels: dict[str, dict] | None = None, model: GapModel | None = None
 ) -> Correction:
     """Δ for a computed spectra record: its material's G0W0 record if there is one, else the gap model on the
-    record's own direct gap (``gap_direct``) and elements."""
+    record's own direct gap (``gap_direct``), elements and RPA ε∞."""
     labels = load_labels() if labels is None else labels
     own = record_correction(rec["mat_id"], labels)
     if own is not None:
         return own
     from pymatgen.core import Structure
 
+    from ..engine.records import record_spectra
+
     elements = [e.symbol for e in Structure.from_dict(rec["structure"]).composition.elements]
-    return (model or default_model()).predict(float(rec["gap_direct"]), elements)
+    return model_correction(model or default_model(), float(rec["gap_direct"]), elements, record_spectra(rec))
 
 
 def predicted_correction(spectra: dict, structure, model: GapModel | None = None) -> Correction:
     """Δ for predicted spectra (level → :class:`~optiladder.spectra.Spectrum`): the gap model on the direct gap
-    estimated from the predicted Im ε (RPA if predicted, else IPA; :func:`onset_gap`, error propagated)."""
+    estimated from the predicted Im ε (RPA if predicted, else IPA; :func:`onset_gap`, error propagated) and the
+    predicted ε∞."""
     sp = spectra.get("rpa") or spectra.get("ipa") or next(iter(spectra.values()))
     gap = onset_gap(sp.omega, sp.trace_im())
     elements = [e.symbol for e in structure.composition.elements]
-    c = (model or default_model()).predict(gap, elements, gap_sigma=ONSET_SIGMA)
+    c = model_correction(model or default_model(), gap, elements, spectra, gap_sigma=ONSET_SIGMA)
     c.source += f"; direct gap {gap:.2f} eV from the predicted {sp.level.upper()} onset"
     return c
 
