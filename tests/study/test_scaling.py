@@ -124,3 +124,37 @@ def test_plan_command_answers_from_the_fitted_law(scaling_run, tmp_path):
     assert r.exit_code == 0 and "buys no calculation" in r.output
     r = CliRunner().invoke(app, ["plan", "--budget", "5", "--report", str(tmp_path)])
     assert r.exit_code != 0 and "results.json" in r.output
+
+
+def test_merge_runs_adds_seeds_of_the_same_study_only(scaling_run, tmp_path):
+    import shutil
+
+    from optiladder.study.scaling import merge_runs
+
+    out, res = scaling_run
+    main, other = tmp_path / "main", tmp_path / "other"
+    shutil.copytree(out, main)
+    shutil.copytree(out, other)
+    # the same run again: every cell a duplicate with identical scores, nothing added
+    got = merge_runs(main, [other])
+    assert got["merged_runs"][-1]["added"] == 0 and got["merged_runs"][-1]["identical"] is True
+    assert len(got["cells"]) == len(res["cells"])
+    # a "further seed" (relabelled cells) is added; the per-material SC come along
+    r = json.loads((other / "results.json").read_text())
+    for c in r["cells"]:
+        c["seed"] = 7
+    (other / "results.json").write_text(json.dumps(r))
+    pm = json.loads((other / "per_material.json").read_text())
+    pm["sc"] = {k.replace("seed=0", "seed=7"): v for k, v in pm["sc"].items()}
+    (other / "per_material.json").write_text(json.dumps(pm))
+    got = merge_runs(main, [other])
+    assert got["merged_runs"][-1]["added"] == len(res["cells"]) and {c["seed"] for c in got["cells"]} == {
+        0,
+        7,
+    }
+    assert any(k.endswith("seed=7") for k in json.loads((main / "per_material.json").read_text())["sc"])
+    # another grid is another study: refused
+    r["pre_sizes"] = [10, 40]
+    (other / "results.json").write_text(json.dumps(r))
+    with pytest.raises(ValueError, match="not the same study"):
+        merge_runs(main, [other])

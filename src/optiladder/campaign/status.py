@@ -41,6 +41,10 @@ class CampaignStatus:
     #: (protocol, nsites) -> (median calculation seconds of the stored records, count): the records' own timings
     #: (one core each, so wall ≈ CPU seconds; gs + nscf + response)
     record_cost: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
+    #: (protocol, numerics, nsites) -> (median seconds, count, "CPU" or "wall"): the records' own per-phase CPU
+    #: seconds (``provenance.cpu_seconds``) where they hold them, else their wall seconds; the numerics (how GPAW
+    #: is driven) change the cost of the same physics ~2.5×, so they are told apart
+    record_cpu: dict[tuple[str, str, int], tuple[float, int, str]] = field(default_factory=dict)
 
     def eta_seconds(self, workers: int) -> float:
         """Wall-clock seconds to finish the queue with ``workers`` single-core workers."""
@@ -115,7 +119,8 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
             timed.add(a["job_id"])
     from_records: dict[int, list[float]] = defaultdict(list)
     by_protocol: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for r in q.records_index():
+    records = q.records_index()
+    for r in records:
         if r["nsites"] and r["seconds"]:
             by_protocol[(r["protocol"] or "?", int(r["nsites"]))].append(float(r["seconds"]))
         if r["nsites"] and r["seconds"] and r["mat_id"] not in timed:
@@ -151,7 +156,47 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
         failures=failures[:max_failures] if max_failures >= 0 else failures,
         stages=stage_table(jobs) if kind.staged else [],
         record_cost={k: (float(np.median(v)), len(v)) for k, v in sorted(by_protocol.items())},
+        record_cpu=record_cpu_cost(records),
     )
+
+
+def _record_timing(path: str) -> tuple[str, float | None, float | None]:
+    """(numerics name, CPU seconds, wall seconds) of the calculation phases of one stored record file."""
+    import gzip
+    import json
+
+    from ..engine.numerics import record_numerics
+
+    try:
+        raw = (
+            gzip.decompress(open(path, "rb").read()) if str(path).endswith(".gz") else open(path, "rb").read()
+        )
+        rec = json.loads(raw)
+    except (OSError, ValueError):
+        return "?", None, None
+    cpu = (rec.get("provenance") or {}).get("cpu_seconds")
+    wall = rec.get("seconds")
+    total = lambda d: float(sum(d.values())) if isinstance(d, dict) and d else None  # noqa: E731
+    return record_numerics(rec), total(cpu), total(wall)
+
+
+def record_cpu_cost(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], tuple[float, int, str]]:
+    """Median seconds per material by (protocol, numerics, cell size) from the records' own timings: CPU seconds
+    of the phases where every record of the group holds them, else wall seconds (older records)."""
+    groups: dict[tuple[str, str, int], list[tuple[float | None, float | None]]] = defaultdict(list)
+    for r in records:
+        if not r.get("nsites") or not r.get("path"):
+            continue
+        num, cpu, wall = _record_timing(r["path"])
+        groups[(r.get("protocol") or "?", num, int(r["nsites"]))].append((cpu, wall))
+    out = {}
+    for k, v in sorted(groups.items()):
+        if all(c is not None for c, _ in v):
+            out[k] = (float(np.median([c for c, _ in v])), len(v), "CPU")
+        elif any(w is not None for _, w in v):
+            w = [w for _, w in v if w is not None]
+            out[k] = (float(np.median(w)), len(w), "wall")
+    return out
 
 
 def _hms(seconds: float) -> str:
@@ -207,7 +252,18 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
             lines.append(
                 f"  {row['stage']:<8} {row['done']:>6} {row['running']:>8} {row['queued']:>7} {row['failed']:>7}  {what}"
             )
-    if st.record_cost:
+    if st.record_cpu:
+        lines += [
+            "",
+            "cost per material from the records' own timings by protocol, numerics and cell size (median seconds of"
+            " the calculation phases on one core: CPU where the records hold it, else wall):",
+        ]
+        for (proto, num, n), (sec, cnt, what) in st.record_cpu.items():
+            lines.append(
+                f"  {proto:<17} {n:>2} atoms: {sec:8.1f} {what} s  ({cnt} records, {3600 / max(sec, 1e-9):.0f} per"
+                f" core-hour; numerics {num})"
+            )
+    elif st.record_cost:
         lines += [
             "",
             "cost per material from the records' own timings (median calculation seconds, one core):",

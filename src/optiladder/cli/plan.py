@@ -83,7 +83,7 @@ def plan_cmd(
     expected median test SC of the fitted scaling law; prints the plan with its 95 % interval."""
     from ..data.splits import TRAINABLE, split_of
     from ..data.store import Store
-    from ..study.laws import Plane, format_plan, plan
+    from ..study.laws import format_plan, law_from_analysis, plan
 
     path = report / "results.json"
     try:
@@ -92,9 +92,10 @@ def plan_cmd(
         raise typer.BadParameter(
             f"{path}: cannot read the scaling study ({exc}); run `optiladder study scaling`"
         ) from None
-    law = res.get("analysis", {}).get("plane", {})
-    if "coef" not in law:
-        raise typer.BadParameter(f"{path}: holds no fitted two-size law ({law.get('error', 'no heat map')})")
+    try:  # the design chosen on validation by the report's backtests, else (an older report) its plane
+        law = law_from_analysis(res.get("analysis", {}))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{path}: {exc}") from None
     store = Store(dataset) if dataset else Store()
     lite = lite_root or store.root.parent / "ipa-lite"
     v1_ids = {r["mat_id"] for r in store.index() if split_of(r["mat_id"]) in TRAINABLE}
@@ -108,7 +109,7 @@ def plan_cmd(
         raise typer.BadParameter(f"{store.root}: no record carries its calculation time; no cost model")
     avail = available_structures({"ipa+rpa": v1_ids, "cheap-ipa": v1_ids | lite_ids}, max_atoms)
     try:
-        p = plan(budget, Plane.from_dict(law), n_rpa=len(v1_ids), n_pre=len(v1_ids | lite_ids), costs=costs,
+        p = plan(budget, law, n_rpa=len(v1_ids), n_pre=len(v1_ids | lite_ids), costs=costs,
                  available=avail)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -123,4 +124,5 @@ def plan_cmd(
             f"cost ({PROTOCOL_OF[kind]}, core-seconds per material, measured sizes {sorted(counts[kind])}): "
             + ", ".join(f"{n} at. {s:.0f}" for n, s in c.items())
         )
-    typer.echo(f"law: {path} ({res['seeds_done']} seed(s), {res['analysis']['plane']['n_points']} points)")
+    what = law.describe() if hasattr(law, "describe") else "plane (ln E = c + a·ln N_RPA + b·ln N_pre)"
+    typer.echo(f"law: {path}: {what}, {law.n_points} cell×seed points")

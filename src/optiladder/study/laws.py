@@ -12,8 +12,13 @@ IPA) materials. Here the error is ``1 − median SC`` (or the median MAE) on the
   (N_RPA, N_pre) with a 95 % interval for the law's mean;
 * :func:`plan`: which mix of further calculations (cheap IPA only, or IPA + RPA; by cell size, cheapest first
   within the structures still uncomputed) maximises the predicted median SC for a budget in core-hours;
-* :func:`backtest`: refit the plane on the cells below the full data and compare its prediction at the full
-  data with the measured value.
+* :func:`fit_law`: the same two sizes with an irreducible error (forms :data:`FORMS`: ``floor``,
+  ``floor-sum`` = E∞ + A·N_RPA^a + B·N_pre^b), optionally one law per test cell size combined through the
+  per-material SC of a reference model (the test split's composition differs from the pool's), with 95 %
+  intervals by bootstrap over seeds (parameter uncertainty) plus the seed-to-seed noise of the predicted mean;
+* :func:`backtest` / :func:`backtest_fold`: refit a law on the cells below the full data and compare its
+  prediction at the full data with the measured mean over seeds; :func:`choose_law` picks the law's design on
+  the **validation** split by the same backtests, so that the test backtest is not tuned on test.
 """
 
 from __future__ import annotations
@@ -181,37 +186,354 @@ def fit_plane(n_rpa: Sequence[float], n_pre: Sequence[float], sc: Sequence[float
 
 
 # --------------------------------------------------------------------------------------------------
+# laws with an irreducible error, by test cell size, with bootstrap intervals
+# --------------------------------------------------------------------------------------------------
+#: forms of the two-size law for the error E = 1 − median SC (x = ln N_RPA, y = ln N_pre):
+#: ``plane``: ln E = c + a·x + b·y (:class:`Plane`); ``floor``: E = E∞ + exp(c + a·x + b·y);
+#: ``floor-sum``: E = E∞ + exp(c₁ + a·x) + exp(c₂ + b·y) (the paper's two power laws, each size's share of
+#: the error falling on its own, above an irreducible error E∞)
+FORMS: tuple[str, ...] = ("plane", "floor", "floor-sum")
+N_PARAMS = {"plane": 3, "floor": 4, "floor-sum": 5}
+#: bootstrap replicates of a law (refits)
+N_BOOT = 200
+#: the backtest's target: the measured value inside the predicted interval, no wider than this (median SC)
+BACKTEST_HALF_WIDTH = 0.03
+
+
+def law_error(form: str, p: Sequence[float], x, y) -> np.ndarray:
+    """The error ``E = 1 − SC`` of ``form`` with parameters ``p`` at ``x = ln N_RPA``, ``y = ln N_pre``."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if form == "plane":
+        return np.exp(p[0] + p[1] * x + p[2] * y)
+    if form == "floor":
+        return p[0] + np.exp(p[1] + p[2] * x + p[3] * y)
+    if form == "floor-sum":
+        return p[0] + np.exp(p[1] + p[2] * x) + np.exp(p[3] + p[4] * y)
+    raise ValueError(f"unknown law form {form!r}; known: {FORMS}")
+
+
+def fit_form(
+    form: str,
+    n_rpa: Sequence[float],
+    n_pre: Sequence[float],
+    sc: Sequence[float],
+    start: Sequence[float] | None = None,
+    weights: Sequence[float] | None = None,
+) -> list[float]:
+    """Least squares of ``ln E`` (the residual of every form on log axes, as :func:`fit_plane`), weighted by
+    ``weights`` (e.g. the inverse seed-to-seed variance of ln E of each point's cell) when given.
+
+    ``floor`` forms: E∞ in [0, 1], exponents a, b in [−3, 0] (the error does not grow with data), several
+    starts (or only ``start``, e.g. the full fit's parameters for a bootstrap refit). Raises ``ValueError`` when there are no more distinct (N_RPA, N_pre) cells than parameters.
+    """
+    from scipy.optimize import least_squares
+
+    a, b, s = (np.asarray(v, float) for v in (n_rpa, n_pre, sc))
+    w = np.ones_like(s) if weights is None else np.asarray(weights, float)
+    ok = (a > 0) & (b > 0) & (s < 1) & np.isfinite(s)
+    a, b, s, sw = a[ok], b[ok], s[ok], np.sqrt(w[ok])
+    k = N_PARAMS.get(form)
+    if k is None:
+        raise ValueError(f"unknown law form {form!r}; known: {FORMS}")
+    if (
+        len({(u, v) for u, v in zip(a, b, strict=True)}) <= k
+        or len(np.unique(a)) < 2
+        or len(np.unique(b)) < 2
+    ):
+        raise ValueError(f"the {form} law needs more than {k} distinct cells with ≥ 2 sizes on both axes")
+    x, y, le = np.log(a), np.log(b), np.log(1.0 - s)
+    if form == "plane":
+        beta, *_ = np.linalg.lstsq(
+            np.column_stack([np.ones_like(x), x, y]) * sw[:, None], le * sw, rcond=None
+        )
+        return [float(v) for v in beta]
+    emin = float(np.exp(le.min()))
+    lo, hi = (
+        ([0, -20, -3, -3], [1, 10, 0, 0]) if form == "floor" else ([0, -20, -3, -20, -3], [1, 10, 0, 10, 0])
+    )
+    if start is not None:
+        starts = [np.clip(np.asarray(start, float), np.add(lo, 1e-9), np.subtract(hi, 1e-9))]
+    elif form == "floor":
+        starts = [[f0, 0.0, e0, e0] for f0 in (0.0, 0.5 * emin, 0.9 * emin) for e0 in (-0.3, -1.0)]
+    else:
+        starts = [[f0, -1.0, e0, -1.0, e0] for f0 in (0.0, 0.5 * emin, 0.9 * emin) for e0 in (-0.3, -1.0)]
+
+    def res(p):
+        return (np.log(np.maximum(law_error(form, p, x, y), 1e-12)) - le) * sw
+
+    best = None
+    for p0 in starts:
+        r = least_squares(res, p0, bounds=(lo, hi))
+        if best is None or r.cost < best.cost:
+            best = r
+    return [float(v) for v in best.x]
+
+
+@dataclass
+class Law:
+    """A fitted two-size law with bootstrap intervals (:func:`fit_law`).
+
+    ``params``: the parameters of ``form`` (by test cell size ``{"2": [...], ...}`` when ``reference`` is set);
+    ``reference``: by cell size, the per-material test SC of the reference cell (the fitted cell with the most
+    data) for each seed: ``{"n_rpa", "n_pre", "nsites": [...], "sc": {seed: [...]}}``; a prediction maps each
+    material's error by its cell size's law, ``1 − SC_i → (1 − SC_i)·E_k(target)/E_k(reference)``, and takes
+    the median over all materials (the composition of the test split stays as it is). Every fit weights each
+    (N_RPA, N_pre) cell by the inverse seed-to-seed variance of its ln E (with ≥ 2 seeds per cell: the small
+    cells scatter ~10× more). ``draws``: refits on bootstrap resamples (over seeds, all cells of a seed
+    together, with ≥ 3 seeds; over cells otherwise); ``noise_sd``: seed-to-seed standard deviation of one
+    model's median SC at the fitted cell with the most data. :meth:`predict` adds that noise to the draws for
+    the mean of ``seeds`` models.
+    """
+
+    form: str
+    params: list[float] | dict[str, list[float]]
+    draws: list[dict[str, Any]]
+    noise_sd: float
+    n_points: int
+    n_rpa_max: float
+    n_pre_max: float
+    seeds: list[int]
+    bootstrap: str
+    fitted_cells: list[tuple[int, int]]
+    reference: dict[str, Any] | None = None
+
+    @property
+    def by_size(self) -> bool:
+        return self.reference is not None
+
+    def _mean(self, params, seeds: Sequence[int], n_rpa: float, n_pre: float) -> float:
+        x, y = math.log(max(n_rpa, 1.0)), math.log(max(n_pre, 1.0))
+        if self.reference is None:
+            return float(1.0 - law_error(self.form, params, x, y))
+        ref = self.reference
+        rx, ry = math.log(ref["n_rpa"]), math.log(ref["n_pre"])
+        nsites = np.asarray(ref["nsites"])
+        factor = np.ones(len(nsites))
+        for k, p in params.items():
+            factor[nsites == int(k)] = float(law_error(self.form, p, x, y) / law_error(self.form, p, rx, ry))
+        use = [str(s) for s in seeds if str(s) in ref["sc"]] or list(ref["sc"])
+        return float(np.mean([np.median(1.0 - (1.0 - np.asarray(ref["sc"][s])) * factor) for s in use]))
+
+    def predict(self, n_rpa: float, n_pre: float, seeds: int = 1) -> tuple[float, float, float]:
+        """Expected median SC at (N_RPA, N_pre) and the 95 % interval of the mean of ``seeds`` models trained
+        there (parameter uncertainty by bootstrap, seed-to-seed noise): ``(sc, lo, hi)``."""
+        sc = self._mean(self.params, self.seeds, n_rpa, n_pre)
+        vals = np.array([self._mean(d["params"], d["seeds"], n_rpa, n_pre) for d in self.draws])
+        if not len(vals):
+            return sc, float("nan"), float("nan")
+        noise = np.random.default_rng(0).normal(0.0, self.noise_sd / math.sqrt(max(seeds, 1)), len(vals))
+        lo, hi = np.percentile(vals + noise, [2.5, 97.5])
+        return sc, float(min(lo, sc)), float(max(hi, sc))
+
+    def slope_ci(self, k: int) -> tuple[float, float]:
+        """95 % bootstrap interval of the local slope d ln(1 − SC)/d ln N at the largest fitted sizes, of
+        N_RPA (``k`` = 1) or N_pre (``k`` = 2), as :meth:`Plane.slope_ci` for the plane."""
+        h = 0.05
+        n0 = (self.n_rpa_max, self.n_pre_max)
+        n1 = (n0[0] * math.exp(h), n0[1]) if k == 1 else (n0[0], n0[1] * math.exp(h))
+        s = [
+            (math.log(1 - self._mean(d["params"], d["seeds"], *n1)) - math.log(1 - self._mean(d["params"], d["seeds"], *n0))) / h
+            for d in self.draws
+        ]  # fmt: skip
+        if not s:
+            return float("nan"), float("nan")
+        lo, hi = np.percentile(s, [2.5, 97.5])
+        return float(lo), float(hi)
+
+    def describe(self) -> str:
+        what = {"plane": "ln E = c + a·ln N_RPA + b·ln N_pre", "floor": "E = E∞ + exp(c + a·ln N_RPA + b·ln N_pre)",
+                "floor-sum": "E = E∞ + A·N_RPA^a + B·N_pre^b"}[self.form]  # fmt: skip
+        return (
+            f"{self.form} ({what}, E = 1 − median SC){', one law per test cell size' if self.by_size else ''}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "law", **asdict(self), "description": self.describe()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Law:
+        keys = ("form", "params", "draws", "noise_sd", "n_points", "n_rpa_max", "n_pre_max", "seeds", "bootstrap",
+                "fitted_cells", "reference")  # fmt: skip
+        return cls(**{k: d.get(k) for k in keys})
+
+
+#: a cell's weight is at most 1/(this × the median seed-to-seed variance of ln E over the cells)
+MIN_VARIANCE_SHARE = 0.1
+
+
+def _weights(cells: Sequence[dict[str, Any]], value) -> list[float] | None:
+    """Inverse seed-to-seed variance of ln(1 − ``value(cell)``) of each point's (N_RPA, N_pre) cell (the seeds
+    of a model trained on 25 materials scatter ~10× more than at the full data); None with < 2 seeds per cell."""
+    groups: dict[tuple, list[float]] = {}
+    for c in cells:
+        groups.setdefault((c["n_rpa"], c["n_pre"]), []).append(math.log(max(1.0 - value(c), 1e-12)))
+    var = {k: float(np.var(v, ddof=1)) for k, v in groups.items() if len(v) > 1}
+    if len(var) < len(groups):
+        return None
+    floor = MIN_VARIANCE_SHARE * float(np.median(list(var.values())))
+    if floor <= 0:
+        return None
+    return [1.0 / max(var[(c["n_rpa"], c["n_pre"])], floor) for c in cells]
+
+
+def _noise_sd(cells: Sequence[dict[str, Any]], form: str, params) -> float:
+    """Seed-to-seed sd of a model's median SC near the prediction: over the seeds of the fitted cell with the
+    most data (the largest N_RPA·N_pre; the scatter falls with N); with one seed there, pooled over the cells
+    measured with ≥ 2 seeds; else the residual sd of the fit (in SC)."""
+    groups: dict[tuple, list[float]] = {}
+    for c in cells:
+        groups.setdefault((c["n_rpa"], c["n_pre"]), []).append(c["sc"])
+    top = max(groups, key=lambda k: (k[0] * k[1], k[0]))
+    if len(groups[top]) > 1:
+        return float(np.std(groups[top], ddof=1))
+    var = [np.var(v, ddof=1) for v in groups.values() if len(v) > 1]
+    if var:
+        return float(math.sqrt(np.mean(var)))
+    if isinstance(params, dict):
+        return 0.0
+    r = [c["sc"] - (1 - law_error(form, params, math.log(c["n_rpa"]), math.log(c["n_pre"]))) for c in cells]
+    dof = max(len(r) - N_PARAMS[form], 1)
+    return float(math.sqrt(float(np.sum(np.square(r))) / dof))
+
+
+def _fit_params(
+    form: str, cells: Sequence[dict[str, Any]], sizes: Sequence[int] | None, start=None, weights=None
+):
+    """Parameters of ``form`` (by cell size with ``sizes``); ``weights``: {None or size: per-cell weight}."""
+    a, b = [c["n_rpa"] for c in cells], [c["n_pre"] for c in cells]
+
+    def w(key):
+        return (
+            None
+            if weights is None or weights.get(key) is None
+            else [weights[key][(c["n_rpa"], c["n_pre"])] for c in cells]
+        )
+
+    if sizes is None:
+        return fit_form(form, a, b, [c["sc"] for c in cells], start, w(None))
+    return {str(k): fit_form(form, a, b, [c["by_size"][str(k)] for c in cells], None if start is None else start[str(k)],
+                             w(str(k))) for k in sizes}  # fmt: skip
+
+
+def _cell_weights(cells: Sequence[dict[str, Any]], sizes: Sequence[int] | None) -> dict:
+    """{None (overall) or size: {(N_RPA, N_pre): weight}} from :func:`_weights` (a key is None without seeds)."""
+    out: dict = {}
+    for key in [None] if sizes is None else [str(k) for k in sizes]:
+        value = (lambda c: c["sc"]) if key is None else (lambda c, key=key: c["by_size"][key])
+        w = _weights(cells, value)
+        out[key] = (
+            None if w is None else {(c["n_rpa"], c["n_pre"]): wi for c, wi in zip(cells, w, strict=True)}
+        )
+    return out
+
+
+def fit_law(
+    cells: Sequence[dict[str, Any]],
+    form: str = "plane",
+    *,
+    per_material: dict[tuple[int, int, int], Sequence[float]] | None = None,
+    nsites: Sequence[int] | None = None,
+    n_boot: int = N_BOOT,
+    rng_seed: int = 0,
+    weighted: bool = True,
+) -> Law:
+    """Fit ``form`` to cells ``{"n_rpa", "n_pre", "sc", "seed", "by_size": {"2": sc, ...}}`` (one per seed).
+
+    With ``per_material`` (``{(seed, n_rpa, n_pre): per-material SC}``, materials of sizes ``nsites``) the law
+    is fitted per test cell size on ``by_size`` and combined through the per-material SC at the reference cell
+    (the fitted cell with the largest N_RPA·N_pre that has them); otherwise on the overall median SC.
+    """
+    cells = [c for c in cells if c["sc"] < 1]
+    seeds = sorted({int(c.get("seed", 0)) for c in cells})
+    reference, sizes = None, None
+    if per_material is not None:
+        have = [
+            (s, r, p) for (s, r, p) in per_material if any(c["n_rpa"] == r and c["n_pre"] == p for c in cells)
+        ]
+        if not have:
+            raise ValueError("no per-material SC at any fitted cell: cannot fit by cell size")
+        _, r0, p0 = max(have, key=lambda t: (t[1] * t[2], t[1]))
+        ns = [int(n) for n in nsites]
+        sizes = sorted(set(ns))
+        reference = {"n_rpa": r0, "n_pre": p0, "nsites": ns,
+                     "sc": {str(s): [float(v) for v in per_material[(s, r, p)]] for (s, r, p) in have if (r, p) == (r0, p0)}}  # fmt: skip
+    weights = _cell_weights(cells, sizes) if weighted else None
+    params = _fit_params(form, cells, sizes, weights=weights)
+    rng = np.random.default_rng(rng_seed)
+    by_seed: dict[int, list] = {}
+    for c in cells:
+        by_seed.setdefault(int(c.get("seed", 0)), []).append(c)
+    boot = "seeds" if len(seeds) >= 3 else "cells"
+    draws = []
+    for _ in range(n_boot):
+        if boot == "seeds":
+            pick = [int(s) for s in rng.choice(seeds, len(seeds))]
+            sample = [c for s in pick for c in by_seed[s]]
+        else:
+            pick = seeds
+            sample = [cells[i] for i in rng.integers(0, len(cells), len(cells))]
+        try:
+            draws.append({"params": _fit_params(form, sample, sizes, params, weights), "seeds": pick})
+        except ValueError:  # a resample with too few distinct cells
+            continue
+    return Law(form, params, draws, _noise_sd(cells, form, params), len(cells),
+               float(max(c["n_rpa"] for c in cells)), float(max(c["n_pre"] for c in cells)), seeds, boot,
+               sorted({(int(c["n_rpa"]), int(c["n_pre"])) for c in cells}), reference)  # fmt: skip
+
+
+def law_from_analysis(analysis: dict[str, Any]) -> Plane | Law:
+    """The law the planner spends by: the scaling report's chosen ``law`` when it has one, else its plane."""
+    law = analysis.get("law") or {}
+    if law.get("kind") == "law":
+        return Law.from_dict(law)
+    plane = analysis.get("plane") or {}
+    if "coef" not in plane:
+        raise ValueError(
+            f"holds no fitted two-size law ({plane.get('error', law.get('error', 'no heat map'))})"
+        )
+    return Plane.from_dict(plane)
+
+
+# --------------------------------------------------------------------------------------------------
 # backtest
 # --------------------------------------------------------------------------------------------------
-def backtest(cells: Sequence[dict[str, Any]], full: tuple[int, int]) -> dict[str, Any]:
-    """Refit the plane on the cells strictly below the full data and predict the full data.
-
-    ``cells``: rows ``{"n_rpa", "n_pre", "sc"}`` (one per seed); ``full``: (N_RPA, N_pre) of the full data.
-    Returns the prediction with its interval, the measured mean over seeds at the full cell with a 95 %
-    interval (t over seeds; one seed: none), and whether each lies in the other's interval.
-    """
-    below = [c for c in cells if c["n_rpa"] < full[0] and c["n_pre"] < full[1]]
-    rule = "N_RPA < all and N_pre < all"
-    try:
-        plane = fit_plane([c["n_rpa"] for c in below], [c["n_pre"] for c in below], [c["sc"] for c in below])
-        sub = below
-    except (
-        ValueError
-    ):  # too few cells strictly below (e.g. only the grid's edges): every cell but the full one
-        sub = [c for c in cells if c["n_rpa"] < full[0] or c["n_pre"] < full[1]]
-        rule = "every cell but the full data (N_RPA = all and N_pre = all)"
-        plane = fit_plane([c["n_rpa"] for c in sub], [c["n_pre"] for c in sub], [c["sc"] for c in sub])
-    meas = np.array([c["sc"] for c in cells if (c["n_rpa"], c["n_pre"]) == tuple(full)], float)
-    sc, lo, hi = plane.predict(*full)
-    out: dict[str, Any] = {
-        "fitted_on": len(sub),
-        "rule": rule,
-        "fitted_cells": sorted({(int(c["n_rpa"]), int(c["n_pre"])) for c in sub}),
-        "predicted": sc,
-        "predicted_interval": [lo, hi],
-        "predicted_half_width": (hi - lo) / 2,
-        "plane": plane.to_dict(),
+def backtest_folds(full: tuple[int, int]) -> dict[str, tuple[str, Any, tuple[int, int]]]:
+    """The refits of a backtest: name → (rule in words, cell filter, target cell). The first is the issue's
+    backtest (every size below the full data, predicting the full data); the others extrapolate one axis."""
+    r_all, p_all = full
+    return {
+        "below": ("N_RPA < all and N_pre < all", lambda c: c["n_rpa"] < r_all and c["n_pre"] < p_all, full),
+        "rpa-below": ("N_RPA < all (every N_pre)", lambda c: c["n_rpa"] < r_all, full),
+        "pre-below": ("N_pre < all (every N_RPA)", lambda c: c["n_pre"] < p_all, full),
     }
+
+
+def backtest_fold(
+    cells: Sequence[dict[str, Any]],
+    rule: tuple[str, Any, tuple[int, int]],
+    form: str = "plane",
+    *,
+    per_material: dict | None = None,
+    nsites: Sequence[int] | None = None,
+    n_boot: int = N_BOOT,
+) -> dict[str, Any]:
+    """Refit ``form`` on the cells the rule keeps (``per_material`` restricted to them) and predict the
+    target cell: the prediction with its interval (for the mean of as many seeds as were measured there),
+    the measured mean over seeds with a t interval (one seed: none), and whether each holds the other."""
+    words, keep, target = rule
+    sub = [c for c in cells if keep(c)]
+    pm = None
+    if per_material is not None:
+        pm = {k: v for k, v in per_material.items() if keep({"n_rpa": k[1], "n_pre": k[2]})}
+    law = fit_law(sub, form, per_material=pm, nsites=nsites, n_boot=n_boot)
+    meas = np.array([c["sc"] for c in cells if (c["n_rpa"], c["n_pre"]) == tuple(target)], float)
+    sc, lo, hi = law.predict(*target, seeds=max(len(meas), 1))
+    out: dict[str, Any] = {
+        "rule": words, "target": list(target), "form": form, "by_size": law.by_size, "description": law.describe(),
+        "fitted_on": len(sub), "fitted_cells": law.fitted_cells, "seeds": law.seeds, "bootstrap": law.bootstrap,
+        "noise_sd": law.noise_sd, "predicted": sc, "predicted_interval": [lo, hi], "predicted_half_width": (hi - lo) / 2,
+        "reference_cell": None if law.reference is None else [law.reference["n_rpa"], law.reference["n_pre"]],
+    }  # fmt: skip
     if len(meas):
         m = float(meas.mean())
         hw = _t95(len(meas) - 1) * float(meas.std(ddof=1)) / math.sqrt(len(meas)) if len(meas) > 1 else None
@@ -223,8 +545,62 @@ def backtest(cells: Sequence[dict[str, Any]], full: tuple[int, int]) -> dict[str
             predicted_in_measured=None if hw is None else bool(m - hw <= sc <= m + hw),
             error=sc - m,
         )
-        out["passes"] = bool(out["measured_in_predicted"] and out["predicted_half_width"] <= 0.03)
+        out["passes"] = bool(
+            out["measured_in_predicted"] and out["predicted_half_width"] <= BACKTEST_HALF_WIDTH
+        )
     return out
+
+
+def backtest(
+    cells: Sequence[dict[str, Any]], full: tuple[int, int], form: str = "plane", **kw
+) -> dict[str, Any]:
+    """The issue's backtest: refit ``form`` on the cells strictly below the full data and predict the full data
+    (:func:`backtest_fold`); with too few cells strictly below, on every cell but the full one."""
+    fold = backtest_folds(full)["below"]
+    try:
+        return backtest_fold(cells, fold, form, **kw)
+    except ValueError:
+        rule = ("every cell but the full data (N_RPA = all and N_pre = all)",
+                lambda c: (c["n_rpa"], c["n_pre"]) != tuple(full), full)  # fmt: skip
+        return backtest_fold(cells, rule, form, **kw)
+
+
+def choose_law(
+    validation: Sequence[dict[str, Any]],
+    full: tuple[int, int],
+    *,
+    per_material: dict | None = None,
+    nsites: Sequence[int] | None = None,
+    n_boot: int = 0,
+) -> dict[str, Any]:
+    """Choose the law's design (form; overall or by cell size) on the **validation** split: the backtest folds
+    of :func:`backtest_folds` for every design, scored by the largest |prediction − measurement| over the folds
+    (designs that cannot be fitted on a fold are skipped; the score uses the point predictions, so no bootstrap
+    unless ``n_boot``). Returns ``{"chosen": {"form", "by_size"},
+    "designs": [{"form", "by_size", "folds": {...}, "max_abs_error"}]}``."""
+    designs = []
+    for form in FORMS:
+        for by_size in (False, True) if per_material else (False,):
+            row: dict[str, Any] = {"form": form, "by_size": by_size, "folds": {}}
+            for name, rule in backtest_folds(full).items():
+                try:
+                    bt = backtest_fold(validation, rule, form, per_material=per_material if by_size else None,
+                                       nsites=nsites, n_boot=n_boot)  # fmt: skip
+                except ValueError as exc:
+                    row["folds"][name] = {"failed": str(exc)}
+                    continue
+                row["folds"][name] = {k: bt.get(k) for k in ("predicted", "predicted_interval", "measured", "error",
+                                                             "measured_in_predicted", "passes")}  # fmt: skip
+            errs = [abs(f["error"]) for f in row["folds"].values() if f.get("error") is not None]
+            row["max_abs_error"] = max(errs) if errs else None
+            row["folds_fitted"] = len(errs)
+            designs.append(row)
+    ok = [d for d in designs if d["max_abs_error"] is not None]
+    if not ok:
+        raise ValueError("no law could be backtested on validation")
+    most = max(d["folds_fitted"] for d in ok)
+    best = min((d for d in ok if d["folds_fitted"] == most), key=lambda d: d["max_abs_error"])
+    return {"chosen": {"form": best["form"], "by_size": best["by_size"]}, "designs": designs}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,7 +645,7 @@ def _fill(
 
 def plan(
     budget_core_hours: float,
-    plane: Plane,
+    plane: Plane | Law,
     *,
     n_rpa: int,
     n_pre: int,
@@ -278,7 +654,7 @@ def plan(
     steps: int = 20,
 ) -> Plan:
     """Split ``budget_core_hours`` between the kinds of :data:`KINDS` that have a cost to maximise the
-    predicted median SC of the plane.
+    predicted median SC of the law (a :class:`Plane` or a :class:`Law`, e.g. :func:`law_from_analysis`).
 
     ``n_rpa``/``n_pre``: today's training RPA and pre-training IPA counts; ``costs[kind][nsites]``: core-seconds
     per material; ``available[kind][nsites]``: structures still uncomputed. An IPA+RPA calculation adds one RPA
@@ -370,11 +746,20 @@ def format_plan(p: Plan) -> str:
 
 
 __all__ = [
+    "FORMS",
     "KINDS",
+    "Law",
     "Plan",
     "Plane",
     "PowerLaw",
     "backtest",
+    "backtest_fold",
+    "backtest_folds",
+    "choose_law",
+    "fit_form",
+    "fit_law",
+    "law_error",
+    "law_from_analysis",
     "fit_plane",
     "fit_power_law",
     "format_plan",

@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .laws import backtest, fit_plane, fit_power_law, slopes_differ
+from .laws import (
+    backtest,
+    backtest_fold,
+    backtest_folds,
+    choose_law,
+    fit_law,
+    fit_plane,
+    fit_power_law,
+    slopes_differ,
+)
 
 log = logging.getLogger(__name__)
 DPI = 100
@@ -30,6 +39,8 @@ RPA_CURVES: dict[str, tuple[str, str, bool]] = {
     "CGAT DL": ("cgat", "dl", False),
     "CGAT TL full": ("cgat", "tl", False),
 }
+#: the analysis keys of the laws (refitted with their bootstraps only when a seed completes: :func:`analyse`)
+LAW_KEYS = ("law_choice", "backtest", "backtest_folds", "backtest_plane", "law")
 #: the learning curves against N_pre at N_RPA = rpa_ref: label → free labels
 PRE_CURVES: dict[str, bool] = {"OptiMate TL full": False, "OptiMate TL full + free labels": True}
 
@@ -83,12 +94,78 @@ def _paired(cells, a: dict[str, Any], b: dict[str, Any], keys=("n_rpa", "n_pre",
             "wins": int((d > 0).sum()), "mean_validation_diff": float(np.mean(dv))}  # fmt: skip
 
 
+def _law_cells(heat: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    return [{"n_rpa": c["n_rpa"], "n_pre": c["n_pre"], "seed": c["seed"], "sc": c[split]["median_sc"],
+             "by_size": {str(k): v for k, v in c[split]["by_cell_size"].items()}} for c in heat]  # fmt: skip
+
+
+def _per_material(per: dict[str, Any] | None, split: str) -> tuple[dict | None, list[int] | None]:
+    """``{(seed, n_rpa, n_pre): per-material SC}`` of the OptiMate TL full models on ``split`` (None without)."""
+    if not per or not per.get("sc"):
+        return None, None
+    out = {}
+    for key, v in per["sc"].items():
+        f = key.split("|")
+        if f[:3] != ["optimate", "tl", "free=False"] or split not in v:
+            continue
+        kv = dict(x.split("=") for x in f[3:])
+        out[(int(kv["seed"]), int(kv["rpa"]), int(kv["pre"]))] = v[split]
+    return (out or None), per["nsites"][split]
+
+
+def _laws(heat: list[dict[str, Any]], per: dict[str, Any] | None, full: tuple[int, int]) -> dict[str, Any]:
+    """The law's design chosen on validation by backtests (:func:`choose_law`), its backtests on test (the
+    issue's, then one axis at a time; the plane of the first report beside it), and the chosen law fitted on
+    every heat-map cell (what ``optiladder plan`` spends by)."""
+    out: dict[str, Any] = {}
+    val, test = _law_cells(heat, "validation"), _law_cells(heat, "test")
+    pm_val, ns_val = _per_material(per, "validation")
+    pm_test, ns_test = _per_material(per, "test")
+    try:
+        choice = choose_law(val, full, per_material=pm_val, nsites=ns_val)
+    except ValueError as exc:
+        out["law_choice"] = {"error": str(exc)}
+        try:
+            out["backtest"] = backtest(test, full)
+        except ValueError as exc2:
+            out["backtest"] = {"error": str(exc2)}
+        return out
+    out["law_choice"] = choice
+    form, by_size = choice["chosen"]["form"], choice["chosen"]["by_size"]
+    kw = {"per_material": pm_test, "nsites": ns_test} if by_size else {}
+    try:
+        out["backtest"] = {**backtest(test, full, form, **kw), "chosen_on": "validation"}
+    except ValueError as exc:
+        out["backtest"] = {"error": str(exc)}
+    folds = {}
+    for name, rule in list(backtest_folds(full).items())[1:]:
+        try:
+            folds[name] = backtest_fold(test, rule, form, **kw)
+        except ValueError as exc:
+            folds[name] = {"error": str(exc)}
+    out["backtest_folds"] = folds
+    if (form, by_size) != ("plane", False):
+        try:
+            out["backtest_plane"] = backtest(test, full)
+        except ValueError as exc:
+            out["backtest_plane"] = {"error": str(exc)}
+    try:
+        out["law"] = fit_law(test, form, **kw).to_dict()
+    except ValueError as exc:
+        out["law"] = {"error": str(exc)}
+    return out
+
+
 def _verdict(ok: bool | None) -> str:
     return {True: "supported", False: "not supported", None: "undecided"}[ok]
 
 
-def analyse(results: dict[str, Any]) -> dict[str, Any]:
-    """Curves, fits, the two-size law, backtest, validation choice and claims from ``results["cells"]``."""
+def analyse(
+    results: dict[str, Any], per_material: dict[str, Any] | None = None, laws: bool = True
+) -> dict[str, Any]:
+    """Curves, fits, the two-size law, backtest, validation choice and claims from ``results["cells"]``
+    (``per_material``: the run's ``per_material.json``, for the law by test cell size; ``laws=False`` keeps the
+    previous analysis' law choice, backtests and law instead of refitting them with their bootstraps)."""
     cells = results["cells"]
     n_pre_all, n_rpa_all, ref = results["pre_sizes"][-1], results["rpa_sizes"][-1], results["rpa_ref"]
     a: dict[str, Any] = {"rpa_curves": {}, "pre_curves": {}}
@@ -115,10 +192,11 @@ def analyse(results: dict[str, Any]) -> dict[str, Any]:
         ).to_dict()
     except ValueError as exc:
         a["plane"] = {"error": str(exc)}
-    try:
-        a["backtest"] = backtest(pts, (n_rpa_all, n_pre_all))
-    except ValueError as exc:
-        a["backtest"] = {"error": str(exc)}
+    if laws:
+        a.update(_laws(heat, per_material, (n_rpa_all, n_pre_all)))
+    else:
+        prev = results.get("analysis") or {}
+        a.update({k: prev[k] for k in LAW_KEYS if k in prev})
     # the choice on validation among the configurations at the full data
     full = [c for c in cells if c["n_rpa"] == n_rpa_all and c["n_pre"] in (0, n_pre_all)]
     confs: dict[str, list] = {}
@@ -363,12 +441,96 @@ def _command(o: dict[str, Any]) -> str:
     return " ".join([cmd, *flags, "--threads 1"])
 
 
-def write_scaling_report(out: Path, results: dict[str, Any]) -> Path:
-    """Analyse ``results`` and write ``results.json``, ``cells.csv``, figures and ``README.md`` to ``out``."""
+def _bt_text(bt: dict[str, Any]) -> str:
+    mi = bt.get("measured_interval")
+    return (
+        f"refit on the {bt['fitted_on']} cell×seed points with {bt['rule']} (cells {', '.join(f'({r}, {p})' for r, p in bt['fitted_cells'])}; seeds {bt.get('seeds')}), "
+        f"predicted {tuple(bt['target'])}: **{bt['predicted']:.3f}** (95 % interval {bt['predicted_interval'][0]:.3f}–"
+        f"{bt['predicted_interval'][1]:.3f}, ±{bt['predicted_half_width']:.3f}); measured **{bt.get('measured', float('nan')):.3f}**"
+        + (f" (seeds {', '.join(f'{v:.3f}' for v in bt['measured_seeds'])}; 95 % interval over seeds {mi[0]:.3f}–{mi[1]:.3f})"
+           if mi else " (one seed: no interval)")
+        + f". Measured inside the predicted interval: {bt.get('measured_in_predicted')}; predicted inside the measured "
+        f"interval: {bt.get('predicted_in_measured')}; target (measured inside, no wider than ±0.03): "
+        f"**{'met' if bt.get('passes') else 'not met'}**"
+    )  # fmt: skip
+
+
+def _backtest_lines(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """The backtest section: the law's design chosen on validation, then its backtests on test."""
+    lines: list[str] = []
+    ch = a.get("law_choice", {})
+    names = {
+        "below": "N_RPA, N_pre < all → full",
+        "rpa-below": "N_RPA < all → full",
+        "pre-below": "N_pre < all → full",
+    }
+    if "designs" in ch:
+        lines += [
+            "The law's design is chosen on the **validation** split (never on test): every form (`plane`: ln E = c + a·ln N_RPA "
+            "+ b·ln N_pre; `floor`: E = E∞ + exp(c + a·ln N_RPA + b·ln N_pre); `floor-sum`: E = E∞ + A·N_RPA^a + B·N_pre^b; "
+            "E = 1 − median SC), fitted on the overall median or per test cell size (combined through the per-material SC "
+            "of the fitted cell with the most data, so that the test split's composition, mostly 4-atom cells, enters "
+            "where the pool has ≤ 3 atoms), is refitted on three subsets of the validation heat map and predicts the "
+            "full data (predicted vs measured mean over seeds below); the design with the smallest largest |error| wins. "
+            "Every fit weights each (N_RPA, N_pre) cell by the inverse seed-to-seed variance of its ln E (the seeds of a "
+            "model trained on 25 materials scatter ~10× more than at the full data). On test, intervals: 200 refits on "
+            "bootstrap resamples over seeds (all cells of a seed together; over cells with < 3 seeds) plus the seed-to-seed "
+            "sd at the fitted cell with the most data, for the mean of as many seeds as were measured. Which data were "
+            "refit, and the history of this backtest: `backtest.md`.",
+            "",
+            "| design (validation) | " + " | ".join(names.values()) + " | max abs error |",
+            "|---|---|---|---|---|",
+        ]
+        for d in ch["designs"]:
+            cells = []
+            for k in names:
+                f = d["folds"].get(k, {})
+                cells.append(
+                    f"{f['predicted']:.3f} vs {f['measured']:.3f}" if f.get("error") is not None else "–"
+                )
+            mae = d["max_abs_error"]
+            lines.append(f"| {d['form']}{' by cell size' if d['by_size'] else ''} | " + " | ".join(cells)
+                         + f" | {'–' if mae is None else f'{mae:.3f}'} |")  # fmt: skip
+        c = ch["chosen"]
+        lines += ["", f"Chosen on validation: **{c['form']}{' by cell size' if c['by_size'] else ''}**.", ""]
+    elif ch:
+        lines += [
+            f"No design could be chosen on validation ({ch.get('error')}); the plane is backtested.",
+            "",
+        ]
+    bt = a.get("backtest", {})
+    if "predicted" in bt:
+        lines.append(f"**Test, the issue's backtest** ({bt['description']}): " + _bt_text(bt) + ".")
+    else:
+        lines.append(f"Not possible on this grid: {bt.get('error', 'no heat map')}.")
+    for name, f in a.get("backtest_folds", {}).items():
+        if "predicted" in f:
+            lines += ["", f"Test, {names.get(name, name)}: " + _bt_text(f) + "."]
+    bp = a.get("backtest_plane", {})
+    if "predicted" in bp:
+        lines += ["", "For comparison, the first report's law (the plane on the overall median), same refit on test: "
+                  + _bt_text(bp) + "."]  # fmt: skip
+    law = a.get("law", {})
+    if law.get("kind") == "law":
+        lines += ["", f"`optiladder plan` spends by the chosen design fitted on all {law['n_points']} heat-map cell×seed points "
+                  f"(test; seeds {law['seeds']}): {law['description']}; parameters {law['params'] if not law['reference'] else 'per cell size in results.json'}, "
+                  f"seed-to-seed sd {law['noise_sd']:.3f}, {len(law['draws'])} bootstrap refits."]  # fmt: skip
+    merged = results.get("merged_runs")
+    if merged:
+        lines += ["", "Heat-map seeds merged from separate runs (same pool, grid and settings; `scaling.merge_runs`): "
+                  + "; ".join(f"{m['source']}: seeds {m['seeds']}, {m['added']} cells added, {m['duplicates']} duplicate cells "
+                              f"(identical: {m['identical']})" for m in merged) + "."]  # fmt: skip
+    return lines
+
+
+def write_scaling_report(out: Path, results: dict[str, Any], laws: bool = True) -> Path:
+    """Analyse ``results`` and write ``results.json``, ``cells.csv``, figures and ``README.md`` to ``out``
+    (``laws=False``: a checkpoint within a seed, without refitting the laws: :func:`analyse`)."""
     import pandas as pd
 
     out = Path(out)
-    results["analysis"] = analyse(results)
+    pm = out / "per_material.json"
+    results["analysis"] = analyse(results, json.loads(pm.read_text()) if pm.is_file() else None, laws)
     tmp = out / ".results.json.tmp"  # atomic: a run stopped mid-write keeps the last complete checkpoint
     tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
     tmp.replace(out / "results.json")
@@ -438,21 +600,8 @@ def write_scaling_report(out: Path, results: dict[str, Any]) -> Path:
                   f"[{pl['b_ci'][0]:.3f}, {pl['b_ci'][1]:.3f}], R² {pl['r2']:.2f}. `optiladder plan --budget H` spends core-hours by it."]  # fmt: skip
     else:
         lines += ["", f"Two-size law: not fitted ({pl.get('error', 'no heat map')})."]
-    bt = a.get("backtest", {})
     lines += ["", "## Backtest of the law", ""]
-    if "predicted" in bt:
-        mi = bt.get("measured_interval")
-        lines += [
-            f"Refit on the {bt['fitted_on']} cell×seed points with {bt['rule']} (cells {bt['fitted_cells']}), then "
-            f"predicted the full data (N_RPA = {results['rpa_sizes'][-1]}, N_pre = {results['pre_sizes'][-1]}): "
-            f"**{bt['predicted']:.3f}** (95 % interval {bt['predicted_interval'][0]:.3f}–{bt['predicted_interval'][1]:.3f}, ±{bt['predicted_half_width']:.3f}); "
-            f"measured **{bt.get('measured', float('nan')):.3f}**"
-            + (f" (95 % interval over seeds {mi[0]:.3f}–{mi[1]:.3f})" if mi else " (one seed: no interval)")
-            + f". Measured inside the predicted interval: {bt.get('measured_in_predicted')}; predicted inside the measured interval: "
-            f"{bt.get('predicted_in_measured')}; target (inside and no wider than ±0.03): **{'met' if bt.get('passes') else 'not met'}**.",
-        ]  # fmt: skip
-    else:
-        lines.append(f"Not possible on this grid: {bt.get('error', 'no heat map')}.")
+    lines += _backtest_lines(a, results)
     ch = a.get("chosen_on_validation")
     if ch:
         lines += ["", f"Chosen on validation at the full data: **{ch['configuration']}** (validation {ch['validation_median_sc']:.3f}, "

@@ -52,7 +52,8 @@ class ScalingOptions:
     """Settings of :func:`run_scaling`. Sizes larger than the available materials are dropped and "all" is
     always added. Runs are bounded by epochs (``max_epochs``/``patience`` from scratch, ``tl_epochs``/
     ``tl_patience`` for fine-tuning, ``free_epochs`` for the free-label stage on ``free_limit`` structures);
-    ``run_seconds`` is only a safety cap per run."""
+    ``run_seconds`` is only a safety cap per run. ``dl=False`` skips direct learning (e.g. extra seeds of the
+    heat map only, for the backtest of the law)."""
 
     seeds: int = 3
     seed: int = 0
@@ -60,6 +61,7 @@ class ScalingOptions:
     rpa_sizes: tuple[int, ...] = (25, 50, 100, 200)
     rpa_ref: int = 100
     heatmap: bool = True
+    dl: bool = True
     free_labels: bool = True
     head_only: bool = True
     cgat: bool = True
@@ -231,6 +233,16 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
         "cells": [], "seeds_done": 0,
     }  # fmt: skip
     train_ids: dict[str, list[str]] = {}
+    # per-material SC of every model on validation and test (for bootstraps over materials and the
+    # composition-aware backtest of :mod:`.laws`), written to ``per_material.json``
+    per_material: dict[str, Any] = {
+        "ids": {"validation": list(val.arrays.ids), "test": list(test.arrays.ids)},
+        "nsites": {
+            "validation": [int(n) for n in val.arrays.nsites],
+            "test": [int(n) for n in test.arrays.nsites],
+        },
+        "sc": {},
+    }
 
     # ---- free-label stage (once, shared by all seeds, as in the levers study; trained when first needed) --
     free_models: list = []
@@ -279,19 +291,22 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
         row = {"model": arch, "method": method, "free": free, "n_pre": n_pre, "n_rpa": n_rpa, "seed": seed,
                "seconds": round(fr.seconds, 1), "epochs": fr.epochs_run, "best_epoch": fr.best_epoch,
                "train_ids_sha256": ids_sha256(ids)}  # fmt: skip
-        for name, es in (("validation", val), ("test", test)):
-            _, row[name] = _scores(_finish(predict(model, g[name])), es)
-        results["cells"].append(row)
         key = f"{arch}|{method}|free={free}|pre={n_pre}|rpa={n_rpa}|seed={seed}"
+        sc = per_material["sc"].setdefault(key, {})
+        for name, es in (("validation", val), ("test", test)):
+            frame, row[name] = _scores(_finish(predict(model, g[name])), es)
+            sc[name] = [round(float(v), 5) for v in frame["sc"]]
+        results["cells"].append(row)
         train_ids[key] = sorted(ids)
         log.info("scaling: %s: val %.3f test %.3f (%.0f s)", key, row["validation"]["median_sc"],
                  row["test"]["median_sc"], fr.seconds)  # fmt: skip
 
-    def checkpoint(progress: str):
+    def checkpoint(progress: str, laws: bool):
         results.update(progress=progress, date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                        seconds=round(time.perf_counter() - t0, 1))  # fmt: skip
         (out / "training_ids.json").write_text(json.dumps(train_ids, indent=0, sort_keys=True) + "\n")
-        write_scaling_report(out, results)
+        (out / "per_material.json").write_text(json.dumps(per_material, separators=(",", ":")) + "\n")
+        write_scaling_report(out, results, laws)
 
     low = pre_sizes[:-1]  # N_pre below all
     rest = [s for s in rpa_sizes if s != rpa_ref]  # the heat map's other columns
@@ -338,8 +353,8 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
         # the most informative cells first, so that a run stopped early still reports them: the N_RPA curves
         # at N_pre = all, the N_pre curve at N_RPA = rpa_ref (with them the two-size law), CGAT TL, free labels,
         # CGAT DL, then the rest of the heat map and the free-label N_pre curve
-        stages = [("OptiMate DL", lambda: dl("optimate")),
-                  ("OptiMate TL N_pre=all", lambda: tl("optimate", False, n_pre_all, rpa_sizes))]  # fmt: skip
+        stages = [("OptiMate DL", lambda: dl("optimate"))] if opts.dl else []
+        stages += [("OptiMate TL N_pre=all", lambda: tl("optimate", False, n_pre_all, rpa_sizes))]
         stages += [
             (f"OptiMate TL N_pre={p}, N_RPA={rpa_ref}", lambda p=p: tl("optimate", False, p, [rpa_ref]))
             for p in low
@@ -348,7 +363,7 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
             stages += [("CGAT TL", lambda: tl("cgat", False, n_pre_all, rpa_sizes))]
         if opts.free_labels:
             stages += [("free labels TL N_pre=all", lambda: tl("optimate", True, n_pre_all, rpa_sizes))]
-        if opts.cgat:
+        if opts.cgat and opts.dl:
             stages += [("CGAT DL", lambda: dl("cgat"))]
         if opts.heatmap:
             stages += [(f"heat map N_pre={p}", lambda p=p: tl("optimate", False, p, rest)) for p in low]
@@ -363,10 +378,106 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
             checkpoint(
                 "complete"
                 if last and j == opts.seeds - 1
-                else f"seed {seed}: {name} done ({k + 1}/{len(stages)} stages)"
+                else f"seed {seed}: {name} done ({k + 1}/{len(stages)} stages)",
+                laws=last,  # the laws' bootstraps once per seed
             )
         log.info("scaling: seed %d done (%.0f s)", seed, results["seconds"])
     return json.loads((out / "results.json").read_text())
 
 
-__all__ = ["IPA_SOURCES", "PretrainSet", "ScalingOptions", "cheap_ipa_set", "pretrain_set", "run_scaling"]
+# --------------------------------------------------------------------------------------------------
+# merging separately run seeds
+# --------------------------------------------------------------------------------------------------
+#: options that must agree between runs merged into one report
+SAME_OPTIONS = ("max_epochs", "patience", "tl_epochs", "tl_patience", "ipa_source", "pool_limit", "extra")
+
+
+def _cell_key(c: dict[str, Any]) -> tuple:
+    return (c["model"], c["method"], c["free"], c["n_pre"], c["n_rpa"], c["seed"])
+
+
+def _pool_hashes(res: dict[str, Any]) -> set[str]:
+    """The training-ids hashes of the cells trained on the whole pool (N_RPA = all; DL or N_pre = all)."""
+    r_all, p_all = res["rpa_sizes"][-1], res["pre_sizes"][-1]
+    return {c["train_ids_sha256"] for c in res["cells"] if c["n_rpa"] == r_all and c["n_pre"] in (0, p_all)}
+
+
+def merge_runs(out: str | Path, sources: list[str | Path]) -> dict[str, Any]:
+    """Add the cells, training ids and per-material SC of other runs of the same study (e.g. further seeds of
+    the heat map alone, ``dl=False``) to the report in ``out`` and rewrite it.
+
+    The runs must share the pool (the training-ids hash of the whole-pool cells), the validation and test
+    materials, the grid and the training settings (:data:`SAME_OPTIONS`); otherwise ``ValueError``. A cell
+    already in ``out`` (same model, method, free labels, sizes and seed) is kept, and whether the other run's
+    scores are identical (the runs are deterministic) is recorded in ``results["merged_runs"]``.
+    """
+    from .report_scaling import write_scaling_report
+
+    out = Path(out)
+    res = json.loads((out / "results.json").read_text())
+    pm_path, ids_path = out / "per_material.json", out / "training_ids.json"
+    pm = json.loads(pm_path.read_text()) if pm_path.is_file() else None
+    ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
+    have = {_cell_key(c): c for c in res["cells"]}
+    for src in map(Path, sources):
+        other = json.loads((src / "results.json").read_text())
+        bad = [k for k in SAME_OPTIONS if other["options"].get(k) != res["options"].get(k)]
+        for k in ("pre_sizes", "rpa_sizes", "n"):
+            if other[k] != res[k]:
+                bad.append(k)
+        hashes = _pool_hashes(res) | _pool_hashes(other)
+        if len(hashes) > 1:
+            bad.append("pool (training ids of the whole-pool cells differ)")
+        opm = (
+            json.loads((src / "per_material.json").read_text())
+            if (src / "per_material.json").is_file()
+            else None
+        )
+        if pm and opm and (pm["ids"] != opm["ids"]):
+            bad.append("validation/test materials")
+        if bad:
+            raise ValueError(f"{src}: not the same study as {out}: {', '.join(bad)}")
+        added, dup, same = 0, 0, True
+        for c in other["cells"]:
+            k = _cell_key(c)
+            if k in have:
+                dup += 1
+                same &= all(
+                    abs(have[k][s]["median_sc"] - c[s]["median_sc"]) < 1e-9 for s in ("validation", "test")
+                )
+                continue
+            res["cells"].append(c)
+            have[k] = c
+            added += 1
+        if opm:
+            if pm is None:
+                pm = {"ids": opm["ids"], "nsites": opm["nsites"], "sc": {}}
+            for k, v in opm["sc"].items():
+                pm["sc"].setdefault(k, v)
+        other_ids = (
+            json.loads((src / "training_ids.json").read_text())
+            if (src / "training_ids.json").is_file()
+            else {}
+        )
+        for k, v in other_ids.items():
+            ids.setdefault(k, v)
+        res.setdefault("merged_runs", []).append({
+            "source": src.name, "date": other.get("date"), "seeds": sorted({c["seed"] for c in other["cells"]}),
+            "added": added, "duplicates": dup, "identical": bool(same), "progress": other.get("progress"),
+        })  # fmt: skip
+    if pm is not None:
+        pm_path.write_text(json.dumps(pm, separators=(",", ":")) + "\n")
+    ids_path.write_text(json.dumps(ids, indent=0, sort_keys=True) + "\n")
+    write_scaling_report(out, res)
+    return json.loads((out / "results.json").read_text())
+
+
+__all__ = [
+    "IPA_SOURCES",
+    "PretrainSet",
+    "ScalingOptions",
+    "cheap_ipa_set",
+    "merge_runs",
+    "pretrain_set",
+    "run_scaling",
+]
