@@ -39,15 +39,15 @@ def test_in_domain_example_has_no_warning(predictor, examples):
 
 
 def test_cell_size_warning_starts_above_the_calibrated_cells(predictor):
-    """Models trained on ≤ 3-atom cells whose uncertainty was calibrated on 2–4-atom validation cells: a 4-atom
-    cell gets no static size warning (the calibrated expected SC speaks for it), a 5-atom cell does."""
+    """Models trained on ≤ 4-atom cells (few of 4 atoms) whose uncertainty was calibrated on 2–4-atom validation
+    cells: a 4-atom cell gets no static size warning (the calibrated expected SC speaks for it), a 5-atom cell does."""
     from pymatgen.core import Structure
 
     from optiladder.domain import static_warnings
     from optiladder.structures import alexandria
 
     d = predictor.domain
-    assert d.max_nsites == 3 and d.calibrated_max_nsites == 4 and d.warn_nsites == 4
+    assert d.max_nsites == 4 and d.calibrated_max_nsites == 4 and d.warn_nsites == 4
     four = next(e for e in alexandria("test") if e["nsites"] == 4)
     five = next(e for e in alexandria("train") if e["nsites"] == 5)
     assert not any("atoms per cell" in w for w in static_warnings(Structure.from_dict(four["structure"]), d))

@@ -190,7 +190,7 @@ def test_prediction_carries_domain_warnings_and_models_state_the_domain(client):
     assert d["in_domain"] is False and any("odd number of electrons" in w for w in d["warnings"])
     assert "UNCERTAIN" in d["verdict"]
     m = client.get("/models").json()["domain"]
-    assert m["max_nsites"] == 3 and m["n_train"] > 100 and "Si" in m["elements"]
+    assert m["max_nsites"] == 4 and m["n_train"] > 100 and "Si" in m["elements"]
     # the page states the training cells by size (they add up to the training set) and where warnings start
     assert sum(m["cell_sizes"].values()) == m["n_train"] and max(map(int, m["cell_sizes"])) == m["max_nsites"]
     assert m["warn_above_nsites"] == max(m["max_nsites"], m["calibrated_max_nsites"] or 0)
