@@ -144,18 +144,18 @@ DROPPED = {"D:k3-lean-250eV"}
 FIRST_FOUR_ONLY = {"B:k3-lean", "E:k4-lean"}
 
 
-def _compute(mat: str, protocol) -> dict:
+def _compute(mat: str, protocol, numerics: str) -> dict:
     from optiladder.engine.calculate import compute
 
-    return compute(mat, protocol, numerics=NUMERICS)
+    return compute(mat, protocol, numerics=numerics)
 
 
-def job(mat: str, protocol) -> tuple[dict, dict]:
+def job(mat: str, protocol, numerics: str = NUMERICS) -> tuple[dict, dict]:
     """One calculation in a forked child: (record, {cpu, wall, peak_mb}); raises RuntimeError on failure."""
     from optiladder.campaign.forker import fork_call
 
     t = time.time()
-    res = fork_call(_compute, mat, protocol)
+    res = fork_call(_compute, mat, protocol, numerics)
     if res.error:
         raise RuntimeError(f"{mat}: {getattr(protocol, 'name', protocol)} failed: {res.error}")
     rec = res.value

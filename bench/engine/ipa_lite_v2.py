@@ -26,14 +26,13 @@ import os
 import platform
 import statistics
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import ipa_lite  # noqa: E402  (bench/engine/ipa_lite.py: _append, _rows, _q)
+import ipa_lite  # noqa: E402  (bench/engine/ipa_lite.py: job, _append, _rows, _q)
 import run as engine_bench  # noqa: E402  (bench/engine/run.py: preimport, sc_table, _serial_env, _geo)
 
 log = logging.getLogger("bench.ipa_lite_v2")
@@ -89,31 +88,10 @@ def materials(n: int = 40) -> list[dict]:
     return out
 
 
-def _compute(mat: str, protocol) -> dict:
-    from optiladder.engine.calculate import compute
-
-    return compute(mat, protocol, numerics=NUMERICS)
-
-
 def job(mat: str, protocol) -> tuple[dict, dict]:
-    """One calculation in a child forked from this pre-imported driver: (record, measures)."""
-    from optiladder.campaign.forker import fork_call
-
-    t = time.time()
-    res = fork_call(_compute, mat, protocol)
-    if res.error:
-        raise RuntimeError(f"{mat}: {getattr(protocol, 'name', protocol)} failed: {res.error}")
-    rec = res.value
-    return rec, {
-        "cpu": round(res.cpu_seconds, 2),
-        "wall": round(time.time() - t, 2),
-        "peak_mb": round(res.peak_rss_mb),
-        "phase_cpu": rec["provenance"]["cpu_seconds"],
-        "n_ibz_k": rec["n_ibz_k"],
-        "nbands": rec["nbands"],
-        "nocc": rec.get("nocc"),
-        "gap_indirect": rec["gap_indirect"],
-    }
+    """:func:`ipa_lite.job` with this study's numerics, plus the occupied bands and the indirect gap."""
+    rec, m = ipa_lite.job(mat, protocol, numerics=NUMERICS)
+    return rec, {**m, "nocc": rec.get("nocc"), "gap_indirect": rec["gap_indirect"]}
 
 
 def measure(cpu_budget: float, kinds: list[str] | None = None) -> None:
