@@ -16,6 +16,13 @@ prediction; they say why its verdict should not be trusted. The rules and thresh
 * only metallic elements (pymatgen's ``Element.is_metal``): likely a metal;
 * a crystal of one element that no elemental training crystal has (e.g. pure H, Al, Na, Mg);
 * volume per atom above 1.25 × or below 0.8 × the training range (vacuum, isolated atoms; compressed cells).
+
+The domain also holds the training crystals' **bond types** (:attr:`TrainingDomain.bonds`): the unordered
+element pairs of each atom's first coordination shell (:func:`first_shell_pairs`, neighbours within
+:data:`FIRST_SHELL_FACTOR` × the atom's nearest-neighbour distance). :func:`novel_bonds` lists the pairs of a
+crystal that no training crystal has (e.g. B–N: the shipped models never saw one). A novel pair alone is no
+warning: :mod:`optiladder.trust` warns when it comes with a low expected SC (the card's
+``rule.novel_bond_max_expected``; docs/predict.md).
 """
 
 from __future__ import annotations
@@ -36,13 +43,54 @@ log = logging.getLogger(__name__)
 LOW_DENSITY_FACTOR = 1.25
 #: Volume per atom below ``HIGH_DENSITY_FACTOR`` × the smallest training value is flagged (compressed cells).
 HIGH_DENSITY_FACTOR = 0.8
+#: An atom's first shell: its neighbours within this factor × its nearest-neighbour distance.
+FIRST_SHELL_FACTOR = 1.1
+
+
+def first_shell_pairs(structure: Any, factor: float = FIRST_SHELL_FACTOR) -> set[str]:
+    """The unordered element pairs (``"B-N"``: symbols sorted) of every atom and its first-shell neighbours.
+
+    An atom's first shell holds its neighbours (periodic images included) within ``factor`` × its own
+    nearest-neighbour distance, so rock-salt NaCl gives ``{"Cl-Na"}`` (the Na–Na distance is √2 × Na–Cl) and
+    diamond Si ``{"Si-Si"}``. ``structure``: a pymatgen ``Structure``, its ``as_dict()`` form or ASE ``Atoms``
+    (:func:`optiladder.structures.cell_arrays`). The neighbour search is pymatgen's ``find_points_in_spheres``
+    (what ``Structure.get_neighbor_list`` and ``get_all_neighbors`` run), called on the arrays so that the
+    bundled structure dicts need no ``Structure`` (~0.2 ms a crystal).
+    """
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    from .structures import cell_arrays
+
+    lattice, cart, symbols = cell_arrays(structure)
+    lattice, cart = np.ascontiguousarray(lattice), np.ascontiguousarray(cart)
+    n = len(symbols)
+    # every atom's own periodic image lies within the shortest lattice vector, so this radius always finds a
+    # nearest neighbour and its whole first shell
+    r_max = factor * float(np.linalg.norm(lattice, axis=1).min()) * (1 + 1e-6)
+    r = min(r_max, 4.0)
+    pbc = np.ones(3, dtype=np.int64)
+    while True:
+        centre, other, _, dist = find_points_in_spheres(cart, cart, r=r, pbc=pbc, lattice=lattice, tol=1e-8)
+        keep = dist > 1e-8  # the atom itself
+        centre, other, dist = centre[keep], other[keep], dist[keep]
+        nearest = np.full(n, np.inf)
+        np.minimum.at(nearest, centre, dist)
+        need = factor * nearest
+        if r >= r_max or np.all(need <= r):
+            break
+        r = min(r_max, max(2.0 * r, float(need[np.isfinite(need)].max(initial=0.0))))
+    shell = dist <= need[centre] * (1 + 1e-9)
+    return {
+        "-".join(sorted((symbols[i], symbols[j]))) for i, j in zip(centre[shell], other[shell], strict=True)
+    }
 
 
 @dataclass(frozen=True)
 class TrainingDomain:
     """What the training crystals span. ``volume_per_atom``: (min, max) in Å³; ``cell_sizes``: (atoms per cell,
     number of training crystals) pairs, ascending; ``calibrated_max_nsites``: the largest cell the uncertainty
-    of the models was calibrated on (None: no calibrated ensemble)."""
+    of the models was calibrated on (None: no calibrated ensemble); ``bonds``: the first-shell element pairs of
+    the training crystals (:func:`first_shell_pairs`)."""
 
     elements: frozenset[str]
     elemental: frozenset[str]
@@ -51,6 +99,7 @@ class TrainingDomain:
     n_train: int
     cell_sizes: tuple[tuple[int, int], ...] = ()
     calibrated_max_nsites: int | None = None
+    bonds: frozenset[str] = frozenset()
 
     @property
     def warn_nsites(self) -> int:
@@ -67,6 +116,7 @@ class TrainingDomain:
             "calibrated_max_nsites": self.calibrated_max_nsites,
             "warn_above_nsites": self.warn_nsites,
             "volume_per_atom_A3": list(self.volume_per_atom),
+            "bond_types": len(self.bonds),
         }
 
     @classmethod
@@ -85,6 +135,7 @@ class TrainingDomain:
             volume_per_atom=(float(min(vpa)), float(max(vpa))),
             n_train=len(entries),
             cell_sizes=tuple(sorted(sizes.items())),
+            bonds=frozenset(p for e in entries for p in e[3]),
         )
 
     @classmethod
@@ -103,17 +154,58 @@ class TrainingDomain:
         return domain
 
 
+#: The bundled structures' first-shell pairs, precomputed (``scripts/make_bond_table.py``).
+BOND_TABLE = "alexandria/first_shell_pairs.json.gz"
+
+
+def bond_table(entries: Iterable[dict], factor: float = FIRST_SHELL_FACTOR) -> dict[str, list[str]]:
+    """mat_id → sorted first-shell pairs of Alexandria entries (what :data:`BOND_TABLE` holds)."""
+    return {e["mat_id"]: sorted(first_shell_pairs(e["structure"], factor)) for e in entries}
+
+
+def _read_bond_table() -> dict[str, list[str]]:
+    """The bundled :data:`BOND_TABLE` (``{}`` if missing or made with another factor)."""
+    import gzip
+    import json
+    from importlib import resources
+
+    path = resources.files("optiladder.resources").joinpath(BOND_TABLE)
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        table = json.loads(gzip.decompress(fh.read()))
+    if table.get("factor") != FIRST_SHELL_FACTOR:
+        log.warning("%s was made with factor %s, not %s: ignored", BOND_TABLE, table.get("factor"),
+                    FIRST_SHELL_FACTOR)  # fmt: skip
+        return {}
+    return table["pairs"]
+
+
 @lru_cache(maxsize=1)
-def _alexandria_index() -> dict[str, tuple[tuple[str, ...], int, float]]:
-    """mat_id → (elements, number of sites, volume per atom in Å³) of the bundled structures."""
+def _alexandria_index() -> dict[str, tuple[tuple[str, ...], int, float, frozenset[str]]]:
+    """mat_id → (elements, number of sites, volume per atom in Å³, first-shell pairs) of the bundled structures.
+
+    The pairs come from the precomputed :data:`BOND_TABLE` (computing them for all 3,538 structures takes
+    ~1 s); an entry the table lacks is computed here."""
     from .structures import alexandria
 
+    table = _read_bond_table()
     out = {}
     for e in alexandria():
         lattice = np.asarray(e["structure"]["lattice"]["matrix"], dtype=np.float64)
         n = len(e["structure"]["sites"])
-        out[e["mat_id"]] = (tuple(sorted(e["elements"])), n, float(abs(np.linalg.det(lattice))) / n)
+        pairs = table.get(e["mat_id"])
+        pairs = frozenset(first_shell_pairs(e["structure"]) if pairs is None else pairs)
+        out[e["mat_id"]] = (tuple(sorted(e["elements"])), n, float(abs(np.linalg.det(lattice))) / n, pairs)
     return out
+
+
+def novel_bonds(structure: Any, domain: TrainingDomain | None) -> list[str]:
+    """The first-shell element pairs of ``structure`` that no training crystal has, sorted (``[]`` without a
+    domain or one that records no bonds)."""
+    if domain is None or not domain.bonds:
+        return []
+    return sorted(first_shell_pairs(structure) - domain.bonds)
 
 
 def static_warnings(structure: Any, domain: TrainingDomain | None) -> list[str]:
