@@ -205,6 +205,8 @@ class Prediction:
     (then ``spectra`` is empty). ``warnings``: one line each why the prediction should not be trusted: the
     crystal lies outside the models' training domain (:func:`optiladder.domain.static_warnings`) or a calibrated
     ensemble expects a poor spectrum (:mod:`optiladder.trust`); the verdict then says it is uncertain.
+    ``novel_bonds``: the crystal's first-shell element pairs that no training crystal has
+    (:func:`optiladder.domain.novel_bonds`), listed whether or not they raise a warning.
     """
 
     name: str
@@ -219,6 +221,7 @@ class Prediction:
     embedding: np.ndarray | None = None
     trust: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    novel_bonds: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -267,6 +270,7 @@ class Prediction:
             "in_domain": self.ok and not self.warnings,
             "trust": self.trust,
             "warnings": list(self.warnings),
+            "novel_bonds": list(self.novel_bonds),
             "spectra": {},
         }
         for lv, sp in self.spectra.items():
@@ -365,7 +369,7 @@ def prepare_inputs(
     """:func:`prepare_input` of several ``(source, label)`` pairs, in order, each input isolated as there. The
     graphs of all readable inputs are built together, so structure-dependent node features (a foundation
     model) run as one batched forward instead of one per input."""
-    from .domain import static_warnings
+    from .domain import novel_bonds, static_warnings
     from .graphs import INPUT_ERRORS, structure_graphs
 
     out: list[list[Any]] = [[Prediction(name=label, threshold=threshold), None] for _, label in items]
@@ -395,6 +399,7 @@ def prepare_inputs(
                 warnings.simplefilter("ignore", UserWarning)
                 res.formula = s.composition.reduced_formula
             res.warnings = static_warnings(s, domain)
+            res.novel_bonds = novel_bonds(s, domain)
         except (StructureError, *INPUT_ERRORS) as exc:
             res.error = _input_error(res.name, exc)
             continue
@@ -699,7 +704,9 @@ class Predictor:
                 if spread is not None:
                     results[idx].spread[lv] = spread[row]
             if name in self.trust:
-                assessed = self.trust[name].assess(out[name], spread, out[f"{name}.embedding"])
+                assessed = self.trust[name].assess(
+                    out[name], spread, out[f"{name}.embedding"], [results[idx].novel_bonds for idx, _ in ok]
+                )
                 for (idx, _), a in zip(ok, assessed, strict=True):
                     results[idx].trust[lv] = a.to_dict()
                     results[idx].warnings.extend(a.warnings)

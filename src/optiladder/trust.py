@@ -11,7 +11,9 @@ forward of all members:
 
 and turns them into the expected SC[RPA_ML; RPA_DFT] ``a + b·u + c·min(d, 5)`` with the interval
 ``[e + q10, e + q90]`` (:class:`optiladder.evaluation.uncertainty.Calibration`). A warning is raised when the
-expected SC is below ``rule.min_expected`` or ``d`` above ``rule.max_distance``
+expected SC is below ``rule.min_expected`` or ``d`` above ``rule.max_distance``, or when the crystal has a
+first-shell element pair no training crystal has (:func:`optiladder.domain.novel_bonds`) and its expected SC is
+below ``rule.novel_bond_max_expected`` (cards without that key never raise this one)
 (:class:`optiladder.evaluation.uncertainty.WarningRule`; thresholds in the card and in docs/predict.md). These
 warnings join the static domain warnings of a prediction.
 """
@@ -19,6 +21,7 @@ warnings join the static domain warnings of a prediction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +86,24 @@ class Trust:
             self._train_z = embed(self.model.nets[0], make_data(graphs, None, [e["mat_id"] for e in entries]))
         return self._train_z
 
-    def assess(self, mean: np.ndarray, spread: np.ndarray, embedding: np.ndarray) -> list[Assessment]:
-        """Assessments of ``n`` predictions from raw ensemble ``mean``/``spread`` ``[n, G]`` and first-member
-        embeddings ``[n, D]``."""
+    def assess(
+        self,
+        mean: np.ndarray,
+        spread: np.ndarray,
+        embedding: np.ndarray,
+        novel_bonds: Sequence[Sequence[str]] | None = None,
+    ) -> list[Assessment]:
+        """Assessments of ``n`` predictions from raw ensemble ``mean``/``spread`` ``[n, G]``, first-member
+        embeddings ``[n, D]`` and, per prediction, the element pairs no training crystal has (``novel_bonds``,
+        :func:`optiladder.domain.novel_bonds`; None: not known, no novel-bond warning)."""
         from .evaluation.uncertainty import nearest_distance, relative_spread
 
         u = 1.0 - relative_spread(mean, spread, self.model.target.omega())
         d = nearest_distance(embedding, self.train_embeddings()) / self.scale
         e = self.calibration.expected(u, d)
         lo, hi = self.calibration.interval(e)
+        novel = None if novel_bonds is None else [list(b) for b in novel_bonds]
+        bond_flags = self.rule.novel_bond_flags(e, None if novel is None else [bool(b) for b in novel])
         out = []
         for k in range(len(u)):
             w = []
@@ -104,6 +116,11 @@ class Trust:
                 w.append(
                     f"unlike every training crystal in the model's latent space (distance {d[k]:.1f}, "
                     f"limit {self.rule.max_distance:.1f})"
+                )
+            if bond_flags[k]:
+                w.append(
+                    f"bond(s) {', '.join(novel[k])} in no training crystal, expected SC {e[k]:.2f} "
+                    f"below {self.rule.novel_bond_max_expected:.2f}"
                 )
             out.append(Assessment(float(e[k]), (float(lo[k]), float(hi[k])), float(u[k]), float(d[k]), w))
         return out

@@ -38,6 +38,30 @@ def test_calibration_interval_and_warning_rule():
     # no validation miss here: the rule flags about the lowest tenth
     assert 0.05 <= rule.flags(e, d[200:]).mean() <= 0.2
     assert rule.flags([0.9], [10.0])[0]  # far outside the latent domain
+    # the novel-bond limit is the validation first quartile of the expected SC
+    assert rule.novel_bond_max_expected == pytest.approx(np.quantile(cal.expected(u[:200], d[:200]), 0.25))
+
+
+def test_novel_bond_rule_fires_exactly_on_an_unseen_pair_below_its_limit():
+    from optiladder.evaluation.uncertainty import WarningRule, warning_report
+
+    rule = WarningRule(min_expected=0.5, max_distance=4.0, novel_bond_max_expected=0.8)
+    e = np.array([0.70, 0.70, 0.85, 0.85, 0.45])
+    d = np.zeros(5)
+    novel = np.array([True, False, True, False, False])
+    assert rule.novel_bond_flags(e, novel).tolist() == [True, False, False, False, False]
+    assert rule.flags(e, d, novel).tolist() == [True, False, False, False, True]
+    assert rule.flags(e, d).tolist() == [False, False, False, False, True]  # pairs unknown: left out
+    actual = np.array([0.2, 0.9, 0.9, 0.9, 0.3])
+    rep = warning_report(rule, e, d, actual, novel)
+    assert (rep["flagged"], rep["misses"], rep["misses_caught"], rep["novel_bonds"]) == (2, 2, 2, 2)
+    assert rep["without_novel_bond_rule"] == {"flagged": 1, "flagged_fraction": 0.2, "misses_caught": 1}
+    assert "novel_bonds" not in warning_report(rule, e, d, actual)
+    # a rule written before the novel-bond part (no key) loads and never fires it
+    old = WarningRule(**{"min_expected": 0.5, "max_distance": 4.0})
+    assert old.novel_bond_max_expected is None and not old.novel_bond_flags(e, novel).any()
+    assert old.to_dict() == {"min_expected": 0.5, "max_distance": 4.0}
+    assert WarningRule(**rule.to_dict()) == rule
 
 
 def test_free_label_set_is_trainable_only():

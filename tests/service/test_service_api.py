@@ -32,6 +32,15 @@ def test_predict_upload_cif(client, examples):
     assert isinstance(d["ipa_good_enough"], bool) and d["verdict"].startswith("IPA is")
     assert d["ipa_good_enough"] == (d["sc_rpa_ipa"] >= d["threshold"])
     assert set(d["models"]) == {"ipa", "rpa", "sc"}
+    assert d["novel_bonds"] == ["C-Si"]  # no training crystal has a Si–C bond
+
+
+def test_predict_lists_novel_bonds(client, examples):
+    r = client.post(
+        "/predict?stride=10&optics=false", files={"file": ("BN.cif", (examples / "BN.cif").read_bytes())}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["novel_bonds"] == ["B-N"]
 
 
 def test_predict_pasted_poscar_matches_python_api(client, predictor, examples):

@@ -52,6 +52,47 @@ def test_trust_expected_interval_and_thresholds():
     assert any("expected SC" in x for x in w.warnings) and any("latent space" in x for x in w.warnings)
 
 
+def test_novel_bond_warning_needs_an_unseen_pair_and_a_low_expected_sc():
+    """The novel-bond warning fires exactly when the crystal has a pair no training crystal has and its expected
+    SC is below the card's ``rule.novel_bond_max_expected``; a card without the key never fires it, and every
+    result lists its unseen pairs either way."""
+    from pymatgen.core import Lattice, Structure
+
+    from optiladder.domain import static_warnings
+    from optiladder.predict import Predictor
+    from optiladder.structures import alexandria
+
+    train = [
+        e for e in alexandria("train")
+        if e["nsites"] <= 3 and not {"B", "N"} & set(e["elements"])
+        and not static_warnings(Structure.from_dict(e["structure"]), None)
+    ][:10]  # fmt: skip
+    ids = [e["mat_id"] for e in train]
+    a = 3.615
+    cbn = Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["B", "N"],
+                    [[0, 0, 0], [0.25, 0.25, 0.25]])  # fmt: skip
+    known = Structure.from_dict(train[0]["structure"])
+    cal = {"a": 0.7, "b": 0.0, "c": 0.0, "q_lo": -0.1, "q_hi": 0.1, "n": 50}  # expected SC 0.70 everywhere
+    quiet = {"min_expected": -1.0, "max_distance": 1e9}
+
+    def run(rule):
+        model = _ensemble({"calibration": cal, "rule": rule, "latent_scale": 1.0}, ids)
+        return Predictor({"rpa": model}).predict([cbn, known], ["cBN", "known"])
+
+    def bond_warnings(res):
+        return [w for w in res.warnings if w.startswith("bond(s)")]
+
+    bn, ok = run({**quiet, "novel_bond_max_expected": 0.8})
+    assert bond_warnings(bn) == ["bond(s) B-N in no training crystal, expected SC 0.70 below 0.80"]
+    assert bond_warnings(ok) == [] and ok.novel_bonds == []
+    assert bn.novel_bonds == ["B-N"] and bn.to_dict(optics=False)["novel_bonds"] == ["B-N"]
+    assert bn.to_dict(optics=False)["in_domain"] is False
+    bn, _ = run({**quiet, "novel_bond_max_expected": 0.6})  # expected SC above the limit
+    assert bond_warnings(bn) == [] and bn.novel_bonds == ["B-N"]
+    bn, _ = run(quiet)  # a card from before the rule: pairs listed, no warning
+    assert bond_warnings(bn) == [] and bn.to_dict(optics=False)["novel_bonds"] == ["B-N"]
+
+
 def test_docs_state_the_shipped_models_thresholds_and_domain():
     """docs/predict.md quotes the calibration, warning thresholds and training domain of the shipped rpa card."""
     from pathlib import Path

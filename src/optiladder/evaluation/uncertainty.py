@@ -12,7 +12,9 @@ From K member predictions ``[K, n, n_grid]`` of Im ε (eV grid):
   residuals: the stated 80 % interval is ``[SC_expected + q10, SC_expected + q90]`` (split-conformal);
 * :func:`warning_thresholds`: the expected-SC and distance thresholds below/above which a prediction carries a
   "do not trust" warning, chosen on validation to catch every material the model gets below SC 0.4 while
-  flagging as few as possible.
+  flagging as few as possible, and the expected-SC limit under which a crystal with a bond no training crystal
+  has (:func:`optiladder.domain.novel_bonds`) is flagged: the first quartile of the validation crystals'
+  expected SC (:data:`NOVEL_BOND_QUANTILE`).
 
 NumPy and SciPy only (no torch).
 """
@@ -30,6 +32,9 @@ from ..spectra import MODEL_GRID
 MISS_SC = 0.4
 #: latent distances are clipped here (in training-NN units) before entering the calibration
 DIST_CLIP = 5.0
+#: a crystal with a first-shell element pair no training crystal has is flagged when its expected SC is below
+#: this quantile of the validation crystals' expected SC (``WarningRule.novel_bond_max_expected``)
+NOVEL_BOND_QUANTILE = 0.25
 
 
 def relative_spread(mean: np.ndarray, spread: np.ndarray, grid: np.ndarray = MODEL_GRID) -> np.ndarray:
@@ -148,16 +153,35 @@ def coverage(lo: np.ndarray, hi: np.ndarray, actual: np.ndarray) -> float:
 
 @dataclass
 class WarningRule:
-    """Warn when the expected SC is below ``min_expected`` or the latent distance above ``max_distance``."""
+    """Warn when the expected SC is below ``min_expected`` or the latent distance above ``max_distance``, or
+    when the crystal has a first-shell element pair no training crystal has (``novel``) and its expected SC is
+    below ``novel_bond_max_expected``. Rules written before that third part (no key, None) never fire it."""
 
     min_expected: float
     max_distance: float
+    novel_bond_max_expected: float | None = None
 
-    def flags(self, expected: np.ndarray, distance: np.ndarray) -> np.ndarray:
-        return (np.asarray(expected) < self.min_expected) | (np.asarray(distance) > self.max_distance)
+    def flags(
+        self, expected: np.ndarray, distance: np.ndarray, novel: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Flag per material ``[n]``; ``novel``: ``[n]`` booleans, the material has an unseen pair (None: not
+        known, the novel-bond part is left out)."""
+        base = (np.asarray(expected) < self.min_expected) | (np.asarray(distance) > self.max_distance)
+        return base | self.novel_bond_flags(expected, novel)
+
+    def novel_bond_flags(self, expected: np.ndarray, novel: np.ndarray | None) -> np.ndarray:
+        """The novel-bond part alone ``[n]``: an unseen pair and expected SC below ``novel_bond_max_expected``
+        (all False without the limit or without ``novel``)."""
+        e = np.asarray(expected, float)
+        if self.novel_bond_max_expected is None or novel is None:
+            return np.zeros(e.shape, bool)
+        return np.asarray(novel, bool) & (e < self.novel_bond_max_expected)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["novel_bond_max_expected"] is None:  # as rules before the novel-bond part were written
+            del out["novel_bond_max_expected"]
+        return out
 
 
 def warning_thresholds(
@@ -167,25 +191,36 @@ def warning_thresholds(
     (only crystals farther from the training data than any validation crystal are flagged for it); the
     expected-SC limit is the smallest value that flags every validation miss (actual SC < :data:`MISS_SC`)
     with a margin of 0.02 (without a validation miss: its 10th percentile), but never more than
-    ``max_flag_fraction`` of validation.
+    ``max_flag_fraction`` of validation. The novel-bond limit is the :data:`NOVEL_BOND_QUANTILE` quantile of
+    the validation expected SC.
     """
     e, d, a = (np.asarray(v, float) for v in (expected, distance, actual))
     max_distance = float(1.5 * d.max()) if len(d) else float("inf")
     misses = e[a < MISS_SC]
     cap = float(np.quantile(e, max_flag_fraction)) if len(e) else 0.0
     need = float(misses.max() + 0.02) if len(misses) else float(np.quantile(e, 0.1)) if len(e) else 0.0
-    return WarningRule(max(min(need, cap), 0.0), max_distance)
+    novel_limit = float(np.quantile(e, NOVEL_BOND_QUANTILE)) if len(e) else None
+    return WarningRule(max(min(need, cap), 0.0), max_distance, novel_limit)
 
 
-def warning_report(rule: WarningRule, expected, distance, actual) -> dict[str, Any]:
-    """How a rule does on a set: flagged fraction, misses caught (SC < :data:`MISS_SC`), misses missed."""
-    f = rule.flags(expected, distance)
+def warning_report(rule: WarningRule, expected, distance, actual, novel=None) -> dict[str, Any]:
+    """How a rule does on a set: flagged fraction, misses caught (SC < :data:`MISS_SC`), misses missed.
+
+    ``novel``: ``[n]`` booleans, the material has a first-shell pair no training crystal has; with it the
+    report counts them (``novel_bonds``) and adds the rule without its novel-bond part
+    (``without_novel_bond_rule``: flagged, flagged fraction, misses caught)."""
     a = np.asarray(actual, float)
     miss = a < MISS_SC
-    return {
-        "n": int(len(a)),
-        "flagged": int(f.sum()),
-        "flagged_fraction": float(f.mean()) if len(a) else float("nan"),
-        "misses": int(miss.sum()),
-        "misses_caught": int((f & miss).sum()),
-    }
+
+    def counts(f: np.ndarray) -> dict[str, Any]:
+        return {
+            "flagged": int(f.sum()),
+            "flagged_fraction": float(f.mean()) if len(a) else float("nan"),
+            "misses_caught": int((f & miss).sum()),
+        }
+
+    out = {"n": int(len(a)), **counts(rule.flags(expected, distance, novel)), "misses": int(miss.sum())}
+    if novel is not None:
+        out["novel_bonds"] = int(np.asarray(novel, bool).sum())
+        out["without_novel_bond_rule"] = counts(rule.flags(expected, distance))
+    return out
