@@ -35,6 +35,11 @@ def test_quick_study_report(levers_run):
     ens = res["ensemble"][0]
     assert ens["members"] == 3 and 0.0 <= ens["coverage80_test"] <= 1.0
     assert ens["warnings_test"]["n"] == 16
+    # the novel-bond limit is the validation first quartile; the report counts the rule with and without it
+    rule, wv = ens["warning_rule"], ens["warnings_validation"]
+    assert 0.0 <= rule["novel_bond_max_expected"] <= 1.0
+    assert 0 <= wv["without_novel_bond_rule"]["flagged"] <= wv["flagged"]
+    assert 0 <= ens["warnings_test"]["novel_bonds"] <= 16
     # the saved ensemble: one model of 3 members, trained on no validation or test material
     from optiladder.training import load_model_dir
 
@@ -45,6 +50,7 @@ def test_quick_study_report(levers_run):
     assert len(ids) == res["n"]["pool"] >= 40 and not set(ids) & held
     text = (out / "README.md").read_text()
     assert "faithful-tuned" in text and "Spearman" in text and "quick mode" in text
+    assert "without the novel-bond rule: flagged fraction" in text
     assert json.loads((out / "results.json").read_text())["winner"] == res["winner"]
 
 
@@ -82,6 +88,10 @@ def test_predictor_trust_from_the_calibrated_ensemble(levers_run):
     model = load_model_dir(out / "models" / "rpa-ensemble")
     block = model.card["uncertainty"]
     assert set(block) >= {"calibration", "rule", "latent_scale"}
+    assert (
+        block["rule"]["novel_bond_max_expected"]
+        == res["ensemble"][0]["warning_rule"]["novel_bond_max_expected"]
+    )
     p = Predictor({"rpa": model})
     assert "rpa" in p.trust
     train_ids = set(model.card["training"]["train_ids"])

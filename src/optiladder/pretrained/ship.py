@@ -10,7 +10,9 @@ version is what ``Predictor.from_pretrained()`` loads, so the prediction snapsho
 
 The cards state the training domain the static checks and the page read (:mod:`optiladder.domain`): the cell
 sizes and elements of the training crystals (``data.train_nsites``, ``data.elements``) and, for the ensemble,
-the cell sizes of the validation crystals its uncertainty was calibrated on (``uncertainty.fitted_nsites``).
+the cell sizes of the validation crystals its uncertainty was calibrated on (``uncertainty.fitted_nsites``). The
+warning rule is the study's as written into the ensemble's card, ``novel_bond_max_expected`` included (studies
+run before that key leave it out, and such cards never fire the novel-bond warning).
 When the study's ``results.json`` lies beside ``models/``, the cards also record the study's fine-tuning
 settings and the winner's validation and test medians (``levers.study``).
 """

@@ -15,7 +15,9 @@ of them on the same validation (choosing) and test (reporting) materials:
 RPA fine-tuning runs at every training size (``sizes``, nested seeded subsets of the pool, and "all"). The
 variant with the best validation median SC at "all" (mean over seeds) is the winner; for it (phase 2), every seed
 gets a K-member ensemble (K − 1 more fine-tunings from the same IPA model), a calibrated expected SC with an 80 %
-interval and a warning rule (:mod:`optiladder.evaluation.uncertainty`, fitted on validation), an absorption-onset
+interval and a warning rule (:mod:`optiladder.evaluation.uncertainty`, fitted on validation; its novel-bond
+limit flags crystals with a first-shell element pair no pool crystal has, :mod:`optiladder.domain`, whose
+expected SC is below the validation first quartile), an absorption-onset
 rule from a gap model trained on our records' ``gap_direct`` (:mod:`optiladder.onset`; kept only if it helps on
 validation), and SC[RPA; IPA] predictors (a 1-value head, and the SC of the predicted spectra).
 
@@ -298,6 +300,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     import torch
 
     from ..data.store import Store
+    from ..domain import first_shell_pairs
     from ..evaluation.uncertainty import (
         Calibration,
         LatentDomain,
@@ -333,6 +336,12 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         for found in (False, True) if need_found else (False,):
             data[(name, found)] = feat.data(es.arrays.ids, es.arrays.structures, foundation=found)
     y_ipa, y_rpa = pool.arrays.ipa.astype(np.float32), pool.arrays.rpa.astype(np.float32)
+    # first-shell element pairs no pool crystal has (what the Predictor's domain of the saved cards says)
+    pool_bonds = set().union(*(first_shell_pairs(s) for s in pool.arrays.structures))
+    novel = {
+        name: np.array([bool(first_shell_pairs(s) - pool_bonds) for s in es.arrays.structures], bool)
+        for name, es in (("validation", val), ("test", test))
+    }
     perm = np.random.default_rng(opts.seed).permutation(len(pool))
     sizes = [s for s in sorted(set(opts.sizes)) if s < len(pool)] + [len(pool)]
     size_label = {s: ("all" if s == len(pool) else str(s)) for s in sizes}
@@ -512,8 +521,9 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             "spearman_agreement_only_test": spearman(st["test"]["agreement"], actual["test"]),
             "coverage80_test": coverage(lo, hi, actual["test"]),
             "warning_rule": rule.to_dict(),
-            "warnings_validation": warning_report(rule, exp["validation"], dist["validation"], actual["validation"]),
-            "warnings_test": warning_report(rule, exp["test"], dist["test"], actual["test"]),
+            "warnings_validation": warning_report(rule, exp["validation"], dist["validation"], actual["validation"],
+                                                  novel["validation"]),
+            "warnings_test": warning_report(rule, exp["test"], dist["test"], actual["test"], novel["test"]),
             "onset": {
                 "validation_median_sc": [float(np.median(actual["validation"])), float(np.median(onset_sc["validation"]))],
                 "test_median_sc": [float(np.median(actual["test"])), float(np.median(onset_sc["test"]))],
@@ -532,7 +542,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 "mat_id": test.arrays.ids, "formula": test.arrays.formulas, "nsites": test.arrays.nsites,
                 "sc": actual["test"], "sc_onset": onset_sc["test"], "expected_sc": exp["test"], "lo80": lo, "hi80": hi,
                 "agreement": st["test"]["agreement"], "latent_distance": dist["test"],
-                "warning": rule.flags(exp["test"], dist["test"]), "gap_direct": test.gaps, "gap_pred": gap_pred["test"],
+                "novel_bond": novel["test"], "warning": rule.flags(exp["test"], dist["test"], novel["test"]),
+                "gap_direct": test.gaps, "gap_pred": gap_pred["test"],
                 "sc_rpa_ipa": sc_test, "sc_rpa_ipa_head": sc_head["test"], "sc_rpa_ipa_spectra": sc_spec["test"],
             }))  # fmt: skip
             if opts.save_models:

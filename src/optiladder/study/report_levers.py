@@ -17,6 +17,22 @@ def _ms(values: list[float], digits: int = 3) -> str:
     return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}"
 
 
+def _novel_bond_rows(ens: list[dict[str, Any]], col) -> list[str]:
+    """Warning-table rows of the novel-bond part of the rule (results.json written before it have none)."""
+    if not all("without_novel_bond_rule" in e["warnings_validation"] for e in ens):
+        return []
+    w = ["without_novel_bond_rule"]
+    return [
+        f"| crystals with a bond no pool crystal has | {ens[0]['warnings_validation']['novel_bonds']} | "
+        f"{ens[0]['warnings_test']['novel_bonds']} |",
+        f"| without the novel-bond rule: flagged fraction | {_ms(col(['warnings_validation', *w, 'flagged_fraction']))} | "
+        f"{_ms(col(['warnings_test', *w, 'flagged_fraction']))} |",
+        f"| without the novel-bond rule: misses caught / all | {sum(col(['warnings_validation', *w, 'misses_caught']))} / "
+        f"{sum(col(['warnings_validation', 'misses']))} | {sum(col(['warnings_test', *w, 'misses_caught']))} / "
+        f"{sum(col(['warnings_test', 'misses']))} |",
+    ]  # fmt: skip
+
+
 def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
     """Write ``out/README.md``: ablation table, cell sizes, ensemble/uncertainty, onset and SC predictor."""
     o = r["options"]
@@ -80,6 +96,7 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             f"| warning: flagged fraction | {_ms(col(['warnings_validation', 'flagged_fraction']))} | {_ms(col(['warnings_test', 'flagged_fraction']))} |",
             f"| misses (SC < 0.4) caught / all | {sum(col(['warnings_validation', 'misses_caught']))} / {sum(col(['warnings_validation', 'misses']))} | "
             f"{sum(col(['warnings_test', 'misses_caught']))} / {sum(col(['warnings_test', 'misses']))} |",
+            *_novel_bond_rows(ens, col),
             "",
             "Ensemble median SC on test by cell size (seed 0): "
             + ", ".join(f"{c} atoms {s:.3f}" for c, s in ens[0]["ensemble_test"]["by_cell_size"].items()),
