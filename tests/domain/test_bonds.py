@@ -3,6 +3,8 @@ the bundled precomputed table they are read from."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -92,6 +94,8 @@ def test_shipped_models_have_no_boron_nitrogen_bond():
     domain = TrainingDomain.from_cards([read_card("rpa")])
     assert domain is not None and len(domain.bonds) > 100
     assert "B-N" not in domain.bonds and {"Si-Si", "Cl-Na"} <= domain.bonds
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "predict.md").read_text()
+    assert f"| bond types (first-shell element pairs) | {len(domain.bonds)}; none of them B–N |" in doc
 
 
 @pytest.mark.parametrize("factor", [1.0, 1.2])
