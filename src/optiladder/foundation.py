@@ -341,7 +341,7 @@ def embeddings(
     ``structures``: pymatgen ``Structure`` objects or their dicts, or ASE ``Atoms``. Raises the
     :class:`FoundationInputError` of the first structure a model cannot describe (:func:`embeddings_each`
     keeps going). One thread is enough (``bench/predict/foundation_models.md``: per structure in batches of
-    32 on one CPU core, CHGNet 0.3.0 ~4 ms, SevenNet-0 ~10 ms).
+    32 on one CPU core, CHGNet 0.3.0 ~3.5 ms, SevenNet-0 ~11 ms; one at a time 3x more).
     """
     out = embeddings_each(structures, spec, batch_size=batch_size)
     for e in out:
