@@ -340,8 +340,8 @@ def embeddings(
 
     ``structures``: pymatgen ``Structure`` objects or their dicts, or ASE ``Atoms``. Raises the
     :class:`FoundationInputError` of the first structure a model cannot describe (:func:`embeddings_each`
-    keeps going). One thread is enough (``bench/predict/foundation_models.md``: per structure in batches of
-    32 on one CPU core, CHGNet 0.3.0 ~3.5 ms, SevenNet-0 ~11 ms; one at a time 3x more).
+    keeps going). One thread is enough (``bench/predict/foundation.md``, last section): per structure in
+    batches of 32 on one CPU core, CHGNet 0.3.0 ~3.5 ms, SevenNet-0 ~11 ms; one at a time about 3x more.
     """
     out = embeddings_each(structures, spec, batch_size=batch_size)
     for e in out:
