@@ -28,7 +28,9 @@ PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" install torch==2.13.0
 # GPAW 26 compiles as C++
 CC=g++ "${PIP[@]}" install -e ".[compute,campaign,learn,foundation,serve,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-# chgnet: the shipped models' node features (CHGNet 0.3.0 embeddings, weights inside the wheel) at predict time
-"$VENV/bin/python" -c "import gpaw, torch, torch_geometric, chgnet, optiladder" \
+# chgnet: the shipped models' node features (CHGNet 0.3.0 embeddings, weights inside the wheel) at predict time;
+# sevenn: SevenNet-0 embeddings (featurizer option, weights inside the wheel): its checkpoint must be there
+"$VENV/bin/python" -c "import gpaw, torch, torch_geometric, chgnet, sevenn, optiladder
+import os, sevenn._const as c; assert os.path.isfile(c.SEVENNET_0_11Jul2024), 'SevenNet-0 weights missing'" \
     || { echo "setup: import check failed" >&2; exit 1; }
 echo "setup: ready ($VENV, optiladder $("$VENV/bin/python" -c 'import optiladder; print(optiladder.__version__)'))"

@@ -9,7 +9,9 @@ network, from git history) vs the shipped rpa ensemble (5 members, one call). St
 (medians), which a machine shared with other jobs stretches far less than wall times. Writes ``bench/predict/foundation.md`` and
 ``foundation.json``.
 
-Run from the repository root: ``python bench/predict/foundation.py`` (about a minute).
+Run from the repository root: ``python bench/predict/foundation.py`` (about a minute). The section of
+``foundation.md`` from ``<!-- foundation_models.py -->`` on is ``foundation_models.py``'s (CHGNet 0.3.0 vs
+SevenNet-0 vs both) and is kept.
 """
 
 from __future__ import annotations
@@ -125,7 +127,11 @@ def main() -> None:
         "pays the uncached row at every prediction. Loading CHGNet itself (first use in a process): "
         f"{res['chgnet_first_use_s']:.1f} s.",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    md = out.with_suffix(".md")
+    # keep foundation_models.py's section (everything from its marker on)
+    marker = "<!-- foundation_models.py -->"
+    tail = md.read_text().partition(marker) if md.exists() else ("", "", "")
+    md.write_text("\n".join(lines) + "\n" + (f"\n{marker}{tail[2]}" if tail[1] else ""))
     print("\n".join(lines))
 
 

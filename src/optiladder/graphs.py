@@ -192,69 +192,94 @@ DEFAULT_FEATURIZER = Featurizer()
 class FoundationFeaturizer(Featurizer):
     """OptiMate's graph with node features one-hot ‖ frozen foundation-model embeddings per atom.
 
-    ``foundation``: the embedding model (:data:`optiladder.foundation.KNOWN_MODELS`, ``"chgnet-0.3.0"``: 64
-    values per atom, rotation- and translation-invariant). ``node_dim`` = 13 + 64. Dataset graphs use the
-    on-disk embedding cache (:class:`optiladder.foundation.EmbeddingCache`); an unseen structure pays one
-    foundation-model forward (``bench/predict`` measures it). Needs the ``chgnet`` package.
+    ``foundation``: the embedding model, or several whose embeddings are concatenated in this order
+    (:data:`optiladder.foundation.KNOWN_MODELS`: ``"chgnet-0.3.0"``, 64 values per atom; ``"sevennet-0"``, 128;
+    all rotation- and translation-invariant). Held as a tuple (:attr:`models`); saved (``featurizer.json``,
+    the graph-cache hash) as the model's name when it is one model (``"chgnet-0.3.0"``, the shipped models'
+    form, unchanged) and as a list of names when several (``["chgnet-0.3.0", "sevennet-0"]``). ``node_dim`` =
+    13 + the embedding sizes (77 for CHGNet alone, 205 for both). Dataset graphs use the on-disk embedding
+    cache (:class:`optiladder.foundation.EmbeddingCache`, per model and structure); an unseen structure pays one
+    batched forward per model (``bench/predict`` measures it). Needs each model's package (``chgnet``,
+    ``sevenn``).
     """
 
-    foundation: str = "chgnet-0.3.0"
+    foundation: str | tuple[str, ...] = "chgnet-0.3.0"
     kind: ClassVar[str] = "optimate+foundation"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from .foundation import KNOWN_MODELS
+        from .foundation import normalize_models
 
-        if self.foundation not in KNOWN_MODELS:
-            raise ValueError(f"unknown foundation model {self.foundation!r}; known: {sorted(KNOWN_MODELS)}")
+        object.__setattr__(self, "foundation", normalize_models(self.foundation))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The foundation models, in the order their embeddings follow the one-hot features."""
+        return self.foundation  # type: ignore[return-value]
+
+    def _spec(self):
+        from .foundation import FoundationSpec
+
+        return FoundationSpec(self.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["foundation"] = self.models[0] if len(self.models) == 1 else list(self.models)
+        return d
 
     @property
     def foundation_dim(self) -> int:
-        from .foundation import KNOWN_MODELS
-
-        return KNOWN_MODELS[self.foundation]
+        """Embedding values per atom (all models)."""
+        return self._spec().dim
 
     @property
     def node_dim(self) -> int:
-        """One-hot group and row (13) plus the embedding size (64 for CHGNet 0.3.0)."""
+        """One-hot group and row (13) plus the embedding size (64 for CHGNet 0.3.0, + 128 for SevenNet-0)."""
         return self.n_groups + self.n_rows + self.foundation_dim
 
     def check_available(self) -> None:
-        """Raise ``ValueError`` if the foundation model's package is missing (checked when a model loads, so
-        a missing ``chgnet`` is one line, not a traceback at the first prediction)."""
+        """Raise ``ValueError`` if a foundation model's package is missing (checked when a model loads, so
+        a missing ``chgnet`` or ``sevenn`` is one line, not a traceback at the first prediction)."""
         from .foundation import FoundationError, require_package
 
         try:
-            require_package(self.foundation)
+            for model in self.models:
+                require_package(model)
         except FoundationError as exc:
             raise ValueError(str(exc)) from None
 
     def structure_node_features(
         self, structures: Sequence[Any], species: Sequence[np.ndarray], *, cached: bool = False
     ) -> list[np.ndarray]:
-        from .foundation import EmbeddingCache, FoundationInputError, FoundationSpec, augment, embeddings
+        from .foundation import EmbeddingCache, FoundationInputError, augment, embeddings
 
-        spec = FoundationSpec(self.foundation, self.foundation_dim)
-        if cached:
-            embs = EmbeddingCache(spec).get([s if isinstance(s, dict) else s.as_dict() for s in structures])
+        if cached:  # dataset records: a structure no model can describe is an error of the dataset
+            dicts = [s if isinstance(s, dict) else s.as_dict() for s in structures]
+            embs = EmbeddingCache(self._spec()).get(dicts)
         else:
             try:
-                embs = embeddings(list(structures), spec)
+                embs = embeddings(list(structures), self._spec())
             except FoundationInputError as exc:  # one structure's problem: the caller's per-input error
-                raise GraphError(f"no {self.foundation} features: {exc}") from None
+                raise GraphError(f"no {exc.model} features: {exc}") from None
         return [augment(self.node_features(sp), e) for sp, e in zip(species, embs, strict=True)]
 
     def structure_node_features_each(
         self, structures: Sequence[Any], species: Sequence[np.ndarray]
     ) -> list[np.ndarray | Exception]:
-        """Node features of several structures in one batched foundation-model forward; if the batch fails,
-        each structure alone, so one bad input gets its own error and the others their features."""
-        if len(structures) > 1:
+        """Node features of several structures in batched foundation-model forwards; a batch that fails is
+        rerun one structure at a time, so one bad input gets its own error and the others their features."""
+        from .foundation import augment, embeddings_each
+
+        out: list[np.ndarray | Exception] = []
+        for sp, e in zip(species, embeddings_each(list(structures), self._spec()), strict=True):
+            if isinstance(e, Exception):
+                out.append(GraphError(f"no {e.model} features: {e}"))
+                continue
             try:
-                return self.structure_node_features(structures, species)
-            except INPUT_ERRORS:
-                pass
-        return super().structure_node_features_each(structures, species)
+                out.append(augment(self.node_features(sp), e))
+            except INPUT_ERRORS as exc:
+                out.append(exc)
+        return out
 
 
 #: featurizer name → class, for :func:`featurizer_from_spec`

@@ -114,7 +114,7 @@ def levers(
     sizes: Annotated[str, typer.Option(help="Comma-separated RPA training-set sizes (plus all)")] = "100",
     variants: Annotated[
         str, typer.Option(help="Comma-separated variants (default: all)")
-    ] = "faithful-paper,faithful-tuned,free-labels,foundation,free+foundation",
+    ] = "faithful-paper,faithful-tuned,free-labels,foundation,free+foundation,chgnet+sevennet,free+chgnet+sevennet",
     ensemble: Annotated[int, typer.Option(help="Ensemble members for the winner")] = 5,
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run (CI)")] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,

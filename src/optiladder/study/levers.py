@@ -10,7 +10,9 @@ of them on the same validation (choosing) and test (reporting) materials:
 * ``free-labels``: the body first learns Alexandria's PBE direct/indirect gaps and formation energies of the
   train + none structures (:mod:`optiladder.training.freelabels`), then IPA, then RPA;
 * ``foundation``: node features ‖ frozen CHGNet 0.3.0 per-atom embeddings (:mod:`optiladder.foundation`);
-* ``free+foundation``: both.
+* ``free+foundation``: both;
+* ``chgnet+sevennet`` / ``free+chgnet+sevennet``: as ``foundation`` / ``free+foundation`` with CHGNet 0.3.0 ‖
+  SevenNet-0 (l = 0 channels) per-atom embeddings (64 + 128 values per atom).
 
 RPA fine-tuning runs at every training size (``sizes``, nested seeded subsets of the pool, and "all"). The
 variant with the best validation median SC at "all" (mean over seeds) is the winner; for it (phase 2), every seed
@@ -23,7 +25,8 @@ validation), and SC[RPA; IPA] predictors (a 1-value head, and the SC of the pred
 
 Evaluation-only records (e.g. 4-atom validation/test cells computed elsewhere) come from ``extra`` folders; their
 ids must be validation or test materials (they are never trained on; a train/none id there is refused).
-Free-label pretraining is done once per node-feature kind (seed ``seed``) and shared by all seeds.
+Free-label pretraining is done once per node-feature kind (seed ``seed``) and shared by all seeds. The network's
+``node_dim`` always comes from the variant's featurizer.
 """
 
 from __future__ import annotations
@@ -42,13 +45,20 @@ from ..targets import LEVELS
 
 log = logging.getLogger(__name__)
 
-#: variant → (free-label pretraining, foundation features, RPA fine-tuning settings)
-VARIANTS: dict[str, tuple[bool, bool, str]] = {
-    "faithful-paper": (False, False, "paper"),
-    "faithful-tuned": (False, False, "tuned"),
-    "free-labels": (True, False, "tuned"),
-    "foundation": (False, True, "tuned"),
-    "free+foundation": (True, True, "tuned"),
+#: foundation models of the node features: none (one-hot only), CHGNet 0.3.0, CHGNet 0.3.0 ‖ SevenNet-0
+PLAIN: tuple[str, ...] = ()
+CHGNET: tuple[str, ...] = ("chgnet-0.3.0",)
+CHGNET_SEVENNET: tuple[str, ...] = ("chgnet-0.3.0", "sevennet-0")
+
+#: variant → (free-label pretraining, foundation models of the node features, RPA fine-tuning settings)
+VARIANTS: dict[str, tuple[bool, tuple[str, ...], str]] = {
+    "faithful-paper": (False, PLAIN, "paper"),
+    "faithful-tuned": (False, PLAIN, "tuned"),
+    "free-labels": (True, PLAIN, "tuned"),
+    "foundation": (False, CHGNET, "tuned"),
+    "free+foundation": (True, CHGNET, "tuned"),
+    "chgnet+sevennet": (False, CHGNET_SEVENNET, "tuned"),
+    "free+chgnet+sevennet": (True, CHGNET_SEVENNET, "tuned"),
 }
 BASELINES: tuple[str, ...] = ("faithful-paper", "faithful-tuned")
 
@@ -172,19 +182,36 @@ def study_sets(store, extra: tuple[str, ...] = (), pool_limit: int = 0, seed: in
     return pool, val, test
 
 
+def found_label(models: tuple[str, ...]) -> str:
+    """``"none"`` or the foundation models joined by ``+`` (keys of ``results.json``)."""
+    return "+".join(models) or "none"
+
+
 class Featurize:
-    """Graph ``Data`` lists of structures with or without foundation node features (both cached on disk)."""
+    """Graph ``Data`` lists of structures with the node features of some foundation models (a tuple of names;
+    ``()``: one-hot only), graphs and embeddings cached on disk."""
 
     def __init__(self):
+        self.featurizers: dict[tuple[str, ...], Any] = {}
+
+    def featurizer(self, models: tuple[str, ...] = PLAIN):
+        """The featurizer of node features ‖ ``models``' embeddings (the plain OptiMate one for ``()``)."""
         from ..graphs import DEFAULT_FEATURIZER, FoundationFeaturizer
 
-        self.featurizers = {False: DEFAULT_FEATURIZER, True: FoundationFeaturizer()}
+        models = tuple(models)
+        if models not in self.featurizers:
+            self.featurizers[models] = (
+                FoundationFeaturizer(foundation=models) if models else DEFAULT_FEATURIZER
+            )
+        return self.featurizers[models]
 
-    def data(self, ids, structures, *, foundation: bool, y: np.ndarray | None = None) -> list:
+    def data(
+        self, ids, structures, *, foundation: tuple[str, ...] = PLAIN, y: np.ndarray | None = None
+    ) -> list:
         from ..graphs import GraphCache
         from ..training import make_data
 
-        graphs = GraphCache(self.featurizers[foundation]).graphs(list(ids), list(structures))
+        graphs = GraphCache(self.featurizer(foundation)).graphs(list(ids), list(structures))
         return make_data(graphs, y, list(ids))
 
 
@@ -329,11 +356,13 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     pool, val, test = study_sets(store or Store(), opts.extra, opts.pool_limit, opts.seed)
     log.info("levers: pool %d, validation %d, test %d", len(pool), len(val), len(test))
     feat = Featurize()
-    node_dim = {k: f.node_dim for k, f in feat.featurizers.items()}
-    need_found = any(VARIANTS[v][1] for v in opts.variants)
-    data: dict[tuple[str, bool], list] = {}
+    kinds = sorted({VARIANTS[v][1] for v in opts.variants})
+    for found in kinds:  # a missing foundation package: one line, before any training
+        feat.featurizer(found).check_available()
+    node_dim = {found: feat.featurizer(found).node_dim for found in kinds}
+    data: dict[tuple[str, tuple[str, ...]], list] = {}
     for name, es in (("pool", pool), ("validation", val), ("test", test)):
-        for found in (False, True) if need_found else (False,):
+        for found in kinds:
             data[(name, found)] = feat.data(es.arrays.ids, es.arrays.structures, foundation=found)
     y_ipa, y_rpa = pool.arrays.ipa.astype(np.float32), pool.arrays.rpa.astype(np.float32)
     # first-shell element pairs no pool crystal has (what the Predictor's domain of the saved cards says)
@@ -348,7 +377,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     results: dict[str, Any] = {"runs": {}, "skipped_sizes": [s for s in opts.sizes if s >= len(pool)]}
 
     # ---- free-label pretraining, once per node-feature kind -----------------------------------------
-    free_models: dict[bool, Any] = {}
+    free_models: dict[tuple[str, ...], Any] = {}
     if any(VARIANTS[v][0] for v in opts.variants):
         fl = free_label_set()
         if opts.free_limit and len(fl) > opts.free_limit:
@@ -369,13 +398,13 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 model_kwargs={"node_dim": node_dim[found], "norm": "batch_norm"},
             )  # fmt: skip
             free_models[found] = model
-            results["free_labels"][f"foundation={found}"] = {
+            results["free_labels"][f"foundation={found_label(found)}"] = {
                 "best_epoch": res.best_epoch, "epochs": res.epochs_run, "val_l1_std_units": res.best_val_loss,
                 "seconds": round(res.seconds, 1),
             }  # fmt: skip
 
     # ---- phase 1: variants × seeds × sizes -----------------------------------------------------------
-    ipa_models: dict[tuple[bool, bool, int], Any] = {}
+    ipa_models: dict[tuple[bool, tuple[str, ...], int], Any] = {}
     tl_models: dict[tuple[str, int], Any] = {}
     frames = []
     per: dict[str, dict[str, list]] = {}
@@ -395,7 +424,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 fr = fit(model, _with_y(data[("pool", found)], y_ipa),
                          _with_y(data[("validation", found)], val.arrays.ipa), _settings(opts, "scratch", seed))  # fmt: skip
                 ipa_models[key] = model
-                results["runs"][f"ipa free={free} found={found} seed={seed}"] = {
+                results["runs"][f"ipa free={free} found={found_label(found)} seed={seed}"] = {
                     "best_epoch": fr.best_epoch, "epochs": fr.epochs_run, "seconds": round(fr.seconds, 1)}  # fmt: skip
             for s in sizes:
                 import copy
@@ -547,7 +576,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 "sc_rpa_ipa": sc_test, "sc_rpa_ipa_head": sc_head["test"], "sc_rpa_ipa_spectra": sc_spec["test"],
             }))  # fmt: skip
             if opts.save_models:
-                lever = {"variant": winner, "free_labels": free, "foundation": found, "seed": seed}
+                lever = {"variant": winner, "free_labels": free, "foundation": list(found), "seed": seed}
                 common = dict(
                     train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none")
                 )
@@ -563,7 +592,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 )  # fmt: skip
                 save_model(
                     out / "models" / "rpa-ensemble",
-                    Model(members, feat.featurizers[found], get_target(LEVELS[1]), rpa_card),
+                    Model(members, feat.featurizer(found), get_target(LEVELS[1]), rpa_card),
                 )
                 ipa_card = make_card(
                     name=f"levers-ipa-{winner}",
@@ -573,7 +602,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 )
                 save_model(
                     out / "models" / "ipa",
-                    Model([parent], feat.featurizers[found], get_target(LEVELS[0]), ipa_card),
+                    Model([parent], feat.featurizer(found), get_target(LEVELS[0]), ipa_card),
                 )
                 sc_card = make_card(
                     name=f"levers-sc-{winner}",
@@ -583,7 +612,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 )
                 save_model(
                     out / "models" / "sc",
-                    Model([sc_model], feat.featurizers[found], get_target("sc_rpa_ipa"), sc_card),
+                    Model([sc_model], feat.featurizer(found), get_target("sc_rpa_ipa"), sc_card),
                 )
     results["ensemble"] = ens_rows
     results.update(
@@ -606,4 +635,13 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     return results
 
 
-__all__ = ["VARIANTS", "LeverOptions", "load_sets", "run_levers", "study_sets", "training_settings"]
+__all__ = [
+    "VARIANTS",
+    "Featurize",
+    "found_label",
+    "LeverOptions",
+    "load_sets",
+    "run_levers",
+    "study_sets",
+    "training_settings",
+]

@@ -213,9 +213,9 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
     pre = pretrain_set(opts.ipa_source, pool, store.root, opts.lite_root)
     lo = opts.lever_options()
     feat = Featurize()
-    g = {n: feat.data(es.arrays.ids, es.arrays.structures, foundation=False)
+    g = {n: feat.data(es.arrays.ids, es.arrays.structures, foundation=())
          for n, es in (("pool", pool), ("validation", val), ("test", test))}  # fmt: skip
-    g["pre"] = g["pool"] if pre.source == "v1" else feat.data(pre.ids, pre.structures, foundation=False)
+    g["pre"] = g["pool"] if pre.source == "v1" else feat.data(pre.ids, pre.structures, foundation=())
     y_rpa = pool.arrays.rpa.astype(np.float32)
     val_ipa, val_rpa = _with_y(g["validation"], val.arrays.ipa), _with_y(g["validation"], val.arrays.rpa)
     pre_sizes, rpa_sizes = _sizes(opts.pre_sizes, len(pre)), _sizes(opts.rpa_sizes, len(pool))
@@ -257,8 +257,8 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
             fl.nsites, fl.y = fl.nsites[idx], fl.y[idx]
         check_trainable(fl.ids, context="scaling free labels")
         model, fr = pretrain_free_labels(
-            feat.data(fl.ids, fl.structures, foundation=False), fl.y, settings=_settings(lo, "free", opts.seed),
-            model_kwargs={"node_dim": feat.featurizers[False].node_dim, "norm": "batch_norm"},
+            feat.data(fl.ids, fl.structures, foundation=()), fl.y, settings=_settings(lo, "free", opts.seed),
+            model_kwargs={"node_dim": feat.featurizer(()).node_dim, "norm": "batch_norm"},
         )  # fmt: skip
         train_ids["free-labels"] = sorted(fl.ids)
         results["free_labels"] = {"n": len(fl), "epochs": fr.epochs_run, "seconds": round(fr.seconds, 1)}
@@ -268,7 +268,7 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
     def new_net(arch: str, seed: int):
         """A fresh network, its initial weights fixed by ``seed`` (not by what ran before it)."""
         seed_everything(seed)
-        node_dim = feat.featurizers[False].node_dim
+        node_dim = feat.featurizer(()).node_dim
         return CGAT(node_dim=node_dim) if arch == "cgat" else _new_model(node_dim)
 
     def train(
