@@ -233,6 +233,18 @@ def test_shared_slopes_with_an_own_offset_for_a_small_group_and_medians_below():
     assert any("offset on the slopes" in line for line in m.describe())
 
 
+def test_a_group_borrows_slopes_only_where_that_predicts_better():
+    big = _rows(200, TRUE, noise=0.3)
+    # 16 noisy records with the big group's slopes: four own parameters overfit, an offset on borrowed ones wins
+    same = _rows(16, TRUE + [0.7, 0, 0, 0], numerics="gpaw-direct-v1", noise=0.3, seed=3)
+    g = fit_costs(big + same).groups[("gpaw-pbe-v1", "gpaw-direct-v1")]
+    assert g.method == "offset" and g.donor == ("gpaw-pbe-v1", "gpaw-direct-v2") and "< " in g.note
+    # records whose cost follows other slopes keep their own fit
+    other = _rows(30, np.array([-6.0, 0.5, 2.5, 0.0]), numerics="gpaw-direct-v1", noise=0.05, seed=4)
+    h = fit_costs(big + other).groups[("gpaw-pbe-v1", "gpaw-direct-v1")]
+    assert h.method == "fit" and np.allclose(h.coef[1:], [0.5, 2.5, 0.0], atol=0.3)
+
+
 def test_wall_seconds_where_records_lack_cpu_and_resolution_across_numerics():
     rows = _rows(20, TRUE, numerics="gpaw-dense-v1", cpu=False)
     m = fit_costs(rows)

@@ -21,10 +21,11 @@ bands rule; ``scripts/make_cost_features.py`` writes it.
 
 :func:`fit_costs` fits ``ln s = c + a·ln n_ibz_k + b·ln nbands + d·ln V`` (s: the calculation phases' total CPU
 seconds of one record, wall seconds for older records without CPU times) per (protocol, numerics) group with at
-least :data:`MIN_RECORDS` records. A group with fewer records but at least :data:`MIN_OFFSET_RECORDS` borrows the
-slopes of a fitted group (same numerics first, then same protocol) and fits its own offset; below that it keeps
-the per-size medians (:class:`SizeCosts`, the campaign's earlier cost model). Every group reports n, its rms and
-its leave-one-out rms in ln s, and the leave-one-out rms of the per-size median on the same records.
+least :data:`MIN_RECORDS` records. Every group of at least :data:`MIN_OFFSET_RECORDS` records also tries its own
+offset on the slopes of each other fitted group; the design with the smaller leave-one-out rms prices the group
+(a small group nearly always borrows: its own four parameters overfit; bench/engine/costs.md). Below that a group
+keeps the per-size medians (:class:`SizeCosts`, the campaign's earlier cost model). Every group reports n, its
+rms and leave-one-out rms in ln s, and the leave-one-out rms of the per-size median on the same records.
 NumPy only (spglib-free: the symmetry search is GPAW's, in NumPy); pymatgen for the engine's symmetrization.
 """
 
@@ -447,7 +448,7 @@ class GroupCost:
         if self.coef is None:
             return f"{head}: per-size medians ({self.note})"
         c, a, b, d = self.coef
-        what = "fit" if self.method == "fit" else f"offset on the slopes of {'/'.join(self.donor or ())}"
+        what = "fit" if self.method == "fit" else self.note
         loo = f", leave-one-out {self.loo_rms:.2f}" if self.loo_rms is not None else ""
         med = f"; per-size median leave-one-out {self.median_loo_rms:.2f}" if self.median_loo_rms else ""
         spread = f" (spread {self.spread:.2f})" if self.spread is not None else ""
@@ -535,40 +536,51 @@ def fit_costs(
         use = [(r, s) for r, s in zip(rows, secs, strict=True) if s and s > 0]
         feats = [(r, s) for r, s in use if all((r.get(k) or 0) > 0 for k in ("n_ibz_k", "nbands", "volume"))]
         prepared[key] = (what, use, feats)
-    out: dict[tuple[str, str], GroupCost] = {}
-    # groups with enough records: their own slopes
+    own: dict[tuple[str, str], GroupCost] = {}
+    data: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for key, (what, use, feats) in prepared.items():
-        sizes = size_costs(_by_size(use))
+        if not feats:
+            continue
+        x = _design([[r["n_ibz_k"], r["nbands"], r["volume"]] for r, _ in feats])
+        y = np.log([s for _, s in feats])
+        data[key] = (x, y)
+        if len(feats) >= min_records and np.linalg.matrix_rank(x) == 4:
+            beta, rms, loo = _ols_loo(x, y)
+            own[key] = GroupCost(*key, "fit", len(feats), what, size_costs(_by_size(use)),
+                                 tuple(float(v) for v in beta), rms, loo, float(np.std(y)))  # fmt: skip
+    out: dict[tuple[str, str], GroupCost] = {}
+    for key, (what, use, feats) in prepared.items():
         if not use:
             continue
-        mloo = loo_size_median([int(r["nsites"]) for r, _ in use], [s for _, s in use])[0]
-        x = _design([[r["n_ibz_k"], r["nbands"], r["volume"]] for r, _ in feats]) if feats else None
-        if len(feats) >= min_records and np.linalg.matrix_rank(x) == 4:
-            y = np.log([s for _, s in feats])
-            beta, rms, loo = _ols_loo(x, y)
-            out[key] = GroupCost(*key, "fit", len(feats), what, sizes, tuple(float(v) for v in beta), rms, loo,
-                                 float(np.std(y)), mloo)  # fmt: skip
-    fitted = {k: g for k, g in out.items()}
-    for key, (what, use, feats) in prepared.items():
-        if key in out or not use:
-            continue
         sizes = size_costs(_by_size(use))
         mloo = loo_size_median([int(r["nsites"]) for r, _ in use], [s for _, s in use])[0]
-        donors = sorted(fitted.values(), key=lambda g: (g.numerics != key[1], g.protocol != key[0], -g.n))
-        if len(feats) >= min_offset and donors:
-            d = donors[0]
-            x = _design([[r["n_ibz_k"], r["nbands"], r["volume"]] for r, _ in feats])
-            y = np.log([s for _, s in feats])
-            resid = y - x[:, 1:] @ np.asarray(d.coef[1:])
-            c = float(resid.mean())
-            e = resid - c
+        # an own offset on the slopes of each other fitted group, scored by leave-one-out
+        best = None
+        if len(feats) >= min_offset:
+            x, y = data[key]
             n = len(y)
-            out[key] = GroupCost(*key, "offset", n, what, sizes, (c, *d.coef[1:]), float(np.sqrt(np.mean(e**2))),
-                                 float(np.sqrt(np.mean((e * n / (n - 1)) ** 2))), float(np.std(y)), mloo,
-                                 donor=(d.protocol, d.numerics),
-                                 note=f"{n} records < {min_records}: own offset, slopes of {d.protocol}/{d.numerics}")  # fmt: skip
+            for dkey, d in own.items():
+                if dkey == key:
+                    continue
+                resid = y - x[:, 1:] @ np.asarray(d.coef[1:])
+                e = resid - resid.mean()
+                loo = float(np.sqrt(np.mean((e * n / (n - 1)) ** 2)))
+                if best is None or loo < best[0]:
+                    best = (loo, float(np.sqrt(np.mean(e**2))), float(resid.mean()), d)
+        g = own.get(key)
+        if g is not None and (best is None or g.loo_rms <= best[0]):
+            out[key] = GroupCost(*key, "fit", g.n, what, sizes, g.coef, g.rms, g.loo_rms, g.spread, mloo,
+                                 note="" if best is None else f"own slopes: leave-one-out {g.loo_rms:.3f} ≤ "
+                                 f"{best[0]:.3f} on the slopes of {best[3].protocol}/{best[3].numerics}")  # fmt: skip
+        elif best is not None:
+            loo, rms, c, d = best
+            why = (f"leave-one-out {loo:.3f} < {g.loo_rms:.3f} of its own slopes" if g is not None
+                   else f"{len(feats)} records < {min_records} for its own slopes")  # fmt: skip
+            out[key] = GroupCost(*key, "offset", len(feats), what, sizes, (c, *d.coef[1:]), rms, loo,
+                                 float(np.std(data[key][1])), mloo, donor=(d.protocol, d.numerics),
+                                 note=f"own offset on the slopes of {d.protocol}/{d.numerics}: {why}")  # fmt: skip
         else:
-            why = f"{len(feats)} records with features < {min_offset}" if donors else "no fitted group"
+            why = f"{len(feats)} records with features < {min_offset}" if own else "no fitted group"
             out[key] = GroupCost(*key, "median", len(use), what, sizes, median_loo_rms=mloo,
                                  note=f"{why}: per-size medians")  # fmt: skip
     return CostModel(dict(sorted(out.items())))
