@@ -117,6 +117,28 @@ def test_planner_says_when_it_cannot_answer():
         plan(-1, _plane(-0.3, -0.1), n_rpa=269, n_pre=269, costs=COSTS, available=AVAIL)
 
 
+def test_planner_prices_each_structure_and_never_buys_one_twice():
+    # 3-atom cells: one cheap, two dear. The per-size median (1000 s) would buy no 3-atom cell for 30 s; per
+    # structure the cheap one goes first, beside the 4-atom one
+    cands = {"ipa+rpa": [("a3", 3, 10.0), ("b3", 3, 1000.0), ("c3", 3, 1000.0), ("d4", 4, 20.0)]}
+    p = plan(30 / 3600, _plane(-0.3, 0.0), n_rpa=269, n_pre=269, candidates=cands)
+    assert p.ids["ipa+rpa"] == ["a3", "d4"] and p.counts["ipa+rpa"] == {3: 1, 4: 1}
+    assert p.core_hours["ipa+rpa"] == pytest.approx(30 / 3600)
+    medians = {"ipa+rpa": {3: 1000.0, 4: 20.0}}
+    q = plan(
+        30 / 3600, _plane(-0.3, 0.0), n_rpa=269, n_pre=269, costs=medians, available={"ipa+rpa": {3: 3, 4: 1}}
+    )
+    assert q.counts["ipa+rpa"] == {4: 1} and p.n_rpa == q.n_rpa + 1
+    # the cheap IPA part does not buy what the IPA + RPA part bought (its IPA spectrum comes with it)
+    cands["cheap-ipa"] = [("a3", 3, 2.0), ("e2", 2, 3.0), ("d4", 4, 4.0), ("b3", 3, 200.0)]
+    r = plan(14 / 3600, _plane(-0.6, -0.3), n_rpa=269, n_pre=269, candidates=cands)
+    assert r.ids == {"ipa+rpa": ["a3"], "cheap-ipa": ["e2"]}
+    assert (r.n_rpa, r.n_pre) == (270, 271)
+    assert "ids" not in r.alternatives[0] and r.to_dict()["ids"] == r.ids
+    z = plan(1 / 3600, _plane(-0.6, -0.3), n_rpa=269, n_pre=269, candidates=cands)
+    assert any("cheapest costs 0.001 core-hours" in w for w in z.warnings)
+
+
 # ---- laws with an irreducible error, by cell size, bootstrap intervals, choice on validation -------------
 GRID = (25, 50, 100, 269)
 

@@ -1,4 +1,10 @@
-"""``campaign status``: jobs by state, cell size and split; core-hours spent; ETA from measured cost per cell size.
+"""``campaign status``: jobs by state, cell size and split; core-hours spent; ETA from the per-structure cost model.
+
+The ETA prices every queued or running job with the per-structure cost model of the records' own timings
+(:func:`optiladder.data.costs.fit_costs`: ln CPU seconds on ln n_ibz_k, ln nbands and ln V, for the database's
+protocol and the numerics the queue runs with) and the job's features from the bundled table
+(:func:`optiladder.data.costs.bundled_features`). A job without table features (a structure of one's own) or a
+protocol/numerics without a fitted model is priced by the cost per cell size below.
 
 Cost per cell size (seconds of one core per material) is the median, for that number of atoms, of the campaign's
 own finished attempts (wall time of the calculation process) pooled with the indexed records' calculation
@@ -17,8 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from ..data import costs as pcosts
+from ..data.costs import MIN_EXPONENT, SizeCosts, size_costs  # noqa: F401  (MIN_EXPONENT: its earlier home)
 from .queue import STATES, JobQueue, open_queue
 from .stages import stage_table
+
+#: the per-size model (kept under its earlier names: :class:`optiladder.data.costs.SizeCosts`)
+CostModel = SizeCosts
+cost_model = size_costs
 
 
 @dataclass
@@ -45,48 +57,27 @@ class CampaignStatus:
     #: seconds (``provenance.cpu_seconds``) where they hold them, else their wall seconds; the numerics (how GPAW
     #: is driven) change the cost of the same physics ~2.5×, so they are told apart
     record_cpu: dict[tuple[str, str, int], tuple[float, int, str]] = field(default_factory=dict)
+    #: the per-structure cost model of the records' own timings (:func:`optiladder.data.costs.fit_costs`)
+    model: pcosts.CostModel | None = None
+    #: (protocol, numerics) the ETA is priced for, and why a fallback was taken ("" when none)
+    priced_as: tuple[str, str] | None = None
+    model_note: str = ""
+    #: queued/running jobs priced by the per-structure model and by the per-size medians
+    priced: dict[str, int] = field(default_factory=dict)
+    #: nsites -> (median predicted seconds, jobs) of the queued/running jobs the per-structure model priced
+    predicted_by_size: dict[int, tuple[float, int]] = field(default_factory=dict)
+    #: what the per-size medians alone would say remains (core-seconds), for comparison
+    remaining_median_core_seconds: float = 0.0
 
     def eta_seconds(self, workers: int) -> float:
         """Wall-clock seconds to finish the queue with ``workers`` single-core workers."""
         return self.remaining_core_seconds / max(1, workers)
 
 
-#: smallest exponent of the extrapolation t = a * nsites**b (see the module docstring)
-MIN_EXPONENT = 2.0
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Core-seconds per material by cell size: measured medians, else ``a * nsites**b``."""
-
-    medians: dict[int, tuple[float, int]]  # nsites -> (median seconds, number of measurements)
-    a: float
-    b: float
-
-    def seconds(self, nsites: int) -> float:
-        if nsites in self.medians:
-            return self.medians[nsites][0]
-        return self.a * max(nsites, 1) ** self.b
-
-
-def cost_model(measured: dict[int, list[float]]) -> CostModel:
-    """Fit the cost model to measured seconds per cell size (``{nsites: [seconds, ...]}``)."""
-    med = {n: (float(np.median(v)), len(v)) for n, v in sorted(measured.items()) if v}
-    good = {n: s for n, (s, _) in med.items() if n > 0 and s > 0}
-    if len(good) >= 2:
-        x, y = np.log(list(good)), np.log(list(good.values()))
-        b = float(np.clip(np.polyfit(x, y, 1)[0], MIN_EXPONENT, 4.0))
-        a = float(np.exp(np.mean(y - b * x)))
-    elif good:
-        n0, s0 = next(iter(good.items()))
-        b, a = 3.0, s0 / n0**3
-    else:
-        b, a = 3.0, 60.0  # nothing measured: 1 minute × nsites³ (PROTOCOL.md order of magnitude)
-    return CostModel(med, a, b)
-
-
-def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
-    """Read the status of a campaign database (of the job kind it was made for: its ``kind`` meta key)."""
+def campaign_status(q: JobQueue, *, max_failures: int = 10, numerics: str | None = None) -> CampaignStatus:
+    """Read the status of a campaign database (of the job kind it was made for: its ``kind`` meta key);
+    ``numerics``: how the queue's jobs will be computed (default: the engine's default), for the ETA."""
+    from ..engine.numerics import DEFAULT_NUMERICS
     from .kinds import get_kind
 
     kind = get_kind(q.meta().get("kind", "material"))
@@ -130,16 +121,40 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
         v,
     ) in from_records.items():  # pooled with the campaign's own wall times (seed records have no attempts)
         measured[n] = measured.get(n, []) + v
-    cost = cost_model(measured)
-    remaining = 0.0
+    cost = size_costs(measured)
+    timings = _timings(records)
+    model = pcosts.fit_costs(timings)
+    protocol = q.meta().get("protocol") or kind.protocol
+    numerics = numerics or DEFAULT_NUMERICS
+    group, note = _exact_group(model, protocol, numerics)
+    try:
+        feats = pcosts.bundled_features(protocol) if group is not None else {}
+    except ValueError:  # an unknown protocol name
+        feats = {}
+    if group is not None and not feats:
+        note = f"no bundled features for {protocol}'s k-density and bands"
+    remaining = remaining_med = 0.0
     running = []
+    priced = {"model": 0, "median": 0}
+    predicted: dict[int, list[float]] = defaultdict(list)
     for j in jobs:
-        if j["state"] == "queued":
-            remaining += cost.seconds(j["nsites"])
-        elif j["state"] == "running":
+        if j["state"] not in ("queued", "running"):
+            continue
+        med = cost.seconds(j["nsites"])
+        f = feats.get(j["id"])
+        if f is not None:
+            sec = float(group.seconds(f, j["nsites"]))
+            priced["model"] += 1
+            predicted[j["nsites"]].append(sec)
+        else:
+            sec = med
+            priced["median"] += 1
+        elapsed = 0.0
+        if j["state"] == "running":
             elapsed = now - (j["claimed_at"] or now)
-            remaining += max(0.0, cost.seconds(j["nsites"]) - elapsed)
             running.append({**j, "elapsed": elapsed, "lease_left": (j["lease_expires"] or now) - now})
+        remaining += max(0.0, sec - elapsed)
+        remaining_med += max(0.0, med - elapsed)
     failures = [j for j in jobs if j["state"] == "failed" or (j["state"] == "queued" and j["error"])]
     failures.sort(key=lambda j: -(j["finished_at"] or 0))
     return CampaignStatus(
@@ -156,39 +171,52 @@ def campaign_status(q: JobQueue, *, max_failures: int = 10) -> CampaignStatus:
         failures=failures[:max_failures] if max_failures >= 0 else failures,
         stages=stage_table(jobs) if kind.staged else [],
         record_cost={k: (float(np.median(v)), len(v)) for k, v in sorted(by_protocol.items())},
-        record_cpu=record_cpu_cost(records),
+        record_cpu=record_cpu_cost(records, timings=timings),
+        model=model,
+        priced_as=(protocol, numerics),
+        model_note=note,
+        priced=priced,
+        predicted_by_size={n: (float(np.median(v)), len(v)) for n, v in sorted(predicted.items())},
+        remaining_median_core_seconds=remaining_med,
     )
 
 
-def _record_timing(path: str) -> tuple[str, float | None, float | None]:
-    """(numerics name, CPU seconds, wall seconds) of the calculation phases of one stored record file."""
-    import gzip
-    import json
-
-    from ..engine.numerics import record_numerics
-
-    try:
-        raw = (
-            gzip.decompress(open(path, "rb").read()) if str(path).endswith(".gz") else open(path, "rb").read()
-        )
-        rec = json.loads(raw)
-    except (OSError, ValueError):
-        return "?", None, None
-    cpu = (rec.get("provenance") or {}).get("cpu_seconds")
-    wall = rec.get("seconds")
-    total = lambda d: float(sum(d.values())) if isinstance(d, dict) and d else None  # noqa: E731
-    return record_numerics(rec), total(cpu), total(wall)
+def _exact_group(model: pcosts.CostModel, protocol: str | None, numerics: str):
+    """The fitted group of exactly (protocol, numerics) (a model of other numerics would misprice the queue
+    ~2.5×: the per-size medians price it then), and why not."""
+    g = model.groups.get((protocol or "?", numerics))
+    if g is None:
+        return None, f"no {protocol}/{numerics} records"
+    if g.coef is None:
+        return None, f"{protocol}/{numerics}: {g.note}"
+    return g, ""
 
 
-def record_cpu_cost(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], tuple[float, int, str]]:
-    """Median seconds per material by (protocol, numerics, cell size) from the records' own timings: CPU seconds
-    of the phases where every record of the group holds them, else wall seconds (older records)."""
-    groups: dict[tuple[str, str, int], list[tuple[float | None, float | None]]] = defaultdict(list)
+def _timings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timing rows (:func:`optiladder.data.costs.read_timing`) of indexed records, with the index's protocol
+    and cell size (the index is the source of truth; the light read does not validate)."""
+    out = []
     for r in records:
         if not r.get("nsites") or not r.get("path"):
             continue
-        num, cpu, wall = _record_timing(r["path"])
-        groups[(r.get("protocol") or "?", num, int(r["nsites"]))].append((cpu, wall))
+        t = pcosts.read_timing(r["path"])
+        if t is None:
+            continue
+        out.append(
+            {**t, "protocol": r.get("protocol") or t.get("protocol") or "?", "nsites": int(r["nsites"])}
+        )
+    return out
+
+
+def record_cpu_cost(
+    records: list[dict[str, Any]], *, timings: list[dict[str, Any]] | None = None
+) -> dict[tuple[str, str, int], tuple[float, int, str]]:
+    """Median seconds per material by (protocol, numerics, cell size) from the records' own timings: CPU seconds
+    of the phases where every record of the group holds them, else wall seconds (older records). ``timings``:
+    the rows :func:`_timings` read already (else they are read from the records' files)."""
+    groups: dict[tuple[str, str, int], list[tuple[float | None, float | None]]] = defaultdict(list)
+    for t in _timings(records) if timings is None else timings:
+        groups[(t["protocol"], t["numerics"], int(t["nsites"]))].append((t["cpu"], t["wall"]))
     out = {}
     for k, v in sorted(groups.items()):
         if all(c is not None for c, _ in v):
@@ -219,7 +247,8 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
         f"{st.name}: {st.meta.get('kind', 'material')} jobs, protocol {st.meta.get('protocol', '?')},"
         f" store {st.meta.get('store', '?')}",
         "",
-        f"{'atoms':>6} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7} {'total':>6}  {'s/material':>10}",
+        f"{'atoms':>6} {'done':>6} {'running':>8} {'queued':>7} {'failed':>7} {'total':>6}  {'s/material':>10}"
+        f"  {'predicted':>9}",
     ]
     for n, c in st.by_size.items():
         med = st.cost.medians.get(n)
@@ -227,8 +256,16 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
             cs = f"{med[0]:10.0f}"
         else:
             cs = f"{'~' + format(st.cost.seconds(n), '.0f') if n > 0 else '':>10}"  # 0: unreadable inputs
+        pred = st.predicted_by_size.get(n)
+        ps = f"{pred[0]:9.0f}" if pred else f"{'':>9}"
         lines.append(
             f"{n:>6} {c['done']:>6} {c['running']:>8} {c['queued']:>7} {c['failed']:>7} {sum(c.values()):>6}  {cs}"
+            f"  {ps}".rstrip()
+        )
+    if st.predicted_by_size:
+        lines.append(
+            "(s/material: median per cell size of the measured seconds; predicted: median of the per-structure"
+            " model over the cell size's queued and running jobs)"
         )
     t = st.totals
     lines.append(
@@ -272,12 +309,26 @@ def format_status(st: CampaignStatus, *, workers: int = 1) -> str:
             lines.append(
                 f"  {proto:<17} {n:>2} atoms: {sec:8.1f} s  ({cnt} records, {3600 / sec:.0f} per core-hour)"
             )
-    lines += [
-        "",
-        f"core-hours spent: {st.core_seconds / 3600:.2f} ({st.attempts} attempts)",
-        f"remaining: ~{st.remaining_core_seconds / 3600:.1f} core-hours; ETA {_hms(st.eta_seconds(workers))} "
-        f"with {workers} worker(s)",
-    ]
+    if st.model is not None and st.model.groups:
+        lines += [
+            "",
+            "per-structure cost model from the records' own timings (ln s = c + a·ln n_ibz_k + b·ln nbands + d·ln V;"
+            " rms and leave-one-out rms in ln s beside the per-size median's):",
+        ]
+        lines += [f"  {d}" for d in st.model.describe()]
+    lines += ["", f"core-hours spent: {st.core_seconds / 3600:.2f} ({st.attempts} attempts)"]
+    n_model, n_med = st.priced.get("model", 0), st.priced.get("median", 0)
+    if n_model:
+        proto, num = st.priced_as or ("?", "?")
+        how = f"{n_model} jobs by the per-structure model of {proto}/{num}"
+        how += f", {n_med} by the per-size medians" if n_med else ""
+        how += f"; per-size medians alone: ~{st.remaining_median_core_seconds / 3600:.1f} core-hours"
+    else:
+        how = "per-size medians" + (f": {st.model_note}" if st.model_note else "")
+    lines.append(
+        f"remaining: ~{st.remaining_core_seconds / 3600:.1f} core-hours ({how}); "
+        f"ETA {_hms(st.eta_seconds(workers))} with {workers} worker(s)"
+    )
     if st.running:
         lines += ["", "running:"]
         for j in st.running:

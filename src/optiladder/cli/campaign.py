@@ -164,9 +164,14 @@ def status(
     kind: KindOption = "material",
     workers: Annotated[int, typer.Option(help="Workers assumed for the ETA")] = 1,
     failures: Annotated[int, typer.Option(help="How many recent failures to list (-1: all)")] = 10,
+    numerics: Annotated[
+        str | None,
+        typer.Option(help=f"Numerics the queue runs with, for the ETA (default {DEFAULT_NUMERICS})"),
+    ] = None,
 ) -> None:
     """Done / running / queued / failed by cell size and split, core-hours spent, cost per material by protocol
-    and cell size, and an ETA (``--kind ipa-lite``: the cheap IPA campaign's own database)."""
+    and cell size, the per-structure cost model, and an ETA priced per structure (``--kind ipa-lite``: the
+    cheap IPA campaign's own database)."""
     import tempfile
     from pathlib import Path
 
@@ -177,6 +182,8 @@ def status(
     from ..campaign.stages import restage
     from ..campaign.status import campaign_status, format_status
 
+    if numerics is not None and numerics not in NUMERICS:
+        raise typer.BadParameter(f"unknown numerics {numerics!r}; known: {', '.join(NUMERICS)}")
     db = _db(db, kind)
     if "://" not in db and not Path(db).exists():
         # no campaign here (e.g. a fresh clone): the status the repository's records give, in a throw-away queue
@@ -191,7 +198,7 @@ def status(
                 restage(q)
             if k.trainable_first:
                 split_stages(q, k)
-            st = campaign_status(q, max_failures=failures)
+            st = campaign_status(q, max_failures=failures, numerics=numerics)
         typer.echo(
             f"{db}: no campaign database here; status of the bundled structure list from the {n} records "
             f"in {root} (no running, failure or cost information)"
@@ -200,7 +207,7 @@ def status(
         return
     try:
         with open_queue(db, create=False) as q:
-            st = campaign_status(q, max_failures=failures)
+            st = campaign_status(q, max_failures=failures, numerics=numerics)
     except QueueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

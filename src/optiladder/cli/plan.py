@@ -1,19 +1,19 @@
 """``optiladder plan --budget H``: which further calculations buy the most test SC for H core-hours.
 
 The fitted two-size law of the scaling study (``reports/scaling/results.json``, :mod:`optiladder.study.laws`)
-and the measured cost per material (the campaign's cost model, :func:`optiladder.campaign.status.cost_model`, fed
-with the records' own calculation seconds by protocol and cell size) decide how to split the budget between
-cheap IPA-only calculations and full IPA + RPA ones, and which cell sizes to buy (cheapest first among the
-uncomputed train/none structures).
+and the per-structure cost model (:func:`optiladder.data.costs.fit_costs` on the records' own timings, each
+uncomputed train/none structure priced from its features in the bundled table) decide how to split the budget
+between cheap IPA-only calculations and full IPA + RPA ones, and which structures to buy (cheapest first within
+each kind; the cheap IPA part never buys a structure the IPA + RPA part bought).
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import typer
 
 from ._app import DatasetOption, app
@@ -22,48 +22,41 @@ from ._app import DatasetOption, app
 PROTOCOL_OF = {"ipa+rpa": "gpaw-pbe-v1", "cheap-ipa": "gpaw-pbe-ipa-lite"}
 
 
-def measured_costs(
-    roots: list[Path], max_atoms: int
-) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, int]]]:
-    """Core-seconds per material by kind and cell size (1 … ``max_atoms``) from the records' own timings in
-    ``roots`` (median per measured size, the campaign's power law elsewhere), and the number of records each
-    median rests on. A kind without any record of its protocol gets no cost."""
-    from ..campaign.status import cost_model
-    from ..data.store import Store
-
-    seconds: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for root in roots:
-        if not Path(root).is_dir():
-            continue
-        for r in Store(Path(root)).index():
-            if r["seconds"] and r["nsites"]:
-                seconds[r["protocol"]][int(r["nsites"])].append(float(r["seconds"]))
-    costs, counts = {}, {}
-    for kind, proto in PROTOCOL_OF.items():
-        measured = seconds.get(proto)
-        if not measured:
-            continue
-        cm = cost_model(dict(measured))
-        costs[kind] = {n: float(cm.seconds(n)) for n in range(1, max_atoms + 1)}
-        counts[kind] = {n: len(v) for n, v in measured.items()}
-    return costs, counts
-
-
-def available_structures(done: dict[str, set[str]], max_atoms: int) -> dict[str, dict[int, int]]:
-    """Uncomputed train/none Alexandria structures by cell size, per kind (``done[kind]``: ids that already
-    have that kind's spectra; a v1 record also counts as done for cheap IPA)."""
+def priced_candidates(
+    model, done: dict[str, set[str]], max_atoms: int, *, numerics: str | None = None
+) -> tuple[dict[str, list[tuple[str, int, float]]], dict[str, dict[str, Any]]]:
+    """Every uncomputed train/none Alexandria structure of at most ``max_atoms`` atoms, per kind
+    (``done[kind]``: ids that already have that kind's spectra), as ``(id, nsites, predicted core-seconds)``
+    sorted cheapest first, and per kind what priced it (the cost group, its note). ``model``: a
+    :class:`~optiladder.data.costs.CostModel`; a kind whose protocol has no records gets no candidates.
+    Structures without table features are priced by the group's per-size medians."""
+    from ..data.costs import bundled_features
     from ..data.splits import TRAINABLE, split_of
     from ..structures import alexandria
 
-    out: dict[str, dict[int, int]] = {k: defaultdict(int) for k in PROTOCOL_OF}
-    for e in alexandria():
-        n = int(e["nsites"])
-        if n > max_atoms or split_of(e["mat_id"]) not in TRAINABLE:
+    pool = [e for e in alexandria() if int(e["nsites"]) <= max_atoms and split_of(e["mat_id"]) in TRAINABLE]
+    cands, info = {}, {}
+    for kind, proto in PROTOCOL_OF.items():
+        group, note = model.resolve(proto, numerics)
+        if group is None:
             continue
-        for kind in PROTOCOL_OF:
-            if e["mat_id"] not in done.get(kind, set()):
-                out[kind][n] += 1
-    return {k: dict(v) for k, v in out.items()}
+        feats = bundled_features(proto)
+        todo = [e for e in pool if e["mat_id"] not in done.get(kind, set())]
+        f = np.array([feats.get(e["mat_id"], (np.nan,) * 3) for e in todo], float).reshape(-1, 3)
+        secs = group.seconds(f, [int(e["nsites"]) for e in todo]) if todo else np.zeros(0)
+        cands[kind] = sorted(
+            ((e["mat_id"], int(e["nsites"]), float(t)) for e, t in zip(todo, secs, strict=True)),
+            key=lambda c: (c[2], c[0]),
+        )
+        info[kind] = {"group": group, "note": note, "without_features": int(np.isnan(f).any(axis=1).sum())}
+    return cands, info
+
+
+def _by_size(cands: list[tuple[str, int, float]]) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = {}
+    for _, n, t in cands:
+        out.setdefault(n, []).append(t)
+    return dict(sorted(out.items()))
 
 
 @app.command("plan")
@@ -77,10 +70,15 @@ def plan_cmd(
         Path | None, typer.Option(help="Cheap IPA record folder (default: dataset/ipa-lite)")
     ] = None,
     max_atoms: Annotated[int, typer.Option(help="Largest cell to buy")] = 6,
+    numerics: Annotated[
+        str | None, typer.Option(help="Numerics the calculations will run with (default: the engine's)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
 ) -> None:
-    """Split a budget (core-hours) between cheap IPA and IPA + RPA calculations, by cell size, to maximise the
-    expected median test SC of the fitted scaling law; prints the plan with its 95 % interval."""
+    """Split a budget (core-hours) between cheap IPA and IPA + RPA calculations, each structure priced by the
+    per-structure cost model (cheapest first), to maximise the expected median test SC of the fitted scaling
+    law; prints the plan with its 95 % interval (--json: with the ids bought)."""
+    from ..data.costs import records_cost_model
     from ..data.splits import TRAINABLE, split_of
     from ..data.store import Store
     from ..study.laws import format_plan, law_from_analysis, plan
@@ -104,25 +102,38 @@ def plan_cmd(
         if lite.is_dir()
         else set()
     )
-    costs, counts = measured_costs([store.root, lite], max_atoms)
-    if not costs:
+    model, _ = records_cost_model([store.root, lite])
+    cands, info = priced_candidates(
+        model, {"ipa+rpa": v1_ids, "cheap-ipa": v1_ids | lite_ids}, max_atoms, numerics=numerics
+    )
+    if not info:
         raise typer.BadParameter(f"{store.root}: no record carries its calculation time; no cost model")
-    avail = available_structures({"ipa+rpa": v1_ids, "cheap-ipa": v1_ids | lite_ids}, max_atoms)
     try:
-        p = plan(budget, law, n_rpa=len(v1_ids), n_pre=len(v1_ids | lite_ids), costs=costs,
-                 available=avail)  # fmt: skip
+        p = plan(budget, law, n_rpa=len(v1_ids), n_pre=len(v1_ids | lite_ids), candidates=cands)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    by_size = {k: _by_size(c) for k, c in cands.items()}
     if as_json:
-        typer.echo(
-            json.dumps({**p.to_dict(), "costs_seconds": costs, "cost_records": counts}, indent=1, default=str)
-        )
+        extra = {
+            "costs_seconds": {k: {n: float(np.median(v)) for n, v in b.items()} for k, b in by_size.items()},
+            "cost_records": {k: {n: m for n, (_, m) in i["group"].sizes.medians.items()} for k, i in info.items()},
+            "cost_model": {k: {**i["group"].to_dict(), "fallback": i["note"]} for k, i in info.items()},
+        }  # fmt: skip
+        typer.echo(json.dumps({**p.to_dict(), **extra}, indent=1, default=str))
         return
     typer.echo(format_plan(p))
-    for kind, c in costs.items():
+    for kind, i in info.items():
+        g = i["group"]
+        how = "per-structure model" if g.coef is not None else "per-size medians"
+        fit = f", rms {g.rms:.2f} (leave-one-out {g.loo_rms:.2f}) in ln s" if g.coef is not None else ""
         typer.echo(
-            f"cost ({PROTOCOL_OF[kind]}, core-seconds per material, measured sizes {sorted(counts[kind])}): "
-            + ", ".join(f"{n} at. {s:.0f}" for n, s in c.items())
+            f"cost ({PROTOCOL_OF[kind]}, {how} of {g.numerics}: {g.n} records{fit}"
+            + (f"; {i['note']}" if i["note"] else "")
+            + "; predicted core-seconds of the uncomputed structures by cell size, median [10–90 %]): "
+            + ", ".join(
+                f"{n} at. {np.median(v):.0f} [{np.percentile(v, 10):.0f}–{np.percentile(v, 90):.0f}]"
+                for n, v in by_size[kind].items()
+            )
         )
     what = law.describe() if hasattr(law, "describe") else "plane (ln E = c + a·ln N_RPA + b·ln N_pre)"
     typer.echo(f"law: {path}: {what}, {law.n_points} cell×seed points")

@@ -157,22 +157,39 @@ def acquire(
     ] = None,
     max_atoms: Annotated[int, typer.Option(help="Largest cell to propose")] = 6,
     limit: Annotated[int, typer.Option(help="Rank only the first N candidates (0: all)")] = 0,
+    cost_aware: Annotated[
+        bool,
+        typer.Option(
+            "--cost-aware/--no-cost-aware",
+            help="Rank by value per cost: the greedy score / predicted seconds^EXPONENT (per-structure cost model)",
+        ),
+    ] = True,
+    cost_exponent: Annotated[
+        float, typer.Option(help="Exponent of the predicted seconds in the cost-aware score")
+    ] = 0.5,
 ) -> None:
-    """Rank uncomputed train/none structures by ensemble uncertainty and diversity; write the id list."""
+    """Rank uncomputed train/none structures by ensemble uncertainty and diversity (per predicted cost unless
+    --no-cost-aware); write the id list with the rule in its header."""
     from ..data.store import Store
     from ..study.acquire import acquire as run_acquire
     from ..study.acquire import write_order
 
+    if cost_exponent < 0:
+        raise typer.BadParameter("--cost-exponent must be ≥ 0")
+    info: dict = {}
     try:
-        ranked = run_acquire(models, Store(dataset) if dataset else Store(), max_atoms=max_atoms, limit=limit)
+        ranked = run_acquire(models, Store(dataset) if dataset else Store(), max_atoms=max_atoms, limit=limit,
+                             cost_aware=cost_aware, cost_exponent=cost_exponent, info=info)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    write_order(out, ranked, note=f"ensemble {models}")
+    write_order(out, ranked, note=f"ensemble {models}", rule=info.get("rule", ""),
+                cost_model=info.get("cost_model", ""))  # fmt: skip
     for r in ranked[:10]:
+        cost = "" if r.get("seconds") is None else f"  predicted {r['seconds']:.0f} s"
         typer.echo(
-            f"{r['mat_id']}  {r['formula']:<12} {r['nsites']} atoms  uncertainty {r['uncertainty']:.3f}  distance {r['distance']:.2f}"
+            f"{r['mat_id']}  {r['formula']:<12} {r['nsites']} atoms  uncertainty {r['uncertainty']:.3f}  distance {r['distance']:.2f}{cost}"
         )
-    typer.echo(f"{len(ranked)} candidates ranked; order file: {out}")
+    typer.echo(f"{len(ranked)} candidates ranked ({info.get('rule', '')}); order file: {out}")
 
 
 @study_app.command("ship")

@@ -10,8 +10,9 @@ IPA) materials. Here the error is ``1 − median SC`` (or the median MAE) on the
 * :func:`fit_plane`: ``log(1 − SC) = c + a · log N_RPA + b · log N_pre`` over a heat map of transfer-learned
   models, with the parameter covariance, so that :meth:`Plane.predict` gives the expected median SC at any
   (N_RPA, N_pre) with a 95 % interval for the law's mean;
-* :func:`plan`: which mix of further calculations (cheap IPA only, or IPA + RPA; by cell size, cheapest first
-  within the structures still uncomputed) maximises the predicted median SC for a budget in core-hours;
+* :func:`plan`: which mix of further calculations (cheap IPA only, or IPA + RPA; cheapest first within the
+  structures still uncomputed, priced per structure or per cell size) maximises the predicted median SC for a
+  budget in core-hours;
 * :func:`fit_law`: the same two sizes with an irreducible error (forms :data:`FORMS`: ``floor``,
   ``floor-sum`` = E∞ + A·N_RPA^a + B·N_pre^b), optionally one law per test cell size combined through the
   per-material SC of a reference model (the test split's composition differs from the pool's), with 95 %
@@ -621,6 +622,8 @@ class Plan:
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     decisive: bool = True
+    #: the structures bought, per kind, cheapest first (when the candidates were priced per structure)
+    ids: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -643,27 +646,55 @@ def _fill(
     return counts, spent
 
 
+#: a structure the planner can buy: (id, cell size, predicted core-seconds)
+Candidate = tuple[str, int, float]
+
+
+def _fill_candidates(
+    seconds_budget: float, cands: Sequence[Candidate], exclude: set[str] | frozenset[str] = frozenset()
+) -> tuple[dict[int, int], float, list[str]]:
+    """Buy structures cheapest first (``cands`` sorted by cost), none of ``exclude``, while the budget lasts;
+    (counts by cell size, seconds spent, ids bought)."""
+    pool = (
+        [c for c in cands if c[0] not in exclude and c[2] > 0] if exclude else [c for c in cands if c[2] > 0]
+    )
+    if not pool or seconds_budget <= 0:
+        return {}, 0.0, []
+    spent = np.cumsum([c[2] for c in pool])
+    k = int(np.searchsorted(spent, seconds_budget * (1 + 1e-12), side="right"))
+    counts: dict[int, int] = {}
+    for c in pool[:k]:
+        counts[c[1]] = counts.get(c[1], 0) + 1
+    return dict(sorted(counts.items())), float(spent[k - 1]) if k else 0.0, [c[0] for c in pool[:k]]
+
+
 def plan(
     budget_core_hours: float,
     plane: Plane | Law,
     *,
     n_rpa: int,
     n_pre: int,
-    costs: dict[str, dict[int, float]],
-    available: dict[str, dict[int, int]],
+    costs: dict[str, dict[int, float]] | None = None,
+    available: dict[str, dict[int, int]] | None = None,
+    candidates: dict[str, Sequence[Candidate]] | None = None,
     steps: int = 20,
 ) -> Plan:
     """Split ``budget_core_hours`` between the kinds of :data:`KINDS` that have a cost to maximise the
     predicted median SC of the law (a :class:`Plane` or a :class:`Law`, e.g. :func:`law_from_analysis`).
 
-    ``n_rpa``/``n_pre``: today's training RPA and pre-training IPA counts; ``costs[kind][nsites]``: core-seconds
-    per material; ``available[kind][nsites]``: structures still uncomputed. An IPA+RPA calculation adds one RPA
-    and one IPA spectrum; a cheap IPA one adds one IPA spectrum. Fractions of the budget spent on IPA+RPA are
-    tried in ``steps`` steps; within a kind the cheapest cell sizes are bought first.
+    ``n_rpa``/``n_pre``: today's training RPA and pre-training IPA counts. Per structure (preferred):
+    ``candidates[kind]`` = ``(id, nsites, core-seconds)`` of every structure still uncomputed for that kind,
+    bought cheapest first; the cheap IPA part never buys a structure the IPA+RPA part bought (its IPA spectrum
+    comes with it). Per cell size (a kind without candidates): ``costs[kind][nsites]`` core-seconds per material
+    and ``available[kind][nsites]`` structures still uncomputed, the cheapest sizes first. An IPA+RPA calculation
+    adds one RPA and one IPA spectrum; a cheap IPA one adds one IPA spectrum. Fractions of the budget spent on
+    IPA+RPA are tried in ``steps`` steps.
     """
     if budget_core_hours < 0:
         raise ValueError("the budget must be ≥ 0 core-hours")
-    kinds = [k for k in KINDS if costs.get(k)]
+    costs, available = costs or {}, available or {}
+    cands = {k: sorted(v, key=lambda c: (c[2], c[0])) for k, v in (candidates or {}).items() if v}
+    kinds = [k for k in KINDS if costs.get(k) or cands.get(k)]
     if not kinds:
         raise ValueError("no measured cost for any kind of calculation")
     now = plane.predict(n_rpa, n_pre)
@@ -673,9 +704,17 @@ def plan(
         fractions = [0.0]
     options = []
     for f in fractions:
-        rpa_counts, spent = _fill(f * seconds, costs.get("ipa+rpa", {}), available.get("ipa+rpa", {}))
-        cheap_counts, spent_c = ({}, 0.0)
-        if "cheap-ipa" in kinds:
+        rpa_ids: list[str] = []
+        if "ipa+rpa" in cands:
+            rpa_counts, spent, rpa_ids = _fill_candidates(f * seconds, cands["ipa+rpa"])
+        else:
+            rpa_counts, spent = _fill(f * seconds, costs.get("ipa+rpa", {}), available.get("ipa+rpa", {}))
+        cheap_counts, spent_c, cheap_ids = ({}, 0.0, [])
+        if "cheap-ipa" in cands:
+            cheap_counts, spent_c, cheap_ids = _fill_candidates(
+                seconds - spent, cands["cheap-ipa"], set(rpa_ids)
+            )
+        elif "cheap-ipa" in kinds:
             cheap_counts, spent_c = _fill(seconds - spent, costs["cheap-ipa"], available.get("cheap-ipa", {}))
         y, x = sum(rpa_counts.values()), sum(cheap_counts.values())
         sc, lo, hi = plane.predict(n_rpa + y, n_pre + y + x)
@@ -683,6 +722,7 @@ def plan(
             "fraction_ipa_rpa": f, "counts": {"ipa+rpa": rpa_counts, "cheap-ipa": cheap_counts},
             "core_hours": {"ipa+rpa": spent / 3600, "cheap-ipa": spent_c / 3600},
             "n_rpa": n_rpa + y, "n_pre": n_pre + y + x, "sc": sc, "interval": (lo, hi),
+            "ids": {k: v for k, v in (("ipa+rpa", rpa_ids), ("cheap-ipa", cheap_ids)) if k in cands},
         })  # fmt: skip
     best = max(options, key=lambda o: (o["sc"], -o["fraction_ipa_rpa"]))
     warnings = []
@@ -714,14 +754,16 @@ def plan(
         )
         decisive = False
     if not any(best["counts"][k] for k in best["counts"]):
-        cheapest = min(c for k in kinds for c in costs[k].values()) / 3600
+        prices = [c for k in kinds for c in costs.get(k, {}).values()]
+        prices += [c[2] for k in kinds for c in cands.get(k, ())[:1]]
+        cheapest = min(prices) / 3600
         warnings.append(f"the budget buys no calculation (the cheapest costs {cheapest:.3f} core-hours)")
     for k in KINDS:
         if k not in kinds:
             warnings.append(f"no measured cost for {k} (no records of its protocol yet): not planned")
-    alts = sorted(options, key=lambda o: -o["sc"])[:5]
+    alts = [{k: v for k, v in o.items() if k != "ids"} for o in sorted(options, key=lambda o: -o["sc"])[:5]]
     return Plan(budget_core_hours, best["counts"], best["core_hours"], best["n_rpa"], best["n_pre"], best["sc"],
-                best["interval"], now, alts, warnings, decisive)  # fmt: skip
+                best["interval"], now, alts, warnings, decisive, best["ids"])  # fmt: skip
 
 
 def format_plan(p: Plan) -> str:
