@@ -1,0 +1,384 @@
+"""All loaded OptiMate networks in one NumPy (float32, BLAS) forward: the fast inference path of ``Predictor``.
+
+:class:`StackedOptiMate` takes eval-mode :class:`~.optimate.OptiMate` networks that read the same graph (the
+``ipa`` model, the members of the ``rpa`` ensemble, the ``sc`` model, …) and, once at load time, copies their
+weights into contiguous per-layer stacks: networks whose layers have equal shapes are one group and run as
+batched matrix products (``[K, n, in] @ [K, in, out]``); the first node layer and every GATv2 edge projection,
+which read the shared graph input, are one product for all networks. Batch norm (eval mode: a fixed per-channel
+affine map) is folded into the preceding linear layer (in float64, then float32). Nothing is hard-coded: widths,
+heads, layer counts, output sizes and member counts are read from the networks, so another featurizer (a wider
+node feature) or another ensemble size needs no change. Networks with a part this module does not know
+(e.g. layer norm, the CGAT body) are refused with ``NotImplementedError`` at construction (the caller keeps the
+torch path then).
+
+The maths is that of :mod:`.gatv2`, :mod:`.pooling`, :mod:`.heads` and :mod:`.mlp` (eval mode, no dropout):
+
+* node MLP ``Linear → BN → ReLU → … → Linear``;
+* GATv2 per layer: ``z_e = LeakyReLU_s(W_l x_s + b_l + W_r x_t + b_r + W_e a_e)``, logits ``a_h · z_e^h``
+  (+ ``log m_e`` for a collapsed edge of multiplicity ``m_e``), softmax over the edges into each node ``t``
+  (max-shifted, ``+1e-16`` in the denominator as ``torch_geometric.utils.softmax``), ``x'_t = Σ_e α_e (W_l x_s
+  + b_l) + b`` (heads concatenated), no activation between layers;
+* attention pooling per channel over the nodes of each graph;
+* head MLP with ReLU, leaky ReLU (slope 0.01) on a spectrum output, then ``· scale + shift``.
+
+Duplicate edges (:func:`collapse_edges`): a crystal multigraph holds many edges with the same source, target and
+bit-identical features (symmetric periodic images); ``m`` of them contribute exactly ``m`` times to the numerator
+and denominator of the attention softmax, i.e. one edge with ``log m`` added to its logit. Only runs of
+consecutive identical rows are merged (the graph builder sorts edges by centre, neighbour and distance, so equal
+edges are adjacent); anything else is left as is, so the collapse never changes the maths.
+
+Torch is needed only to read the weights at construction, never in :meth:`StackedOptiMate.forward`.
+Shapes: graphs in a :class:`FastBatch`; outputs ``[n_graphs, out_dim]`` per network, float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: the small constant ``torch_geometric.utils.softmax`` adds to its denominators
+SOFTMAX_EPS = 1e-16
+#: slope of the leaky ReLU on a spectrum head's output (``torch.nn.functional.leaky_relu``'s default)
+HEAD_LEAKY_SLOPE = 0.01
+#: edge features of smaller magnitude are set to 0 (they are 1e-20 of the row's largest value or less, below
+#: float32 resolution, and their products with the weights would be slow subnormal floats)
+EDGE_FLUSH = 1e-20
+
+
+# ------------------------------------------------------------------------------------------------
+# graph input
+# ------------------------------------------------------------------------------------------------
+def collapse_edges(
+    src: np.ndarray, dst: np.ndarray, edge_attr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge runs of consecutive edges with equal source, target and bit-identical features.
+
+    Returns ``(src [m], dst [m], edge_attr [m, D], multiplicity [m] float32)``; the first edge of each run keeps
+    its features. Exact for GATv2 attention with ``log m`` added to the logits (see the module docstring).
+    """
+    e = src.shape[0]
+    if e < 2:
+        return src, dst, edge_attr, np.ones(e, np.float32)
+    same = (src[1:] == src[:-1]) & (dst[1:] == dst[:-1]) & np.all(edge_attr[1:] == edge_attr[:-1], axis=1)
+    start = np.flatnonzero(np.concatenate(([True], ~same)))
+    counts = np.diff(np.append(start, e)).astype(np.float32)
+    return src[start], dst[start], edge_attr[start], counts
+
+
+@dataclass
+class FastBatch:
+    """Several graphs as one disconnected graph, edges sorted by target, for :meth:`StackedOptiMate.forward`.
+
+    ``x`` ``[n_nodes, node_dim]`` float32; ``src``/``dst`` ``[n_edges]`` (messages flow ``src → dst``, sorted by
+    ``dst``); ``edge_attr`` ``[n_edges, edge_dim]`` float32 (values below :data:`EDGE_FLUSH` set to 0); ``log_mult`` ``[n_edges]`` (log multiplicity of
+    collapsed edges, None when no edge was merged); ``targets``: the nodes with incoming edges, ``starts`` the
+    first edge of each (segment starts for ``reduceat``) and ``edge_target`` each edge's position in
+    ``targets``; edges are sorted by (target, source), and ``pair_starts`` is the first edge of every
+    (target, source) pair, ``pair_src`` its source, ``pair_target_starts`` the first pair of every target;
+    ``graph_starts`` the first node of every graph; ``num_graphs``.
+    """
+
+    x: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    edge_attr: np.ndarray
+    log_mult: np.ndarray | None
+    targets: np.ndarray
+    starts: np.ndarray
+    edge_target: np.ndarray
+    pair_starts: np.ndarray
+    pair_src: np.ndarray
+    pair_target_starts: np.ndarray
+    graph_starts: np.ndarray
+    num_graphs: int
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[Any], *, collapse: bool = True) -> FastBatch:
+        """From :class:`optiladder.graphs.Graph` objects (``x``, ``edge_index`` (row 0 = source), ``edge_attr``);
+        ``collapse``: merge duplicate edges (:func:`collapse_edges`)."""
+        n_nodes = np.array([g.x.shape[0] for g in graphs], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(n_nodes)[:-1]]).astype(np.int64)
+        x = graphs[0].x if len(graphs) == 1 else np.concatenate([g.x for g in graphs])
+        src = np.concatenate([g.edge_index[0] + off for g, off in zip(graphs, offsets, strict=True)])
+        dst = np.concatenate([g.edge_index[1] + off for g, off in zip(graphs, offsets, strict=True)])
+        attr = graphs[0].edge_attr if len(graphs) == 1 else np.concatenate([g.edge_attr for g in graphs])
+        mult = None
+        if collapse:
+            src, dst, attr, m = collapse_edges(src, dst, attr)
+            mult = m if src.shape[0] and m.max() > 1 else None
+        order = np.lexsort((src, dst))
+        src, dst, attr = src[order], dst[order], np.array(attr[order], dtype=np.float32)
+        # Gaussians of far centres are tiny (down to subnormal floats), and their products with the weights
+        # underflow to subnormals, which make every product several times slower on x86; every row has a value
+        # above 1 (the nearest centre is within 0.05 Å), so values below EDGE_FLUSH change no float32 sum
+        attr[np.abs(attr) < EDGE_FLUSH] = 0.0
+        log_mult = None if mult is None else np.log(mult[order]).astype(np.float32)
+        if dst.size:
+            new_target = np.concatenate(([True], dst[1:] != dst[:-1]))
+            new_pair = new_target | np.concatenate(([True], src[1:] != src[:-1]))
+            starts = np.flatnonzero(new_target)
+            pair_starts = np.flatnonzero(new_pair)
+            targets = dst[starts]
+            edge_target = np.cumsum(new_target) - 1
+            pair_target_starts = np.flatnonzero(new_target[pair_starts])
+            pair_src = src[pair_starts]
+        else:
+            starts = targets = edge_target = pair_starts = pair_src = pair_target_starts = np.zeros(0, np.int64)
+        return cls(
+            x=np.ascontiguousarray(x, dtype=np.float32),
+            src=src,
+            dst=dst,
+            edge_attr=attr,
+            log_mult=log_mult,
+            targets=targets,
+            starts=starts,
+            edge_target=edge_target,
+            pair_starts=pair_starts,
+            pair_src=pair_src,
+            pair_target_starts=pair_target_starts,
+            graph_starts=offsets,
+            num_graphs=len(graphs),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# weights
+# ------------------------------------------------------------------------------------------------
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def mlp_layers(seq: Any) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """``(W [in, out] float64, b [out], relu after)`` of every linear layer of an eval-mode ``nn.Sequential``
+    (``Linear``, ``BatchNorm1d`` folded into the linear before it, ``ReLU``, ``Dropout`` = identity)."""
+    from torch import nn
+
+    layers: list[list[Any]] = []
+    for mod in seq:
+        if isinstance(mod, nn.Linear):
+            b = _np(mod.bias) if mod.bias is not None else np.zeros(mod.out_features)
+            layers.append([_np(mod.weight).T.copy(), b, False])
+        elif isinstance(mod, nn.BatchNorm1d) and layers and not layers[-1][2]:
+            if not mod.track_running_stats or mod.running_mean is None:
+                raise NotImplementedError("batch norm without running statistics")
+            s = 1.0 / np.sqrt(_np(mod.running_var) + mod.eps)
+            if mod.affine:
+                s = s * _np(mod.weight)
+            shift = (_np(mod.bias) if mod.affine else 0.0) - _np(mod.running_mean) * s
+            layers[-1][0] = layers[-1][0] * s[None, :]
+            layers[-1][1] = layers[-1][1] * s + shift
+        elif isinstance(mod, nn.ReLU) and layers:
+            layers[-1][2] = True
+        elif isinstance(mod, nn.Dropout):
+            continue
+        else:
+            raise NotImplementedError(f"no fast path for {type(mod).__name__} in an MLP")
+    return [(w, b, r) for w, b, r in layers]
+
+
+def _stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
+
+
+def _signature(net: Any, part: str) -> tuple:
+    return tuple((k, tuple(v.shape)) for k, v in net.state_dict().items() if k.startswith(part + "."))
+
+
+class _Body:
+    """Node MLP, GATv2 layers and pooling of K networks with equal body shapes (stacked weights)."""
+
+    def __init__(self, nets: Sequence[Any]):
+        from .gatv2 import GATv2
+
+        k = len(nets)
+        node = [mlp_layers(n.node_mlp.layers) for n in nets]
+        # first layer reads the shared node features: one product for all K networks
+        w0 = np.concatenate([layers[0][0] for layers in node], axis=1)
+        self.node_first = (np.ascontiguousarray(w0, np.float32), _stack([layers[0][1] for layers in node]))
+        # biases [K, 1, out] for _per_net; the first layer's [K, out] broadcasts over [n, K, out]
+        self.node_first_relu = node[0][0][2]
+        self.node_rest = [
+            (_stack([layers[i][0] for layers in node]), _stack([layers[i][1] for layers in node])[:, None], node[0][i][2])
+            for i in range(1, len(node[0]))
+        ]  # fmt: skip
+        self.width0 = node[0][0][0].shape[1]
+        self.convs = []
+        edge_w = []
+        for li in range(len(nets[0].convs)):
+            convs = [n.convs[li] for n in nets]
+            if not all(type(c) is GATv2 for c in convs):
+                raise NotImplementedError("no fast path for a message-passing layer other than GATv2")
+            c0 = convs[0]
+            h, c = c0.heads, c0.out_channels
+            w_lr = _stack([np.concatenate([_np(c.lin_l.weight).T, _np(c.lin_r.weight).T], axis=1) for c in convs])
+            b_lr = _stack([np.concatenate([_np(c.lin_l.bias), _np(c.lin_r.bias)]) for c in convs])[:, None]
+            att = _stack([_np(c.att).reshape(h, c0.out_channels) for c in convs])  # [K, H, C]
+            bias = _stack([_np(c.bias) for c in convs])[:, None]
+            self.convs.append((w_lr, b_lr, att, bias, h, c, float(c0.negative_slope)))
+            edge_w += [_np(c.lin_edge.weight).T for c in convs]  # [D, H·C] each
+        # every edge projection of every layer and network in one product: [D, Σ K·H·C]
+        self.edge_w = np.ascontiguousarray(np.concatenate(edge_w, axis=1), np.float32)
+        self.pool = (
+            _stack([_np(n.pool.score.weight).T for n in nets]),
+            _stack([_np(n.pool.score.bias) for n in nets])[:, None],
+        )
+        self.k = k
+
+    def __call__(self, b: FastBatch) -> np.ndarray:
+        """Pooled embeddings ``[K, n_graphs, D]`` float32 (node-major ``[n, K, F]`` arrays inside, so that
+        gathers and segment sums move whole rows)."""
+        k, n = self.k, b.x.shape[0]
+        w0, b0 = self.node_first
+        h = (b.x @ w0).reshape(n, k, self.width0) + b0[None]
+        if self.node_first_relu:
+            np.maximum(h, 0.0, out=h)
+        for w, bias, relu in self.node_rest:
+            h = _per_net(h, w, bias)
+            if relu:
+                np.maximum(h, 0.0, out=h)
+        e_all = b.edge_attr @ self.edge_w  # [E, Σ K·H·C]
+        col = 0
+        for w_lr, b_lr, att, bias, heads, ch, slope in self.convs:
+            hc = heads * ch
+            h = self._gat(h, b, w_lr, b_lr, att, bias, heads, ch, slope, e_all[:, col : col + k * hc])
+            col += k * hc
+        return self._pool(h, b)
+
+    @staticmethod
+    def _gat(h, b, w_lr, b_lr, att, bias, heads, ch, slope, e_proj):
+        """One GATv2 layer of K networks: ``h`` ``[n, K, in]`` → ``[n, K, H·C]``; ``e_proj`` ``[E, K·H·C]``."""
+        k, n = h.shape[1], h.shape[0]
+        hc = heads * ch
+        x_lr = _per_net(h, w_lr, b_lr)  # [n, K, 2·H·C]
+        x_l = np.ascontiguousarray(x_lr[:, :, :hc]).reshape(n, k * hc)
+        x_r = np.ascontiguousarray(x_lr[:, :, hc:]).reshape(n, k * hc)
+        out = np.zeros((n, k * hc), np.float32)
+        if b.src.size:
+            z = x_l[b.src]
+            z += x_r[b.dst]
+            z += e_proj
+            z = np.maximum(z, slope * z) if 0.0 <= slope <= 1.0 else np.where(z > 0, z, slope * z)
+            logits = np.einsum("ekhc,khc->ekh", z.reshape(-1, k, heads, ch), att)  # [E, K, H]
+            if b.log_mult is not None:
+                logits += b.log_mult[:, None, None]
+            seg = b.edge_target
+            logits -= np.maximum.reduceat(logits, b.starts, axis=0)[seg]
+            ex = np.exp(logits)
+            alpha = ex / (np.add.reduceat(ex, b.starts, axis=0) + SOFTMAX_EPS)[seg]
+            # edges of one (target, source) pair carry the same message x_l[source]: sum their weights first
+            w_pair = np.add.reduceat(alpha, b.pair_starts, axis=0)  # [P, K, H]
+            msg = x_l[b.pair_src].reshape(-1, k, heads, ch) * w_pair[..., None]
+            out[b.targets] = np.add.reduceat(msg.reshape(-1, k * hc), b.pair_target_starts, axis=0)
+        return out.reshape(n, k, hc) + bias[:, 0]
+
+    def _pool(self, h: np.ndarray, b: FastBatch) -> np.ndarray:
+        w, bias = self.pool
+        score = _per_net(h, w, bias)  # [n, K, C]
+        g = b.graph_starts
+        seg = np.repeat(np.arange(g.size), np.diff(np.append(g, h.shape[0])))
+        score -= np.maximum.reduceat(score, g, axis=0)[seg]
+        ex = np.exp(score)
+        wgt = ex / (np.add.reduceat(ex, g, axis=0) + SOFTMAX_EPS)[seg]
+        return np.add.reduceat(h * wgt, g, axis=0).transpose(1, 0, 2)
+
+
+def _per_net(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``h`` ``[n, K, in]`` @ per-network ``w`` ``[K, in, out]`` + ``bias`` ``[K, 1, out]`` → ``[n, K, out]``."""
+    return (np.matmul(h.transpose(1, 0, 2), w) + bias).transpose(1, 0, 2)
+
+
+class _Heads:
+    """Head MLPs of K networks with equal head shapes (stacked, batch norm folded)."""
+
+    def __init__(self, nets: Sequence[Any]):
+        from .heads import Head
+
+        if not all(type(n.head) is Head for n in nets):
+            raise NotImplementedError("no fast path for a head other than Head")
+        per = [mlp_layers(n.head.mlp.layers) for n in nets]
+        self.layers = [
+            (_stack([p[i][0] for p in per]), _stack([p[i][1] for p in per])[:, None], per[0][i][2])
+            for i in range(len(per[0]))
+        ]
+        self.leaky = np.array([n.head.output_activation == "leaky_relu" for n in nets])
+        self.scale = np.array([n.head.scale for n in nets], np.float32)[:, None, None]
+        self.shift = np.array([n.head.shift for n in nets], np.float32)[:, None, None]
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """``[K, n_graphs, D] → [K, n_graphs, out_dim]`` float32."""
+        h = z
+        for w, b, relu in self.layers:
+            h = np.matmul(h, w)
+            h += b
+            if relu:
+                np.maximum(h, 0.0, out=h)
+        if self.leaky.all():
+            h = np.maximum(h, HEAD_LEAKY_SLOPE * h)
+        elif self.leaky.any():
+            h[self.leaky] = np.maximum(h[self.leaky], HEAD_LEAKY_SLOPE * h[self.leaky])
+        return h * self.scale + self.shift
+
+
+class StackedOptiMate:
+    """Eval-mode OptiMate networks (name → list of member networks) in one NumPy forward (module docstring).
+
+    ``nets``: model name → its member networks (``Model.nets``), all reading the same graphs. Networks are
+    grouped by equal body shapes and by equal head shapes; each group's weights are stacked once here.
+    """
+
+    def __init__(self, nets: dict[str, Sequence[Any]]):
+        from .optimate import OptiMate
+
+        self.names = list(nets)
+        flat = [(name, net) for name, ms in nets.items() for net in ms]
+        for _, net in flat:
+            if type(net) is not OptiMate:
+                raise NotImplementedError(f"no fast path for {type(net).__name__}")
+            if net.training:
+                raise ValueError("StackedOptiMate needs eval-mode networks")
+        self.members = {name: len(ms) for name, ms in nets.items()}
+        self._body_groups = self._group(flat, lambda n: (_signature(n, "node_mlp"), _signature(n, "convs"),
+                                                         _signature(n, "pool")), _Body)  # fmt: skip
+        self._head_groups = self._group(flat, lambda n: _signature(n, "head"), _Heads)
+        self._flat_names = [name for name, _ in flat]
+
+    @staticmethod
+    def _group(flat, key, cls):
+        groups: dict[Any, list[int]] = {}
+        for i, (_, net) in enumerate(flat):
+            groups.setdefault(key(net), []).append(i)
+        return [(idx, cls([flat[i][1] for i in idx])) for idx in groups.values()]
+
+    def embeddings(self, batch: FastBatch) -> list[np.ndarray]:
+        """Pooled embedding ``[n_graphs, D]`` of every network (flat order: models, then members)."""
+        z: list[np.ndarray] = [None] * len(self._flat_names)  # type: ignore[list-item]
+        for idx, body in self._body_groups:
+            out = body(batch)
+            for j, i in enumerate(idx):
+                z[i] = out[j]
+        return z
+
+    def forward(self, batch: FastBatch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(outputs, embeddings)``: model name → ``[members, n_graphs, out_dim]`` float32 raw outputs, and
+        model name → its first member's pooled embedding ``[n_graphs, D]``."""
+        z = self.embeddings(batch)
+        y: list[np.ndarray] = [None] * len(z)  # type: ignore[list-item]
+        for idx, head in self._head_groups:
+            out = head(np.stack([z[i] for i in idx]))
+            for j, i in enumerate(idx):
+                y[i] = out[j]
+        outputs: dict[str, np.ndarray] = {}
+        embeds: dict[str, np.ndarray] = {}
+        pos = 0
+        for name in self.names:
+            m = self.members[name]
+            outputs[name] = np.stack(y[pos : pos + m])
+            embeds[name] = z[pos]
+            pos += m
+        return outputs, embeds
+
+
+__all__ = ["FastBatch", "StackedOptiMate", "collapse_edges", "mlp_layers"]
