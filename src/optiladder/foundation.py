@@ -442,6 +442,69 @@ class EmbeddingCache:
         return [np.concatenate(row, axis=1) for row in zip(*parts, strict=True)]
 
 
+#: structures whose embeddings a :class:`EmbeddingMemo` keeps by default (``Predictor(embedding_memo=...)``)
+DEFAULT_MEMO_SIZE = 4096
+
+
+def cell_key(structure: Any) -> str:
+    """sha256 (16 hex) of a structure's lattice, Cartesian positions (float64 bytes) and element symbols: the
+    same crystal given twice (as a file, a ``Structure`` or a dict) gets the same key, any change another."""
+    from .structures import cell_arrays
+
+    lattice, cart, symbols = cell_arrays(structure)
+    h = hashlib.sha256(np.ascontiguousarray(lattice, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(cart, dtype=np.float64).tobytes())
+    h.update(" ".join(symbols).encode())
+    return h.hexdigest()[:16]
+
+
+class EmbeddingMemo:
+    """In-memory LRU of per-atom foundation embeddings, keyed by model spec and structure (:func:`cell_key`):
+    a repeated structure (the same crystal predicted again in a process) does not run the foundation models.
+
+    ``maxsize``: structures kept (0: nothing kept, every call computes). :meth:`each` has the contract of
+    :func:`embeddings_each` (an embedding or that structure's :class:`FoundationInputError`; errors are not
+    kept). ``hits``/``misses`` count structures.
+    """
+
+    def __init__(self, maxsize: int = DEFAULT_MEMO_SIZE):
+        from collections import OrderedDict
+
+        self.maxsize = int(maxsize)
+        self._store: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def each(
+        self, structures: Sequence[Any], spec: FoundationSpec | None = None
+    ) -> list[np.ndarray | FoundationInputError]:
+        spec = spec or FoundationSpec()
+        if self.maxsize <= 0:
+            return embeddings_each(list(structures), spec)
+        keys = [(spec.name, cell_key(s)) for s in structures]
+        out: list[Any] = [self._store.get(k) for k in keys]
+        todo = [i for i, e in enumerate(out) if e is None]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        for k in keys:
+            if k in self._store:
+                self._store.move_to_end(k)
+        if todo:
+            for i, e in zip(todo, embeddings_each([structures[i] for i in todo], spec), strict=True):
+                out[i] = e
+                if not isinstance(e, Exception):
+                    self._store[keys[i]] = e
+                    self._store.move_to_end(keys[i])
+            while len(self._store) > self.maxsize:
+                self._store.popitem(last=False)
+        return out
+
+
 def augment(x: np.ndarray, emb: np.ndarray) -> np.ndarray:
     """Node features ``[n_atoms, 13]`` ‖ embeddings ``[n_atoms, dim]`` → ``[n_atoms, 13 + dim]`` float32."""
     if x.shape[0] != emb.shape[0]:

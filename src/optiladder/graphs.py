@@ -163,10 +163,11 @@ class Featurizer:
         return [self.node_features(s) for s in species]
 
     def structure_node_features_each(
-        self, structures: Sequence[Any], species: Sequence[np.ndarray]
+        self, structures: Sequence[Any], species: Sequence[np.ndarray], memo: Any = None
     ) -> list[np.ndarray | Exception]:
         """:meth:`structure_node_features` of each structure on its own: its features, or the exception that it
-        alone raises (:data:`INPUT_ERRORS`), so a batch of inputs goes on past a bad one."""
+        alone raises (:data:`INPUT_ERRORS`), so a batch of inputs goes on past a bad one. ``memo``: an
+        :class:`optiladder.foundation.EmbeddingMemo` for structure-dependent features (unused here)."""
         out: list[np.ndarray | Exception] = []
         for st, sp in zip(structures, species, strict=True):
             try:
@@ -264,14 +265,16 @@ class FoundationFeaturizer(Featurizer):
         return [augment(self.node_features(sp), e) for sp, e in zip(species, embs, strict=True)]
 
     def structure_node_features_each(
-        self, structures: Sequence[Any], species: Sequence[np.ndarray]
+        self, structures: Sequence[Any], species: Sequence[np.ndarray], memo: Any = None
     ) -> list[np.ndarray | Exception]:
         """Node features of several structures in batched foundation-model forwards; a batch that fails is
-        rerun one structure at a time, so one bad input gets its own error and the others their features."""
+        rerun one structure at a time, so one bad input gets its own error and the others their features.
+        ``memo``: an :class:`optiladder.foundation.EmbeddingMemo` (a structure seen before is not embedded again)."""
         from .foundation import augment, embeddings_each
 
+        embs = (memo.each if memo is not None else embeddings_each)(list(structures), self._spec())
         out: list[np.ndarray | Exception] = []
-        for sp, e in zip(species, embeddings_each(list(structures), self._spec()), strict=True):
+        for sp, e in zip(species, embs, strict=True):
             if isinstance(e, Exception):
                 out.append(GraphError(f"no {e.model} features: {e}"))
                 continue
@@ -421,11 +424,12 @@ def structure_graph(structure: Any, featurizer: Featurizer = DEFAULT_FEATURIZER)
 
 
 def structure_graphs(
-    structures: Sequence[Any], featurizer: Featurizer = DEFAULT_FEATURIZER
+    structures: Sequence[Any], featurizer: Featurizer = DEFAULT_FEATURIZER, *, memo: Any = None
 ) -> list[Graph | Exception]:
     """:func:`structure_graph` of several structures: each a :class:`Graph`, or the exception that structure
     alone raised (:class:`GraphError` or another of :data:`INPUT_ERRORS`), so a batch goes on past a bad input.
-    Structure-dependent node features (a foundation model) run as one batched forward."""
+    Structure-dependent node features (a foundation model) run as one batched forward (``memo``: an
+    :class:`optiladder.foundation.EmbeddingMemo` that skips structures seen before)."""
     out: list[Graph | Exception | None] = [None] * len(structures)
     parts: list[tuple[int, Any, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for k, structure in enumerate(structures):
@@ -435,7 +439,7 @@ def structure_graphs(
             parts.append((k, structure, species, neighbor_list(lattice, cart, featurizer.cutoff)))
         except INPUT_ERRORS as exc:
             out[k] = exc
-    feats = featurizer.structure_node_features_each([p[1] for p in parts], [p[2] for p in parts])
+    feats = featurizer.structure_node_features_each([p[1] for p in parts], [p[2] for p in parts], memo=memo)
     for (k, _, species, (i, j, d)), x in zip(parts, feats, strict=True):
         if isinstance(x, Exception):
             out[k] = x

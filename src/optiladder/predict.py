@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .spectra import Spectrum, kk_real_from_imag
+from .spectra import Spectrum, kk_real_from_imag, kk_real_from_imag_matrix
 from .structures import DEFAULT_MAX_ATOMS, StructureError
 from .targets import LEVELS, SC_GOOD_ENOUGH, PostProcess, level_choices, levels_of
 
@@ -319,13 +319,15 @@ def prepare_input(
     text: bool = False,
     threshold: float = IPA_GOOD_ENOUGH_SC,
     timings: dict[str, float] | None = None,
+    memo: Any = None,
 ) -> tuple[Prediction, dict[str, Any] | None]:
     """Read, validate and build the graphs of one input: ``(Prediction without spectra, graphs or None)``.
 
     ``source``: what :meth:`Predictor.predict` takes, or CIF/POSCAR text with ``text=True`` (:func:`parse_text`,
     ``label`` as its file name); ``validated``: a checked ``Structure``. ``featurizers``: hash → featurizer;
     ``domain``: the :class:`~optiladder.domain.TrainingDomain` for the warnings; ``timings``: ``"read"`` and
-    ``"graph"`` seconds are added to it. Per-input isolation: what this input's own steps raise for a bad input
+    ``"graph"`` seconds are added to it; ``memo``: an :class:`~optiladder.foundation.EmbeddingMemo` of foundation
+    embeddings (a structure seen before is not embedded again). Per-input isolation: what this input's own steps raise for a bad input
     (:class:`StructureError`, ``GraphError`` and other ``ValueError``, ``ArithmeticError``, ``MemoryError``)
     becomes the result's one-line ``error``; anything else is a bug and propagates. Needs no torch (the
     service runs it in worker processes).
@@ -339,6 +341,7 @@ def prepare_input(
         text=text,
         threshold=threshold,
         timings=timings,
+        memo=memo,
     )[0]
 
 
@@ -365,6 +368,7 @@ def prepare_inputs(
     text: bool = False,
     threshold: float = IPA_GOOD_ENOUGH_SC,
     timings: dict[str, float] | None = None,
+    memo: Any = None,
 ) -> list[tuple[Prediction, dict[str, Any] | None]]:
     """:func:`prepare_input` of several ``(source, label)`` pairs, in order, each input isolated as there. The
     graphs of all readable inputs are built together, so structure-dependent node features (a foundation
@@ -385,7 +389,7 @@ def prepare_inputs(
         except (StructureError, *INPUT_ERRORS) as exc:
             out[k][0].error = _input_error(label, exc)
     t1 = time.perf_counter()
-    built = {h: structure_graphs([s for _, s in read], f) for h, f in featurizers.items()}
+    built = {h: structure_graphs([s for _, s in read], f, memo=memo) for h, f in featurizers.items()}
     t2 = time.perf_counter()
     for pos, (k, s) in enumerate(read):
         res = out[k][0]
@@ -423,6 +427,16 @@ class Predictor:
     IPA counts as good enough (:data:`IPA_GOOD_ENOUGH_SC`). ``max_atoms``: larger cells are refused.
     ``smooth_ev``: override of the Gaussian smoothing (eV) the models' target specs record (None: as recorded;
     0 = raw network output).
+
+    ``fast`` (default): every OptiMate network runs in one NumPy forward
+    (:class:`~optiladder.nn.stacked.StackedOptiMate`: stacked float32 weights, batch norm folded, duplicate
+    edges collapsed) and Re ε comes from the FFT form of Kramers–Kronig; outputs equal the torch path's to
+    float32 rounding (tests/predict/test_fast.py). ``fast=False`` runs each network in torch on the full
+    multigraph and Kramers–Kronig as a dense matrix product: the path before, kept as the reference. Models the
+    stacked forward does not know (another architecture) run in torch either way.
+    ``embedding_memo``: foundation embeddings of this many structures are kept in memory
+    (:class:`~optiladder.foundation.EmbeddingMemo`), so a structure predicted again skips the foundation models;
+    0 keeps none.
     """
 
     def __init__(
@@ -434,8 +448,17 @@ class Predictor:
         max_atoms: int = DEFAULT_MAX_ATOMS,
         smooth_ev: float | None = None,
         device: str = "cpu",
+        fast: bool = True,
+        embedding_memo: int | None = None,
     ):
+        from .foundation import DEFAULT_MEMO_SIZE, EmbeddingMemo
+
         self.models = dict(models)
+        self.fast = bool(fast)
+        size = DEFAULT_MEMO_SIZE if embedding_memo is None else int(embedding_memo)
+        #: foundation embeddings of the structures seen (None: no memo)
+        self.embedding_memo = EmbeddingMemo(size) if size > 0 else None
+        self._stacked: dict[str, Any] | None = None
         #: level → name of the model that predicts its spectrum
         self.level_models: dict[str, str] = {}
         self.sc_model: str | None = None
@@ -540,6 +563,60 @@ class Predictor:
         (default: all loaded); an ensemble adds ``"<name>.spread"`` (standard deviation over its members); with
         ``embed`` also ``"embedding"`` ``[n, embedding_dim]``, the sc model's (else the first model's) pooled
         latent vector."""
+        if self.fast:
+            stacked = self._stacked_nets()
+            if stacked:
+                return self._forward_fast(graphs, stacked, embed=embed, models=models)
+        return self._forward_torch(graphs, embed=embed, models=models)
+
+    def _stacked_nets(self) -> dict[str, Any]:
+        """Featurizer hash → :class:`~optiladder.nn.stacked.StackedOptiMate` of every model reading those graphs
+        (built once; empty when a network has no fast form, then the torch path runs)."""
+        if self._stacked is None:
+            from .nn.stacked import StackedOptiMate
+
+            try:
+                self._stacked = {
+                    h: StackedOptiMate({n: m.nets for n, m in self.models.items() if self._model_feat[n] == h})
+                    for h in self.featurizers
+                }
+            except NotImplementedError as exc:
+                log.info("no fast forward (%s): the torch path runs", exc)
+                self._stacked = {}
+        return self._stacked
+
+    def _forward_fast(
+        self, graphs: Sequence[dict[str, Any]], stacked: dict[str, Any], *, embed: bool, models: Iterable[str] | None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`forward` by the stacked NumPy networks (same keys, same dtypes as the torch path)."""
+        from .nn.stacked import FastBatch
+
+        embed_model = self.sc_model or next(iter(self.models))
+        wanted = set(self.models if models is None else models) | ({embed_model} if embed else set())
+        out: dict[str, np.ndarray] = {}
+        for h, net in stacked.items():
+            if not wanted & set(net.names):
+                continue
+            y, z = net.forward(FastBatch.from_graphs([g[h] for g in graphs]))
+            for name in net.names:
+                if name not in wanted:
+                    continue
+                m = self.models[name]
+                mean = y[name].mean(axis=0) if m.members > 1 else y[name][0]
+                if embed and name == embed_model:
+                    out["embedding"] = z[name]
+                if name in self.trust:
+                    out[f"{name}.embedding"] = z[name].astype(np.float64)
+                mean = mean.astype(np.float64)
+                out[name] = mean if m.target.is_spectrum else mean[:, 0]
+                if m.members > 1:
+                    out[f"{name}.spread"] = y[name].std(axis=0).astype(np.float64)
+        return out
+
+    def _forward_torch(
+        self, graphs: Sequence[dict[str, Any]], *, embed: bool = False, models: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`forward` network by network in torch on the full multigraph (the reference path)."""
         import torch
 
         out: dict[str, np.ndarray] = {}
@@ -634,6 +711,7 @@ class Predictor:
             text=text,
             threshold=self.threshold,
             timings=self.timings,
+            memo=self.embedding_memo,
         )
 
     def _predict_chunk(
@@ -647,6 +725,7 @@ class Predictor:
             validated=validated,
             threshold=self.threshold,
             timings=self.timings,
+            memo=self.embedding_memo,
         )
         results = [res for res, _ in prepared]
         ok = [(k, g) for k, (_, g) in enumerate(prepared) if g is not None]
@@ -680,7 +759,8 @@ class Predictor:
             omega = m.target.omega()
             comps = m.target.components
             im = m.finish(out[name], post).reshape(len(ok), len(comps), omega.size)
-            re = kk_real_from_imag(omega, im, tail=post.kk_tail)
+            kk = kk_real_from_imag if self.fast else kk_real_from_imag_matrix
+            re = kk(omega, im, tail=post.kk_tail)
             spread = out.get(f"{name}.spread")
             card = m.card
             for row, (idx, _) in enumerate(ok):
