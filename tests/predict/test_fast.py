@@ -1,0 +1,156 @@
+"""The fast default path of the Predictor against the torch path (``fast=False, embedding_memo=0``).
+
+Real structures (the bundled examples, the records of tests/fixtures/learn, a 1-atom cell, 4- and 6-atom
+supercells): the stacked NumPy
+forward (:mod:`optiladder.nn.stacked`) with duplicate edges collapsed gives Im ε and SC[RPA; IPA] within 1e-5
+(absolute) of every network run in torch on the full multigraph; the FFT form of Kramers–Kronig equals the dense
+quadrature kernel; the embedding memo returns identical output for a repeated structure and misses a new one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optiladder.predict import Predictor, expand_inputs
+from optiladder.spectra import _kk_real_kernel, kk_real_from_imag, kk_real_from_imag_matrix
+
+LEARN = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
+ATOL = 1e-5
+
+
+def _one_atom():
+    """fcc Si with one atom per cell (a real 1-atom input: every edge is an atom's own periodic image)."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.from_parameters(3.9, 3.9, 3.9, 60, 60, 60), ["Si"], [[0, 0, 0]])
+
+
+@pytest.fixture(scope="module")
+def inputs(examples):
+    from pymatgen.core import Structure
+
+    sources = expand_inputs([examples])
+    for p in sorted(LEARN.glob("*.json.gz")):
+        sources.append(Structure.from_dict(json.loads(gzip.decompress(p.read_bytes()))["structure"]))
+    sic = Structure.from_file(examples / "SiC.cif")
+    srclf = Structure.from_file(examples / "SrClF.cif")
+    # 4- and 6-atom cells (supercells: every atom has duplicate images at other sites)
+    return [*sources, _one_atom(), sic * (2, 1, 1), srclf * (2, 1, 1)]
+
+
+@pytest.fixture(scope="module")
+def both(predictor, inputs):
+    """(fast results, torch-path results) of every input, same loaded models."""
+    slow = Predictor(predictor.models, fast=False, embedding_memo=0)
+    assert predictor.fast and predictor.embedding_memo is not None
+    return predictor.predict(inputs), slow.predict(inputs)
+
+
+def test_fast_path_equals_torch_path(both):
+    fast, slow = both
+    sizes = {r.nsites for r in fast}
+    assert 1 in sizes and max(sizes) >= 4, sizes
+    for a, b in zip(fast, slow, strict=True):
+        assert a.ok and b.ok, (a.error, b.error)
+        assert set(a.spectra) == set(b.spectra) == {"ipa", "rpa"}
+        for lv in a.spectra:
+            np.testing.assert_allclose(a.spectra[lv].trace_im(), b.spectra[lv].trace_im(), rtol=0, atol=ATOL)
+            # Re ε: the torch path's dense kernel multiplies in float32 (~1e-6 relative)
+            np.testing.assert_allclose(a.spectra[lv].trace_re(), b.spectra[lv].trace_re(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(a.spread["rpa"], b.spread["rpa"], rtol=0, atol=ATOL)
+        assert abs(a.sc - b.sc) <= ATOL
+        assert a.trust["rpa"]["expected_sc"] == pytest.approx(b.trust["rpa"]["expected_sc"], abs=1e-4)
+        assert a.warnings == b.warnings and a.novel_bonds == b.novel_bonds
+
+
+def test_stacked_forward_equals_each_torch_network(predictor, inputs):
+    """Raw outputs of every member network and the pooled embeddings, stacked NumPy against torch."""
+    import torch
+
+    from optiladder.nn.stacked import FastBatch, StackedOptiMate
+    from optiladder.predict import GraphBatch
+
+    h = next(iter(predictor.featurizers))
+    graphs = [predictor.graph(predictor.read(s))[h] for s in inputs[:12]]
+    net = StackedOptiMate({n: m.nets for n, m in predictor.models.items()})
+    y, z = net.forward(FastBatch.from_graphs(graphs))
+    batch = GraphBatch.from_graphs(graphs)
+    with torch.inference_mode():
+        for name, m in predictor.models.items():
+            want = torch.stack([n(batch) for n in m.nets]).numpy()
+            assert y[name].shape == want.shape
+            np.testing.assert_allclose(y[name], want, rtol=0, atol=3e-5, err_msg=name)
+            np.testing.assert_allclose(z[name], m.nets[0].embed(batch).numpy(), rtol=0, atol=1e-5)
+
+
+def test_duplicate_edge_collapse_is_exact(predictor, inputs):
+    from optiladder.nn.stacked import FastBatch, StackedOptiMate, collapse_edges
+
+    h = next(iter(predictor.featurizers))
+    graphs = [predictor.graph(predictor.read(s))[h] for s in inputs]
+    full, merged = FastBatch.from_graphs(graphs, collapse=False), FastBatch.from_graphs(graphs)
+    assert merged.src.size < full.src.size / 2  # symmetric images: most edges are duplicates
+    assert full.log_mult is None and merged.log_mult is not None
+    assert np.exp(merged.log_mult).sum() == pytest.approx(full.src.size, rel=1e-6)  # every edge counted once
+    net = StackedOptiMate({n: m.nets for n, m in predictor.models.items()})
+    (y_full, z_full), (y_merged, z_merged) = net.forward(full), net.forward(merged)
+    for name in y_full:
+        np.testing.assert_allclose(y_merged[name], y_full[name], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(z_merged[name], z_full[name], rtol=0, atol=1e-6)
+    # only identical rows are merged: an edge whose features differ in one bit stays its own edge
+    src, dst = np.array([0, 0, 0, 1]), np.array([1, 1, 1, 0])
+    attr = np.ones((4, 3), np.float32)
+    attr[2, 1] = np.nextafter(np.float32(1), np.float32(2))
+    s, d, a, m = collapse_edges(src, dst, attr)
+    assert m.tolist() == [2.0, 1.0, 1.0] and s.tolist() == [0, 0, 1] and a[1, 1] == attr[2, 1]
+
+
+def test_fft_kramers_kronig_equals_quadrature_kernel(both):
+    """Real predicted spectra: the FFT form equals the float64 dense kernel to 1e-9 and the float32 matrix form
+    (the previous default) to 1e-4."""
+    fast, _ = both
+    im = np.stack([r.spectra[lv].trace_im() for r in fast for lv in ("ipa", "rpa")])
+    omega = fast[0].spectra["rpa"].omega
+    for tail in (3.0, None):
+        exact = 1.0 + im @ _kk_real_kernel(omega, omega, tail)
+        got = kk_real_from_imag(omega, im, tail=tail)
+        np.testing.assert_allclose(got, exact, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(kk_real_from_imag_matrix(omega, im, tail=tail), got, rtol=0, atol=1e-4)
+    # a non-uniform grid, or an output grid, takes the matrix form
+    w = np.concatenate([omega[:100], omega[100::2]])
+    np.testing.assert_array_equal(
+        kk_real_from_imag(w, im[:2, np.r_[0:100, 100:2001:2]], tail=3.0),
+        kk_real_from_imag_matrix(w, im[:2, np.r_[0:100, 100:2001:2]], tail=3.0),
+    )
+
+
+def test_embedding_memo_hit_is_identical_and_new_structure_misses(predictor, examples):
+    from optiladder.foundation import EmbeddingMemo
+
+    p = Predictor(predictor.models, embedding_memo=8)
+    cif = examples / "SiC.cif"
+    first = p.predict_one(cif)
+    assert (p.embedding_memo.hits, p.embedding_memo.misses) == (0, 1)
+    again = p.predict_one(cif)
+    assert (p.embedding_memo.hits, p.embedding_memo.misses) == (1, 1)
+    for lv in first.spectra:
+        np.testing.assert_array_equal(again.spectra[lv].trace_im(), first.spectra[lv].trace_im())
+    assert again.sc == first.sc and again.trust == first.trust
+    strained = p.read(cif)
+    strained.apply_strain(0.01)
+    other = p.predict_one(strained, "strained SiC")
+    assert (p.embedding_memo.hits, p.embedding_memo.misses) == (1, 2)
+    assert not np.array_equal(other.spectra["rpa"].trace_im(), first.spectra["rpa"].trace_im())
+    # LRU: the least recently used structure goes first
+    memo = EmbeddingMemo(1)
+    s1, s2 = p.read(cif), strained
+    e1 = memo.each([s1])[0]
+    assert memo.each([s1])[0] is e1 and memo.hits == 1
+    memo.each([s2])
+    assert len(memo) == 1 and memo.each([s1])[0] is not e1 and memo.misses == 3
+    assert Predictor(predictor.models, embedding_memo=0).embedding_memo is None
