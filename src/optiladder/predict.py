@@ -545,12 +545,17 @@ class Predictor:
 
     def graph(self, structure: Any, name: str = "structure") -> dict[str, Any]:
         """Stage 2: featurizer hash → :class:`optiladder.graphs.Graph` of one structure (raises ``StructureError``)."""
-        from .graphs import GraphError, structure_graph
+        from .graphs import GraphError, structure_graphs
 
-        try:
-            return {h: structure_graph(structure, f) for h, f in self.featurizers.items()}
-        except GraphError as exc:
-            raise StructureError(name, str(exc)) from None
+        out = {}
+        for h, f in self.featurizers.items():
+            g = structure_graphs([structure], f, memo=self.embedding_memo)[0]
+            if isinstance(g, GraphError):
+                raise StructureError(name, str(g)) from None
+            if isinstance(g, Exception):
+                raise g
+            out[h] = g
+        return out
 
     def forward(
         self,
@@ -577,7 +582,9 @@ class Predictor:
 
             try:
                 self._stacked = {
-                    h: StackedOptiMate({n: m.nets for n, m in self.models.items() if self._model_feat[n] == h})
+                    h: StackedOptiMate(
+                        {n: m.nets for n, m in self.models.items() if self._model_feat[n] == h}
+                    )
                     for h in self.featurizers
                 }
             except NotImplementedError as exc:
@@ -586,7 +593,12 @@ class Predictor:
         return self._stacked
 
     def _forward_fast(
-        self, graphs: Sequence[dict[str, Any]], stacked: dict[str, Any], *, embed: bool, models: Iterable[str] | None
+        self,
+        graphs: Sequence[dict[str, Any]],
+        stacked: dict[str, Any],
+        *,
+        embed: bool,
+        models: Iterable[str] | None,
     ) -> dict[str, np.ndarray]:
         """:meth:`forward` by the stacked NumPy networks (same keys, same dtypes as the torch path)."""
         from .nn.stacked import FastBatch

@@ -61,7 +61,9 @@ def test_fast_path_equals_torch_path(both):
         for lv in a.spectra:
             np.testing.assert_allclose(a.spectra[lv].trace_im(), b.spectra[lv].trace_im(), rtol=0, atol=ATOL)
             # Re ε: the torch path's dense kernel multiplies in float32 (~1e-6 relative)
-            np.testing.assert_allclose(a.spectra[lv].trace_re(), b.spectra[lv].trace_re(), rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(
+                a.spectra[lv].trace_re(), b.spectra[lv].trace_re(), rtol=1e-5, atol=1e-4
+            )
         np.testing.assert_allclose(a.spread["rpa"], b.spread["rpa"], rtol=0, atol=ATOL)
         assert abs(a.sc - b.sc) <= ATOL
         assert a.trust["rpa"]["expected_sc"] == pytest.approx(b.trust["rpa"]["expected_sc"], abs=1e-4)

@@ -126,7 +126,9 @@ class FastBatch:
             pair_target_starts = np.flatnonzero(new_target[pair_starts])
             pair_src = src[pair_starts]
         else:
-            starts = targets = edge_target = pair_starts = pair_src = pair_target_starts = np.zeros(0, np.int64)
+            starts = targets = edge_target = pair_starts = pair_src = pair_target_starts = np.zeros(
+                0, np.int64
+            )
         return cls(
             x=np.ascontiguousarray(x, dtype=np.float32),
             src=src,
@@ -213,7 +215,9 @@ class _Body:
                 raise NotImplementedError("no fast path for a message-passing layer other than GATv2")
             c0 = convs[0]
             h, c = c0.heads, c0.out_channels
-            w_lr = _stack([np.concatenate([_np(c.lin_l.weight).T, _np(c.lin_r.weight).T], axis=1) for c in convs])
+            w_lr = _stack(
+                [np.concatenate([_np(c.lin_l.weight).T, _np(c.lin_r.weight).T], axis=1) for c in convs]
+            )
             b_lr = _stack([np.concatenate([_np(c.lin_l.bias), _np(c.lin_r.bias)]) for c in convs])[:, None]
             att = _stack([_np(c.att).reshape(h, c0.out_channels) for c in convs])  # [K, H, C]
             bias = _stack([_np(c.bias) for c in convs])[:, None]
