@@ -62,7 +62,8 @@ def main(old: str, new: str) -> None:
             v: {
                 "median_sc": float(np.median(r["sc"])),
                 "median_sc_by_nsites": {
-                    k: [int((val.nsites == k).sum()), float(np.median(r["sc"][val.nsites == k]))] for k in sizes
+                    k: [int((val.nsites == k).sum()), float(np.median(r["sc"][val.nsites == k]))]
+                    for k in sizes
                 },
                 "p10_sc": float(np.quantile(r["sc"], 0.1)),
                 "sc_head_mae": float(r["sc_head_abs_err"].mean()),

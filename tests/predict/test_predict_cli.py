@@ -44,7 +44,9 @@ def test_predict_json_to_stdout_rpa_only(examples):
     # no training crystal has a B–N bond, and c-BN's expected SC is below the shipped card's novel-bond limit:
     # listed and warned, and the verdict is not trusted
     assert data[0]["novel_bonds"] == ["B-N"]
-    assert any(w.startswith("bond(s) B-N in no training crystal") for w in data[0]["warnings"]), data[0]["warnings"]
+    assert any(w.startswith("bond(s) B-N in no training crystal") for w in data[0]["warnings"]), data[0][
+        "warnings"
+    ]
     assert data[0]["in_domain"] is False
     assert "IPA is" in r.stderr  # the verdict goes to stderr when the data goes to stdout
 
