@@ -603,8 +603,7 @@ class Predictor:
         """:meth:`forward` by the stacked NumPy networks (same keys, same dtypes as the torch path)."""
         from .nn.stacked import FastBatch
 
-        embed_model = self.sc_model or next(iter(self.models))
-        wanted = set(self.models if models is None else models) | ({embed_model} if embed else set())
+        embed_model, wanted = self._wanted(embed, models)
         out: dict[str, np.ndarray] = {}
         for h, net in stacked.items():
             if not wanted & set(net.names):
@@ -614,16 +613,36 @@ class Predictor:
                 if name not in wanted:
                     continue
                 m = self.models[name]
-                mean = y[name].mean(axis=0) if m.members > 1 else y[name][0]
                 if embed and name == embed_model:
                     out["embedding"] = z[name]
-                if name in self.trust:
-                    out[f"{name}.embedding"] = z[name].astype(np.float64)
-                mean = mean.astype(np.float64)
-                out[name] = mean if m.target.is_spectrum else mean[:, 0]
-                if m.members > 1:
-                    out[f"{name}.spread"] = y[name].std(axis=0).astype(np.float64)
+                mean = y[name].mean(axis=0) if m.members > 1 else y[name][0]
+                spread = y[name].std(axis=0) if m.members > 1 else None
+                self._put(out, name, mean, spread, z[name] if name in self.trust else None)
         return out
+
+    def _wanted(self, embed: bool, models: Iterable[str] | None) -> tuple[str, set[str]]:
+        """``(model whose latent is "embedding", names of the models to run)`` of a :meth:`forward` call."""
+        embed_model = self.sc_model or next(iter(self.models))
+        return embed_model, set(self.models if models is None else models) | (
+            {embed_model} if embed else set()
+        )
+
+    def _put(
+        self,
+        out: dict[str, np.ndarray],
+        name: str,
+        y: np.ndarray,
+        spread: np.ndarray | None,
+        z0: np.ndarray | None,
+    ) -> None:
+        """One model's outputs into :meth:`forward`'s dict, as both paths return them: the (mean) output as
+        float64 (a scalar target's first column), its ensemble spread, and the first member's latent for trust."""
+        y = np.asarray(y, dtype=np.float64)
+        out[name] = y if self.models[name].target.is_spectrum else y[:, 0]
+        if spread is not None:
+            out[f"{name}.spread"] = np.asarray(spread, dtype=np.float64)
+        if z0 is not None:
+            out[f"{name}.embedding"] = np.asarray(z0, dtype=np.float64)
 
     def _forward_torch(
         self, graphs: Sequence[dict[str, Any]], *, embed: bool = False, models: Iterable[str] | None = None
@@ -633,8 +652,7 @@ class Predictor:
 
         out: dict[str, np.ndarray] = {}
         batches: dict[str, GraphBatch] = {}
-        embed_model = self.sc_model or next(iter(self.models))
-        wanted = set(self.models if models is None else models) | ({embed_model} if embed else set())
+        embed_model, wanted = self._wanted(embed, models)
         with torch.inference_mode():
             for name, m in self.models.items():
                 if name not in wanted:
@@ -645,12 +663,8 @@ class Predictor:
                 if embed and name == embed_model:
                     out["embedding"] = m.embed(batches[h]).cpu().numpy()
                 y, spread = m.forward(batches[h]) if m.members > 1 else (m(batches[h]), None)
-                if name in self.trust:
-                    out[f"{name}.embedding"] = m.nets[0].embed(batches[h]).cpu().numpy().astype(np.float64)
-                y = y.cpu().numpy().astype(np.float64)
-                out[name] = y if m.target.is_spectrum else y[:, 0]
-                if spread is not None:
-                    out[f"{name}.spread"] = spread.cpu().numpy().astype(np.float64)
+                z0 = m.nets[0].embed(batches[h]).cpu().numpy() if name in self.trust else None
+                self._put(out, name, y.cpu().numpy(), None if spread is None else spread.cpu().numpy(), z0)
         return out
 
     # ---- whole pipeline -------------------------------------------------------------------------
