@@ -48,8 +48,15 @@ def test_quick_study_report(levers_run):
     assert model.members == 3 and model.target.name == "rpa"
     ids = model.card["training"]["train_ids"]
     assert len(ids) == res["n"]["pool"] >= 40 and not set(ids) & held
+    # the SC[RPA; IPA] heads: K of them; the saved model is their mean only when it beat one head on validation
+    sc = ens["sc_predictor"]
+    assert sc["members"] == 2 and len(sc["heads_by_member_mae_test"]) == 2
+    assert sc["heads_by_member_mae_test"][0] == pytest.approx(sc["head_mae_test"], rel=1e-6)
+    better = sc["heads_mae_validation"] < sc["head_mae_validation"]
+    assert sc["shipped_members"] == (2 if better else 1) == load_model_dir(out / "models" / "sc").members
     text = (out / "README.md").read_text()
     assert "faithful-tuned" in text and "Spearman" in text and "quick mode" in text
+    assert "mean of 2 heads on the IPA body" in text
     assert "without the novel-bond rule: flagged fraction" in text
     assert json.loads((out / "results.json").read_text())["winner"] == res["winner"]
 

@@ -116,6 +116,10 @@ def levers(
         str, typer.Option(help="Comma-separated variants (default: all)")
     ] = "faithful-paper,faithful-tuned,free-labels,foundation,free+foundation,chgnet+sevennet,free+chgnet+sevennet",
     ensemble: Annotated[int, typer.Option(help="Ensemble members for the winner")] = 5,
+    sc_members: Annotated[
+        int, typer.Option(help="SC[RPA; IPA] heads (their mean ships if better on validation)")
+    ] = 3,
+    free_epochs: Annotated[int, typer.Option(help="Epochs of the free-label pretraining stage")] = 6,
     quick: Annotated[bool, typer.Option("--quick", help="A few-minute smoke run (CI)")] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: idle cores)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -133,7 +137,13 @@ def levers(
         threads=threads,
     )
     try:
-        opts = LeverOptions.quick_mode(**kw) if quick else LeverOptions(seeds=seeds, ensemble=ensemble, **kw)
+        opts = (
+            LeverOptions.quick_mode(**kw)
+            if quick
+            else LeverOptions(
+                seeds=seeds, ensemble=ensemble, sc_members=sc_members, free_epochs=free_epochs, **kw
+            )
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     res = run_levers(out, opts, Store(dataset) if dataset else Store())

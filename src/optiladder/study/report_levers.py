@@ -46,7 +46,14 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
         "Every number is a median SC[RPA_ML; RPA_DFT] over the named split; the winner is chosen on **validation** only, "
         "test is reported. Regenerate: `optiladder study levers --out reports/levers"
         + "".join(f" --extra {e}" for e in o["extra"])
-        + f" --seeds {o['seeds']}`.",
+        + (
+            " --quick"
+            if o["quick"]
+            else f" --seeds {o['seeds']} --sizes {','.join(str(s) for s in o['sizes'])}"
+            f" --variants {','.join(o['variants'])} --ensemble {o['ensemble']} --sc-members {o.get('sc_members', 1)}"
+            f" --free-epochs {o['free_epochs']} --threads 1"
+        )
+        + "`.",
         "",
         f"Baseline (faithful OptiMate, the better of the paper's and our fine-tuning settings on validation): "
         f"**{r['baseline']}**. Winner on validation: **{r['winner']}**.",
@@ -77,8 +84,8 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             vals = []
             for e in ens:
                 x = e
-                for p in path:
-                    x = x[p]
+                for p in path:  # a key an older run did not write reads as NaN
+                    x = x.get(p, float("nan")) if isinstance(x, dict) else float("nan")
                 vals.append(x)
             return vals
 
@@ -117,6 +124,7 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             "| | validation MAE | test MAE |",
             "|---|---|---|",
             f"| 1-value head on the IPA body | {_ms(col(['sc_predictor', 'head_mae_validation']))} | {_ms(col(['sc_predictor', 'head_mae_test']))} |",
+            f"| mean of {ens[0]['sc_predictor'].get('members', 1)} heads on the IPA body (shipped when better on validation) | {_ms(col(['sc_predictor', 'heads_mae_validation']))} | {_ms(col(['sc_predictor', 'heads_mae_test']))} |",
             f"| SC of the predicted RPA (ensemble) and IPA spectra | {_ms(col(['sc_predictor', 'spectra_mae_validation']))} | {_ms(col(['sc_predictor', 'spectra_mae_test']))} |",
             f"| predicting the pool mean | | {_ms(col(['sc_predictor', 'mean_baseline_mae_test']))} |",
         ]
