@@ -19,7 +19,7 @@ def levers_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("levers")
     opts = LeverOptions.quick_mode(
         variants=("faithful-tuned", "free-labels"), sizes=(20,), save_models=True, free_limit=120,
-        ipa_seconds=4.0, tl_seconds=2.0, free_seconds=3.0, aux_seconds=2.0, max_epochs=5, patience=3, threads=1,
+        seeds=2, ipa_seconds=4.0, tl_seconds=2.0, free_seconds=3.0, aux_seconds=2.0, max_epochs=5, patience=3, threads=1,
     )  # fmt: skip
     return out, run_levers(out, opts, Store(FIXTURES))
 
@@ -54,8 +54,15 @@ def test_quick_study_report(levers_run):
     assert sc["heads_by_member_mae_test"][0] == pytest.approx(sc["head_mae_test"], rel=1e-6)
     better = sc["heads_mae_validation"] < sc["head_mae_validation"]
     assert sc["shipped_members"] == (2 if better else 1) == load_model_dir(out / "models" / "sc").members
+    # two seeds: the ensemble across both IPA parents is scored, and the saved one is the better on validation
+    cross, choice = res["ensemble_cross_parents"], res["ensemble_choice"]
+    assert cross["members"] == [[0, 0], [1, 0], [0, 1]] and cross["warnings_test"]["n"] == 16
+    won = cross["ensemble_validation"]["median_sc"] > ens["ensemble_validation"]["median_sc"]
+    assert choice["shipped"] == ("cross-parents" if won else "one-parent") == model.card["levers"]["ensemble"]
+    assert model.card["uncertainty"]["calibration"] == (cross if won else ens)["calibration"]
     text = (out / "README.md").read_text()
     assert "faithful-tuned" in text and "Spearman" in text and "quick mode" in text
+    assert "Ensemble across IPA parents" in text
     assert "mean of 2 heads on the IPA body" in text
     assert "without the novel-bond rule: flagged fraction" in text
     assert json.loads((out / "results.json").read_text())["winner"] == res["winner"]
@@ -95,10 +102,12 @@ def test_predictor_trust_from_the_calibrated_ensemble(levers_run):
     model = load_model_dir(out / "models" / "rpa-ensemble")
     block = model.card["uncertainty"]
     assert set(block) >= {"calibration", "rule", "latent_scale"}
-    assert (
-        block["rule"]["novel_bond_max_expected"]
-        == res["ensemble"][0]["warning_rule"]["novel_bond_max_expected"]
+    shipped = (
+        res["ensemble_cross_parents"]
+        if model.card["levers"]["ensemble"] == "cross-parents"
+        else res["ensemble"][0]
     )
+    assert block["rule"]["novel_bond_max_expected"] == shipped["warning_rule"]["novel_bond_max_expected"]
     p = Predictor({"rpa": model})
     assert "rpa" in p.trust
     train_ids = set(model.card["training"]["train_ids"])

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 DESCRIPTIONS = {
     "ipa": "trace of Im ε in the independent-particle approximation on the target's grid",
-    "rpa": "trace of Im ε in the RPA (local-field effects) on the target's grid; ensemble fine-tuned from ipa "
-    "(all weights), mean and per-energy spread, calibrated expected SC and warnings",
+    "rpa": "trace of Im ε in the RPA (local-field effects) on the target's grid; ensemble fine-tuned (all weights) "
+    "from ipa, or round-robin from the IPA models of several seeds with member 0 from ipa (card: levers.ensemble), "
+    "mean and per-energy spread, calibrated expected SC and warnings",
     "sc": "SC[RPA; IPA] (is IPA good enough?), 1-value head(s) on the ipa body (several: their mean)",
 }
 

@@ -480,21 +480,13 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     free, found, tl_kind = VARIANTS[winner]
     ens_rows: list[dict[str, Any]] = []
     unc_frames = []
-    for j in range(opts.seeds):
-        seed = opts.seed + j
-        import copy
+    members_by_seed: dict[int, list] = {}
 
-        parent = ipa_models[(free, found, seed)]
-        members = [tl_models[(winner, seed)]]
-        for k in range(1, opts.ensemble):
-            m = copy.deepcopy(parent)
-            fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
-                _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
-            members.append(m)
-        # raw member outputs (what an ensemble Model's one forward averages); the reported spectrum is the
-        # post-processed mean, the agreement comes from the raw mean and spread, as in the Predictor
+    def evaluate(members: list) -> dict[str, Any]:
+        """An ensemble's raw member outputs (what an ensemble Model's one forward averages; the reported spectrum
+        is the post-processed mean, the agreement comes from the raw mean and spread, as in the Predictor), the
+        first member's latent domain, and its calibration and warning rule fitted on validation."""
         preds = {n: np.stack([predict(m, data[(n, found)]) for m in members]) for n in ("validation", "test")}
-        # latent space of the first member (what the Predictor's one ensemble forward embeds)
         z = {n: embed(members[0], data[(n, found)]) for n in ("pool", "validation", "test")}
         domain = LatentDomain.fit(z["pool"])
         st = {n: ensemble_stats(preds[n], val.arrays.grid) for n in preds}
@@ -509,6 +501,26 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         exp = {n: cal.expected(st[n]["agreement"], dist[n]) for n in preds}
         lo, hi = cal.interval(exp["test"])
         rule = warning_thresholds(exp["validation"], dist["validation"], actual["validation"])
+        return dict(preds=preds, domain=domain, st=st, dist=dist, actual=actual, cal=cal, exp=exp, lo=lo, hi=hi,
+                    rule=rule)  # fmt: skip
+
+    saved_rpa: dict[str, Any] = {}
+    for j in range(opts.seeds):
+        seed = opts.seed + j
+        import copy
+
+        parent = ipa_models[(free, found, seed)]
+        members = [tl_models[(winner, seed)]]
+        for k in range(1, opts.ensemble):
+            m = copy.deepcopy(parent)
+            fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
+                _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
+            members.append(m)
+        members_by_seed[seed] = members
+        ev = evaluate(members)
+        preds, st, dist, actual = ev["preds"], ev["st"], ev["dist"], ev["actual"]
+        cal, exp, lo, hi, rule, domain = ev["cal"], ev["exp"], ev["lo"], ev["hi"], ev["rule"], ev["domain"]
+        sets_ = {"validation": val, "test": test}
         # onset rule from a gap model (our gap_direct), kept only if it helps on validation
         gmask = np.isfinite(pool.gaps)
         gap_model, _ = _scalar_head_from(
@@ -593,20 +605,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 common = dict(
                     train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none")
                 )
-                uncertainty = {
-                    "calibration": cal.to_dict(), "rule": rule.to_dict(), "latent_scale": domain.scale,
-                    "fitted_on": f"validation split ({len(val)} materials), seed {seed}",
-                    "agreement": "1 - integral(spread) / integral(|mean|), raw outputs",
-                }  # fmt: skip
-                rpa_card = make_card(
-                    name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), full_name=f"RPA ensemble of {len(members)} ({winner})",
-                    description="levers study winner: ensemble members fine-tuned from one IPA model",
-                    extra={"levers": lever, "uncertainty": uncertainty}, **common,
-                )  # fmt: skip
-                save_model(
-                    out / "models" / "rpa-ensemble",
-                    Model(members, feat.featurizer(found), get_target(LEVELS[1]), rpa_card),
-                )
+                saved_rpa.update(lever=lever, common=common, domain_scale=domain.scale, members=members,
+                                 cal=cal, rule=rule)  # fmt: skip
                 ipa_card = make_card(
                     name=f"levers-ipa-{winner}",
                     target=get_target(LEVELS[0]),
@@ -633,6 +633,63 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                     ),
                 )
     results["ensemble"] = ens_rows
+
+    # ---- an ensemble across the seeds' IPA parents (round-robin over seeds; member 0 is seed 0's, so the latent
+    # domain is the same), against seed 0's ensemble of one parent: the one with the better validation median ships
+    seeds_run = sorted(members_by_seed)
+    choice = {"shipped": "one-parent", "reason": "fewer than 2 seeds"}
+    if len(seeds_run) >= 2:
+        k_all = len(members_by_seed[seeds_run[0]])
+        cross = [members_by_seed[seeds_run[k % len(seeds_run)]][k // len(seeds_run)] for k in range(k_all)]
+        ev = evaluate(cross)
+        _, c_test = _scores(ev["st"]["test"]["mean"], test)
+        _, c_val = _scores(ev["st"]["validation"]["mean"], val)
+        one_val = ens_rows[0]["ensemble_validation"]["median_sc"]
+        better = c_val["median_sc"] > one_val
+        results["ensemble_cross_parents"] = {
+            "members": [[seeds_run[k % len(seeds_run)], k // len(seeds_run)] for k in range(k_all)],
+            "ensemble_validation": c_val, "ensemble_test": c_test, "calibration": ev["cal"].to_dict(),
+            "spearman_test": spearman(ev["exp"]["test"], ev["actual"]["test"]),
+            "spearman_validation": spearman(ev["exp"]["validation"], ev["actual"]["validation"]),
+            "coverage80_test": coverage(ev["lo"], ev["hi"], ev["actual"]["test"]),
+            "warning_rule": ev["rule"].to_dict(),
+            "warnings_validation": warning_report(ev["rule"], ev["exp"]["validation"], ev["dist"]["validation"],
+                                                  ev["actual"]["validation"], novel["validation"]),
+            "warnings_test": warning_report(ev["rule"], ev["exp"]["test"], ev["dist"]["test"], ev["actual"]["test"],
+                                            novel["test"]),
+        }  # fmt: skip
+        choice = {
+            "shipped": "cross-parents" if better else "one-parent",
+            "reason": f"validation median {c_val['median_sc']:.4f} (cross) vs {one_val:.4f} (seed {seeds_run[0]})",
+        }
+        if better and saved_rpa:
+            saved_rpa.update(members=cross, cal=ev["cal"], rule=ev["rule"], domain_scale=ev["domain"].scale)
+    results["ensemble_choice"] = choice
+    if saved_rpa:
+        lever, common, cal, rule = (
+            saved_rpa["lever"],
+            saved_rpa["common"],
+            saved_rpa["cal"],
+            saved_rpa["rule"],
+        )
+        members = saved_rpa["members"]
+        lever = {**lever, "ensemble": choice["shipped"]}
+        uncertainty = {
+            "calibration": cal.to_dict(), "rule": rule.to_dict(), "latent_scale": saved_rpa["domain_scale"],
+            "fitted_on": f"validation split ({len(val)} materials), {choice['shipped']} ensemble",
+            "agreement": "1 - integral(spread) / integral(|mean|), raw outputs",
+        }  # fmt: skip
+        how = (f"fine-tuned from the IPA models of seeds {seeds_run} (round-robin; member 0 from the shipped ipa)"
+               if choice["shipped"] == "cross-parents" else "fine-tuned from one IPA model")  # fmt: skip
+        rpa_card = make_card(
+            name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), full_name=f"RPA ensemble of {len(members)} ({winner})",
+            description=f"levers study winner: ensemble members {how}",
+            extra={"levers": lever, "uncertainty": uncertainty}, **common,
+        )  # fmt: skip
+        save_model(
+            out / "models" / "rpa-ensemble",
+            Model(members, feat.featurizer(found), get_target(LEVELS[1]), rpa_card),
+        )
     results.update(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         options=opts.to_dict(),

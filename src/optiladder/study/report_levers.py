@@ -33,6 +33,34 @@ def _novel_bond_rows(ens: list[dict[str, Any]], col) -> list[str]:
     ]  # fmt: skip
 
 
+def _cross_rows(r: dict[str, Any]) -> list[str]:
+    """The ensemble across the seeds' IPA parents beside seed 0's one-parent ensemble (runs of ≥ 2 seeds)."""
+    c, one = r.get("ensemble_cross_parents"), (r.get("ensemble") or [{}])[0]
+    if not c or not one:
+        return []
+
+    def cells(e):
+        return ", ".join(f"{k} at. {v:.3f}" for k, v in e["by_cell_size"].items())
+
+    w1, wc = one["warnings_test"], c["warnings_test"]
+    return [
+        f"### Ensemble across IPA parents (members (seed, member): {c['members']}) against seed 0's one-parent ensemble",
+        "",
+        "| | one parent (seed 0) | across parents |",
+        "|---|---|---|",
+        f"| validation median SC | {one['ensemble_validation']['median_sc']:.3f} | {c['ensemble_validation']['median_sc']:.3f} |",
+        f"| test median SC | {one['ensemble_test']['median_sc']:.3f} | {c['ensemble_test']['median_sc']:.3f} |",
+        f"| test by cell size | {cells(one['ensemble_test'])} | {cells(c['ensemble_test'])} |",
+        f"| Spearman test | {one['spearman_test']:.3f} | {c['spearman_test']:.3f} |",
+        f"| coverage 80 % test | {one['coverage80_test']:.3f} | {c['coverage80_test']:.3f} |",
+        f"| flagged test / misses caught | {w1['flagged_fraction']:.3f} / {w1['misses_caught']} of {w1['misses']} | "
+        f"{wc['flagged_fraction']:.3f} / {wc['misses_caught']} of {wc['misses']} |",
+        "",
+        f"Shipped (chosen on validation): **{r['ensemble_choice']['shipped']}** ({r['ensemble_choice']['reason']}).",
+        "",
+    ]  # fmt: skip
+
+
 def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
     """Write ``out/README.md``: ablation table, cell sizes, ensemble/uncertainty, onset and SC predictor."""
     o = r["options"]
@@ -110,6 +138,7 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             "",
             f"Calibration (seed 0, fitted on validation): {ens[0]['calibration']}; warning rule: {ens[0]['warning_rule']}.",
             "",
+            *_cross_rows(r),
             "## Onset rule (predicted direct gap, our records' `gap_direct`, 0.5 eV allowance)",
             "",
             "| | without | with rule |",
