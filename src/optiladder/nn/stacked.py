@@ -27,7 +27,8 @@ and denominator of the attention softmax, i.e. one edge with ``log m`` added to 
 consecutive identical rows are merged (the graph builder sorts edges by centre, neighbour and distance, so equal
 edges are adjacent); anything else is left as is, so the collapse never changes the maths.
 
-Torch is needed only to read the weights at construction, never in :meth:`StackedOptiMate.forward`.
+Torch reads the weights at construction; in :meth:`StackedOptiMate.forward` it only runs the batched matrix
+products of at least :data:`BMM_MIN_ROWS` rows (``torch.bmm`` on zero-copy views; fewer rows stay in NumPy).
 Shapes: graphs in a :class:`FastBatch`; outputs ``[n_graphs, out_dim]`` per network, float32.
 """
 
@@ -43,6 +44,8 @@ import numpy as np
 SOFTMAX_EPS = 1e-16
 #: slope of the leaky ReLU on a spectrum head's output (``torch.nn.functional.leaky_relu``'s default)
 HEAD_LEAKY_SLOPE = 0.01
+#: batched products with at least this many rows (graphs, or nodes) per network run in ``torch.bmm`` (:func:`_bmm`)
+BMM_MIN_ROWS = 8
 #: edge features of smaller magnitude are set to 0 (they are 1e-20 of the row's largest value or less, below
 #: float32 resolution, and their products with the weights would be slow subnormal floats)
 EDGE_FLUSH = 1e-20
@@ -289,9 +292,21 @@ class _Body:
         return np.add.reduceat(h * wgt, g, axis=0).transpose(1, 0, 2)
 
 
+def _bmm(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``[K, n, in] @ [K, in, out]`` float32: ``torch.bmm`` (its sgemm is ~15 % faster than NumPy's OpenBLAS on
+    the head's ``[6, 64, 1024] @ [6, 1024, 2001]`` here) for at least :data:`BMM_MIN_ROWS` rows, else NumPy
+    (a few rows, e.g. one CIF, is a memory-bound matrix–vector product, where torch is no faster)."""
+    if h.shape[-2] < BMM_MIN_ROWS:
+        return np.matmul(h, w)
+    import torch
+
+    with torch.inference_mode():
+        return torch.bmm(torch.from_numpy(np.ascontiguousarray(h)), torch.from_numpy(w)).numpy()
+
+
 def _per_net(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``h`` ``[n, K, in]`` @ per-network ``w`` ``[K, in, out]`` + ``bias`` ``[K, 1, out]`` → ``[n, K, out]``."""
-    return (np.matmul(h.transpose(1, 0, 2), w) + bias).transpose(1, 0, 2)
+    return (_bmm(h.transpose(1, 0, 2), w) + bias).transpose(1, 0, 2)
 
 
 class _Heads:
@@ -315,7 +330,7 @@ class _Heads:
         """``[K, n_graphs, D] → [K, n_graphs, out_dim]`` float32."""
         h = z
         for w, b, relu in self.layers:
-            h = np.matmul(h, w)
+            h = _bmm(h, w)
             h += b
             if relu:
                 np.maximum(h, 0.0, out=h)
