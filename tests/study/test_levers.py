@@ -149,6 +149,8 @@ def test_ship_winner_into_a_registry(levers_run, tmp_path):
     )
     assert (
         lever["study"]["ensemble_median_sc"]["validation"] > 0
+        and lever["study"]["ensemble"] == lever["ensemble"]
+        and len(lever["member_parents"]) == rpa.members == 3
         and lever["study"]["winner"] == lever["variant"]
     )
     assert ipa.card["training"]["settings"]["lr"] == 1e-3 and rpa.card["training"]["settings"]["seed"] == 0

@@ -301,7 +301,12 @@ def _bmm(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        return torch.bmm(torch.from_numpy(np.ascontiguousarray(h)), torch.from_numpy(w)).numpy()
+        a, b = np.ascontiguousarray(h, np.float32), np.ascontiguousarray(w, np.float32)
+        if not a.flags.writeable:  # torch.from_numpy warns on read-only memory
+            a = a.copy()
+        if not b.flags.writeable:
+            b = b.copy()
+        return torch.bmm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def _per_net(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -32,12 +32,13 @@ DESCRIPTIONS = {
     "rpa": "trace of Im ε in the RPA (local-field effects) on the target's grid; ensemble fine-tuned (all weights) "
     "from ipa, or round-robin from the IPA models of several seeds with member 0 from ipa (card: levers.ensemble), "
     "mean and per-energy spread, calibrated expected SC and warnings",
-    "sc": "SC[RPA; IPA] (is IPA good enough?), 1-value head(s) on the ipa body (several: their mean)",
+    "sc": "SC[RPA; IPA] (is IPA good enough?), 1-value network(s) fine-tuned from ipa (several: their mean)",
 }
 
 
-def _study_summary(models: Path, seed: int) -> dict[str, Any] | None:
-    """What the levers run that wrote ``models`` says about its winner (from ``../results.json``), or None."""
+def _study_summary(models: Path, seed: int, ensemble: str = "one-parent") -> dict[str, Any] | None:
+    """What the levers run that wrote ``models`` says about its winner (from ``../results.json``), or None;
+    ``ensemble``: which RPA ensemble the run saved (the card's ``levers.ensemble``), whose medians are quoted."""
     path = models.parent / "results.json"
     if not path.is_file():
         return None
@@ -46,6 +47,7 @@ def _study_summary(models: Path, seed: int) -> dict[str, Any] | None:
     if not rows:
         return None
     row = rows[0]
+    ens = res["ensemble_cross_parents"] if ensemble == "cross-parents" else row
     return {
         "date": res.get("date"),
         "winner": res.get("winner"),
@@ -53,9 +55,10 @@ def _study_summary(models: Path, seed: int) -> dict[str, Any] | None:
         "n": res.get("n"),
         "cells": res.get("cells"),
         "options": res.get("options"),
+        "ensemble": ensemble,
         "ensemble_median_sc": {
-            "validation": row["ensemble_validation"]["median_sc"],
-            "test": row["ensemble_test"]["median_sc"],
+            "validation": ens["ensemble_validation"]["median_sc"],
+            "test": ens["ensemble_test"]["median_sc"],
         },
         "single_member_test_median_sc": row.get("single_test_median_sc"),
         "sc_head_mae": _shipped_sc_mae(row["sc_predictor"]),
@@ -106,7 +109,7 @@ def ship(
         domain = TrainingDomain.from_ids(train_ids)
         if domain is None or domain.n_train != len(set(train_ids)):
             raise ValueError(f"{models / folder}: the card's training ids are not all bundled structures")
-        study = _study_summary(models, int(lever.get("seed", 0)))
+        study = _study_summary(models, int(lever.get("seed", 0)), str(lever.get("ensemble", "one-parent")))
         if study is not None:
             lever["study"] = study
             card["levers"] = lever

@@ -673,7 +673,13 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             saved_rpa["rule"],
         )
         members = saved_rpa["members"]
-        lever = {**lever, "ensemble": choice["shipped"]}
+        # the seed of each member's IPA parent (the shipped ipa model is seed ``lever["seed"]``'s)
+        parents = (
+            [m[0] for m in results["ensemble_cross_parents"]["members"]]
+            if choice["shipped"] == "cross-parents"
+            else [lever["seed"]] * len(members)
+        )
+        lever = {**lever, "ensemble": choice["shipped"], "member_parents": parents}
         uncertainty = {
             "calibration": cal.to_dict(), "rule": rule.to_dict(), "latent_scale": saved_rpa["domain_scale"],
             "fitted_on": f"validation split ({len(val)} materials), {choice['shipped']} ensemble",

@@ -44,9 +44,9 @@ def _cross_rows(r: dict[str, Any]) -> list[str]:
 
     w1, wc = one["warnings_test"], c["warnings_test"]
     return [
-        f"### Ensemble across IPA parents (members (seed, member): {c['members']}) against seed 0's one-parent ensemble",
+        f"### Ensemble across IPA parents (members (seed, member): {c['members']}) against seed {one['seed']}'s one-parent ensemble",
         "",
-        "| | one parent (seed 0) | across parents |",
+        f"| | one parent (seed {one['seed']}) | across parents |",
         "|---|---|---|",
         f"| validation median SC | {one['ensemble_validation']['median_sc']:.3f} | {c['ensemble_validation']['median_sc']:.3f} |",
         f"| test median SC | {one['ensemble_test']['median_sc']:.3f} | {c['ensemble_test']['median_sc']:.3f} |",
@@ -79,7 +79,7 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             if o["quick"]
             else f" --seeds {o['seeds']} --sizes {','.join(str(s) for s in o['sizes'])}"
             f" --variants {','.join(o['variants'])} --ensemble {o['ensemble']} --sc-members {o.get('sc_members', 1)}"
-            f" --free-epochs {o['free_epochs']} --threads 1"
+            f" --free-epochs {o['free_epochs']}" + (f" --threads {o['threads']}" if o.get("threads") else "")
         )
         + "`.",
         "",
@@ -136,7 +136,8 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             "Ensemble median SC on test by cell size (seed 0): "
             + ", ".join(f"{c} atoms {s:.3f}" for c, s in ens[0]["ensemble_test"]["by_cell_size"].items()),
             "",
-            f"Calibration (seed 0, fitted on validation): {ens[0]['calibration']}; warning rule: {ens[0]['warning_rule']}.",
+            f"Calibration (seed {ens[0]['seed']}'s one-parent ensemble, fitted on validation; the table above and "
+            f"`uncertainty_test.csv` are of the one-parent ensembles): {ens[0]['calibration']}; warning rule: {ens[0]['warning_rule']}.",
             "",
             *_cross_rows(r),
             "## Onset rule (predicted direct gap, our records' `gap_direct`, 0.5 eV allowance)",
