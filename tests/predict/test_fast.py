@@ -21,6 +21,8 @@ from optiladder.spectra import _kk_real_kernel, kk_real_from_imag, kk_real_from_
 
 LEARN = Path(__file__).resolve().parents[1] / "fixtures" / "learn"
 ATOL = 1e-5
+#: float32 sums in a different order (BLAS vs torch, batched products): ~1e-6 relative on peaks of Im ε ~ 20
+RTOL = 2e-6
 
 
 def _one_atom():
@@ -59,7 +61,7 @@ def test_fast_path_equals_torch_path(both):
         assert a.ok and b.ok, (a.error, b.error)
         assert set(a.spectra) == set(b.spectra) == {"ipa", "rpa"}
         for lv in a.spectra:
-            np.testing.assert_allclose(a.spectra[lv].trace_im(), b.spectra[lv].trace_im(), rtol=0, atol=ATOL)
+            np.testing.assert_allclose(a.spectra[lv].trace_im(), b.spectra[lv].trace_im(), rtol=RTOL, atol=ATOL)
             # Re ε: the torch path's dense kernel multiplies in float32 (~1e-6 relative)
             np.testing.assert_allclose(
                 a.spectra[lv].trace_re(), b.spectra[lv].trace_re(), rtol=1e-5, atol=1e-4
