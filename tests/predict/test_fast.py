@@ -61,7 +61,9 @@ def test_fast_path_equals_torch_path(both):
         assert a.ok and b.ok, (a.error, b.error)
         assert set(a.spectra) == set(b.spectra) == {"ipa", "rpa"}
         for lv in a.spectra:
-            np.testing.assert_allclose(a.spectra[lv].trace_im(), b.spectra[lv].trace_im(), rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(
+                a.spectra[lv].trace_im(), b.spectra[lv].trace_im(), rtol=RTOL, atol=ATOL
+            )
             # Re ε: the torch path's dense kernel multiplies in float32 (~1e-6 relative)
             np.testing.assert_allclose(
                 a.spectra[lv].trace_re(), b.spectra[lv].trace_re(), rtol=1e-5, atol=1e-4
