@@ -1,5 +1,5 @@
 """SevenNet-0 node features (alone and after CHGNet's): invariant, permuting with the sites, batched = one by one,
-cached per model, recorded in featurizer.json; the shipped CHGNet featurizer and its cache keys unchanged."""
+cached per model, recorded in featurizer.json; the shipped featurizer's keys, and CHGNet-alone's unchanged."""
 
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ def _moved(structure, seed: int):
 
 # ---- no package needed -------------------------------------------------------------------------------
 def test_shipped_featurizers_and_their_cache_keys_are_unchanged():
-    """The shipped models' featurizer.json reads back to the same spec, written byte for byte as saved, with
-    the graph-cache hash and the embedding-cache file they had before SevenNet-0 was added (20a6acbbb09725f8,
-    chgnet-0.3.0.npz), 77 node features, CHGNet 0.3.0 alone."""
+    """The shipped models' featurizer.json (CHGNet 0.3.0 and SevenNet-0 since v2026.12.06b) reads back to the same
+    spec, written byte for byte as saved, 205 node features, with the graph-cache hash d90c63b15a99f4dd and one
+    embedding-cache file per model, CHGNet's the same file it was before SevenNet-0 was added; a CHGNet-only
+    featurizer keeps its old keys (20a6acbbb09725f8, chgnet-0.3.0.npz), so earlier caches stay valid."""
     from optiladder.foundation import EmbeddingCache, FoundationSpec
     from optiladder.graphs import FoundationFeaturizer, GraphCache, featurizer_from_spec
     from optiladder.training.model import _plain
@@ -51,12 +52,18 @@ def test_shipped_featurizers_and_their_cache_keys_are_unchanged():
         feat = featurizer_from_spec(json.loads(text))
         assert isinstance(feat, FoundationFeaturizer)
         assert json.dumps(_plain(feat.spec()), indent=1) + "\n" == text
-        assert feat.spec()["params"]["foundation"] == "chgnet-0.3.0"
-        assert feat.hash() == "20a6acbbb09725f8" == FoundationFeaturizer().hash()
-        assert GraphCache(feat, root="/nonexistent").path.name == "graphs-20a6acbbb09725f8.npz"
-        assert feat.models == ("chgnet-0.3.0",) and feat.node_dim == 77
+        assert feat.spec()["params"]["foundation"] == list(BOTH)
+        assert feat.hash() == "d90c63b15a99f4dd" == FoundationFeaturizer(foundation=BOTH).hash()
+        assert GraphCache(feat, root="/nonexistent").path.name == "graphs-d90c63b15a99f4dd.npz"
+        assert feat.models == BOTH and feat.node_dim == 205
         cache = EmbeddingCache(FoundationSpec(feat.models), root="/nonexistent")
-        assert cache.path.name == "chgnet-0.3.0.npz" and list(cache.paths) == ["chgnet-0.3.0"]
+        assert {k: v.name for k, v in cache.paths.items()} == {m: f"{m}.npz" for m in BOTH}
+    chgnet = FoundationFeaturizer()
+    assert (
+        chgnet.hash() == "20a6acbbb09725f8" and chgnet.models == ("chgnet-0.3.0",) and chgnet.node_dim == 77
+    )
+    assert GraphCache(chgnet, root="/nonexistent").path.name == "graphs-20a6acbbb09725f8.npz"
+    assert EmbeddingCache(FoundationSpec(), root="/nonexistent").path.name == "chgnet-0.3.0.npz"
 
 
 def test_two_model_featurizer_round_trips_through_featurizer_json(tmp_path):

@@ -294,7 +294,7 @@ class _Body:
 
 def _bmm(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``[K, n, in] @ [K, in, out]`` float32: ``torch.bmm`` (its sgemm is ~15 % faster than NumPy's OpenBLAS on
-    the head's ``[6, 64, 1024] @ [6, 1024, 2001]`` here) for at least :data:`BMM_MIN_ROWS` rows, else NumPy
+    the head's ``[6, 64, 1024] @ [6, 1024, G]`` here) for at least :data:`BMM_MIN_ROWS` rows, else NumPy
     (a few rows, e.g. one CIF, is a memory-bound matrix–vector product, where torch is no faster)."""
     if h.shape[-2] < BMM_MIN_ROWS:
         return np.matmul(h, w)
