@@ -301,12 +301,8 @@ def _bmm(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        a, b = np.ascontiguousarray(h, np.float32), np.ascontiguousarray(w, np.float32)
-        if not a.flags.writeable:  # torch.from_numpy warns on read-only memory
-            a = a.copy()
-        if not b.flags.writeable:
-            b = b.copy()
-        return torch.bmm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        a, b = (torch.from_numpy(np.ascontiguousarray(x, np.float32)) for x in (h, w))
+        return torch.bmm(a, b).numpy()
 
 
 def _per_net(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:

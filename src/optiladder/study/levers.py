@@ -480,15 +480,22 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     free, found, tl_kind = VARIANTS[winner]
     ens_rows: list[dict[str, Any]] = []
     unc_frames = []
-    members_by_seed: dict[int, list] = {}
+    members_by_seed: dict[int, tuple[list, dict[str, Any]]] = {}  # seed → (members, their evaluation)
 
-    def evaluate(members: list) -> dict[str, Any]:
+    def evaluate(members: list, preds: dict | None = None, latent: tuple | None = None) -> dict[str, Any]:
         """An ensemble's raw member outputs (what an ensemble Model's one forward averages; the reported spectrum
         is the post-processed mean, the agreement comes from the raw mean and spread, as in the Predictor), the
-        first member's latent domain, and its calibration and warning rule fitted on validation."""
-        preds = {n: np.stack([predict(m, data[(n, found)]) for m in members]) for n in ("validation", "test")}
-        z = {n: embed(members[0], data[(n, found)]) for n in ("pool", "validation", "test")}
-        domain = LatentDomain.fit(z["pool"])
+        first member's latent domain, its calibration and warning rule fitted on validation, and their
+        ``summary`` (the results.json keys). ``preds`` (``{split: [K, n, G]}``) and ``latent`` (``(domain,
+        {split: z})`` of ``members[0]``), when given, are reused instead of recomputed."""
+        if preds is None:
+            preds = {
+                n: np.stack([predict(m, data[(n, found)]) for m in members]) for n in ("validation", "test")
+            }
+        if latent is None:
+            z = {n: embed(members[0], data[(n, found)]) for n in ("pool", "validation", "test")}
+            latent = (LatentDomain.fit(z["pool"]), z)
+        domain, z = latent
         st = {n: ensemble_stats(preds[n], val.arrays.grid) for n in preds}
         for n in st:
             st[n]["mean"] = _finish(st[n]["mean"])
@@ -501,8 +508,21 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         exp = {n: cal.expected(st[n]["agreement"], dist[n]) for n in preds}
         lo, hi = cal.interval(exp["test"])
         rule = warning_thresholds(exp["validation"], dist["validation"], actual["validation"])
-        return dict(preds=preds, domain=domain, st=st, dist=dist, actual=actual, cal=cal, exp=exp, lo=lo, hi=hi,
-                    rule=rule)  # fmt: skip
+        summary = {
+            "ensemble_validation": _scores(st["validation"]["mean"], val)[1],
+            "ensemble_test": _scores(st["test"]["mean"], test)[1],
+            "calibration": cal.to_dict(),
+            "spearman_test": spearman(exp["test"], actual["test"]),
+            "spearman_validation": spearman(exp["validation"], actual["validation"]),
+            "spearman_agreement_only_test": spearman(st["test"]["agreement"], actual["test"]),
+            "coverage80_test": coverage(lo, hi, actual["test"]),
+            "warning_rule": rule.to_dict(),
+            "warnings_validation": warning_report(rule, exp["validation"], dist["validation"], actual["validation"],
+                                                  novel["validation"]),
+            "warnings_test": warning_report(rule, exp["test"], dist["test"], actual["test"], novel["test"]),
+        }  # fmt: skip
+        return dict(preds=preds, domain=domain, z=z, st=st, dist=dist, actual=actual, cal=cal, exp=exp, lo=lo, hi=hi,
+                    rule=rule, summary=summary)  # fmt: skip
 
     saved_rpa: dict[str, Any] = {}
     for j in range(opts.seeds):
@@ -516,8 +536,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
                 _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
             members.append(m)
-        members_by_seed[seed] = members
         ev = evaluate(members)
+        members_by_seed[seed] = (members, ev)
         preds, st, dist, actual = ev["preds"], ev["st"], ev["dist"], ev["actual"]
         cal, exp, lo, hi, rule, domain = ev["cal"], ev["exp"], ev["lo"], ev["hi"], ev["rule"], ev["domain"]
         sets_ = {"validation": val, "test": test}
@@ -556,23 +576,11 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         def mae(p, n, ref=sc_ref):
             return float(np.mean(np.abs(p[n] - ref[n])))
 
-        _, ens_test = _scores(st["test"]["mean"], test)
-        _, ens_val = _scores(st["validation"]["mean"], val)
         row = {
             "seed": seed,
             "members": len(members),
-            "ensemble_validation": ens_val,
-            "ensemble_test": ens_test,
+            **ev["summary"],
             "single_test_median_sc": float(np.median(similarity_coefficient(_finish(preds["test"][0]), test.arrays.rpa, val.arrays.grid))),
-            "calibration": cal.to_dict(),
-            "spearman_test": spearman(exp["test"], actual["test"]),
-            "spearman_validation": spearman(exp["validation"], actual["validation"]),
-            "spearman_agreement_only_test": spearman(st["test"]["agreement"], actual["test"]),
-            "coverage80_test": coverage(lo, hi, actual["test"]),
-            "warning_rule": rule.to_dict(),
-            "warnings_validation": warning_report(rule, exp["validation"], dist["validation"], actual["validation"],
-                                                  novel["validation"]),
-            "warnings_test": warning_report(rule, exp["test"], dist["test"], actual["test"], novel["test"]),
             "onset": {
                 "validation_median_sc": [float(np.median(actual["validation"])), float(np.median(onset_sc["validation"]))],
                 "test_median_sc": [float(np.median(actual["test"])), float(np.median(onset_sc["test"]))],
@@ -639,25 +647,18 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     seeds_run = sorted(members_by_seed)
     choice = {"shipped": "one-parent", "reason": "fewer than 2 seeds"}
     if len(seeds_run) >= 2:
-        k_all = len(members_by_seed[seeds_run[0]])
-        cross = [members_by_seed[seeds_run[k % len(seeds_run)]][k // len(seeds_run)] for k in range(k_all)]
-        ev = evaluate(cross)
-        _, c_test = _scores(ev["st"]["test"]["mean"], test)
-        _, c_val = _scores(ev["st"]["validation"]["mean"], val)
+        k_all = len(members_by_seed[seeds_run[0]][0])
+        picks = [(seeds_run[k % len(seeds_run)], k // len(seeds_run)) for k in range(k_all)]
+        cross = [members_by_seed[s][0][i] for s, i in picks]
+        # the members' outputs and member 0's latent domain were computed in the seeds' own evaluations
+        first = members_by_seed[seeds_run[0]][1]
+        ev = evaluate(cross, preds={n: np.stack([members_by_seed[s][1]["preds"][n][i] for s, i in picks])
+                                    for n in ("validation", "test")},
+                      latent=(first["domain"], first["z"]))  # fmt: skip
+        c_val = ev["summary"]["ensemble_validation"]
         one_val = ens_rows[0]["ensemble_validation"]["median_sc"]
         better = c_val["median_sc"] > one_val
-        results["ensemble_cross_parents"] = {
-            "members": [[seeds_run[k % len(seeds_run)], k // len(seeds_run)] for k in range(k_all)],
-            "ensemble_validation": c_val, "ensemble_test": c_test, "calibration": ev["cal"].to_dict(),
-            "spearman_test": spearman(ev["exp"]["test"], ev["actual"]["test"]),
-            "spearman_validation": spearman(ev["exp"]["validation"], ev["actual"]["validation"]),
-            "coverage80_test": coverage(ev["lo"], ev["hi"], ev["actual"]["test"]),
-            "warning_rule": ev["rule"].to_dict(),
-            "warnings_validation": warning_report(ev["rule"], ev["exp"]["validation"], ev["dist"]["validation"],
-                                                  ev["actual"]["validation"], novel["validation"]),
-            "warnings_test": warning_report(ev["rule"], ev["exp"]["test"], ev["dist"]["test"], ev["actual"]["test"],
-                                            novel["test"]),
-        }  # fmt: skip
+        results["ensemble_cross_parents"] = {"members": [list(p) for p in picks], **ev["summary"]}
         choice = {
             "shipped": "cross-parents" if better else "one-parent",
             "reason": f"validation median {c_val['median_sc']:.4f} (cross) vs {one_val:.4f} (seed {seeds_run[0]})",
