@@ -48,12 +48,19 @@ def test_quick_study_report(levers_run):
     assert model.members == 3 and model.target.name == "rpa"
     ids = model.card["training"]["train_ids"]
     assert len(ids) == res["n"]["pool"] >= 40 and not set(ids) & held
-    # the SC[RPA; IPA] heads: K of them; the saved model is their mean only when it beat one head on validation
-    sc = ens["sc_predictor"]
-    assert sc["members"] == 2 and len(sc["heads_by_member_mae_test"]) == 2
-    assert sc["heads_by_member_mae_test"][0] == pytest.approx(sc["head_mae_test"], rel=1e-6)
-    better = sc["heads_mae_validation"] < sc["head_mae_validation"]
-    assert sc["shipped_members"] == (2 if better else 1) == load_model_dir(out / "models" / "sc").members
+    # the SC[RPA; IPA] networks for the saved ensemble: 2 on the IPA body (sc_members) against one per member (3);
+    # the recipe with the lower validation MAE is saved, fine-tuned from the model it names as its parent
+    sc = res["sc"]
+    assert {n: r["networks"] for n, r in sc["recipes"].items()} == {"ipa-heads": 2, "member-heads": 3}
+    maes = {n: r["validation"]["mae"] for n, r in sc["recipes"].items()}
+    assert sc["winner"] == min(maes, key=maes.get) and all(0 < m < 0.5 for m in maes.values())
+    saved = load_model_dir(out / "models" / "sc")
+    assert saved.members == sc["recipes"][sc["winner"]]["networks"] and saved.target.name == "sc_rpa_ipa"
+    assert (
+        saved.card["training"]["parent"]["name"]
+        == {"ipa-heads": "levers-ipa", "member-heads": "levers-rpa"}[sc["winner"]] + f"-{res['winner']}"
+    )
+    assert saved.card["training"]["train_ids"] == sorted(ids)
     # two seeds: the ensemble across both IPA parents is scored, and the saved one is the better on validation
     cross, choice = res["ensemble_cross_parents"], res["ensemble_choice"]
     assert cross["members"] == [[0, 0], [1, 0], [0, 1]] and cross["warnings_test"]["n"] == 16
@@ -63,7 +70,7 @@ def test_quick_study_report(levers_run):
     text = (out / "README.md").read_text()
     assert "faithful-tuned" in text and "Spearman" in text and "quick mode" in text
     assert "Ensemble across IPA parents" in text
-    assert "mean of 2 heads on the IPA body" in text
+    assert "ipa-heads: mean of 2 heads on the IPA body" in text and "one head on each ensemble member" in text
     assert "without the novel-bond rule: flagged fraction" in text
     assert json.loads((out / "results.json").read_text())["winner"] == res["winner"]
 
@@ -160,3 +167,55 @@ def test_ship_winner_into_a_registry(levers_run, tmp_path):
     p = Predictor.from_pretrained(root=tmp_path)
     (r,) = p.predict([Path(__file__).resolve().parents[2] / "examples" / "SiC.cif"])
     assert r.ok and "rpa" in r.trust and r.sc is not None
+
+
+def test_sc_study_for_a_shipped_ensemble_and_ship_only_sc(levers_run, tmp_path):
+    """``optiladder study sc`` on an installed ensemble: both recipes side by side on the ensemble's own training
+    materials, the one better on validation saved; ``ship(only=("sc",))`` installs it beside the installed ipa and
+    rpa (which stay as they were), its parent named by id, and the Predictor averages its networks."""
+    from optiladder.data.store import Store
+    from optiladder.predict import Predictor
+    from optiladder.pretrained import load_model, versions
+    from optiladder.pretrained.ship import ship
+    from optiladder.study.sc import ScOptions, run_sc_study, sc_labels
+
+    out, _ = levers_run
+    root = tmp_path / "registry"
+    ship(out / "models", "v2099.01.01", store=Store(FIXTURES), root=root, only=("ipa", "rpa"))
+    with pytest.raises(Exception, match="not installed"):
+        load_model("sc", root=root)
+    rpa = load_model("rpa", root=root)
+    res = run_sc_study(
+        tmp_path / "sc",
+        ScOptions.quick_mode(pool_limit=30),
+        rpa=rpa.path,
+        ipa=load_model("ipa", root=root).path,
+        store=Store(FIXTURES),
+    )
+    assert res["n"]["pool"] == 30 and res["rpa"]["id"] == rpa.card["id"]
+    assert res["recipes"]["member-heads"]["networks"] == rpa.members == 3
+    assert (
+        res["recipes"]["ipa-heads"]["networks"] == 3
+        and res["recipes"]["ipa-heads"]["head_hidden"] == [1024] * 3
+    )
+    # the numbers are the networks' mean against the SC of the GPAW spectra, by cell size as well
+    val = Store(FIXTURES).table().split("validation")
+    for r in res["recipes"].values():
+        by = r["validation"]["mae_by_nsites"]
+        assert sum(n for n, _ in by.values()) == len(val) == res["n"]["validation"]
+        assert r["validation"]["mae"] == pytest.approx(sum(n * m for n, m in by.values()) / len(val))
+        assert (
+            r["validation"]["mae"] < 5 * float(np.mean(np.abs(sc_labels(val) - sc_labels(val).mean()))) + 0.05
+        )
+    sc_dir = tmp_path / "sc" / "models" / "sc"
+    assert "chosen" in (tmp_path / "sc" / "README.md").read_text()
+    paths = ship(sc_dir.parent, "v2099.01.02", store=Store(FIXTURES), root=root, only=("sc",))
+    assert set(paths) == {"sc"} and versions("rpa", root) == ["v2099.01.01"] == versions("ipa", root)
+    sc = load_model("sc", root=root)
+    parent = {"ipa-heads": "ipa", "member-heads": "rpa"}[res["winner"]]
+    assert sc.card["training"]["parent"]["name"] == parent
+    assert sc.card["training"]["parent"]["id"] == load_model(parent, root=root).card["id"]
+    assert sc.members == res["recipes"][res["winner"]]["networks"] and sc.card["metrics"]["split"] == "test"
+    p = Predictor.from_pretrained(root=root)
+    (r,) = p.predict([Path(__file__).resolve().parents[2] / "examples" / "SiC.cif"])
+    assert r.ok and r.sc is not None and 0.0 < r.sc < 1.5

@@ -1,4 +1,4 @@
-"""``optiladder study paper|levers|scaling|acquire|ship``: learning studies on the current dataset (reports + figures)."""
+"""``optiladder study paper|levers|scaling|acquire|sc|ship``: learning studies on the current dataset (reports + figures)."""
 
 from __future__ import annotations
 
@@ -202,6 +202,39 @@ def acquire(
     typer.echo(f"{len(ranked)} candidates ranked ({info.get('rule', '')}); order file: {out}")
 
 
+@study_app.command("sc")
+def sc_study(
+    out: Annotated[Path, typer.Option(help="Report folder (README.md, results.json, models/sc)")] = Path(
+        "reports/sc"
+    ),
+    rpa: Annotated[str, typer.Option(help="The RPA ensemble: a shipped name or a model folder")] = "rpa",
+    ipa: Annotated[str, typer.Option(help="The IPA model of the baseline recipe")] = "ipa",
+    dataset: DatasetOption = None,
+    recipes: Annotated[str, typer.Option(help="Comma-separated recipes")] = "ipa-heads,member-heads",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A CI-sized run (60 pool materials, 4 epochs)")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """SC[RPA; IPA] predictor recipes for an RPA ensemble, side by side; saves the one chosen on validation."""
+    from ..data.store import Store
+    from ..study.sc import ScOptions, run_sc_study
+
+    if verbose:
+        logging.getLogger("optiladder").setLevel(logging.INFO)
+    kw = dict(recipes=tuple(r.strip() for r in recipes.split(",") if r.strip()))
+    opts = ScOptions.quick_mode(**kw) if quick else ScOptions(**kw)
+    try:
+        res = run_sc_study(out, opts, rpa=rpa, ipa=ipa, store=Store(dataset) if dataset else Store())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for name, row in res["recipes"].items():
+        typer.echo(
+            f"{name:<14} validation MAE {row['validation']['mae']:.4f}  test MAE {row['test']['mae']:.4f}"
+        )
+    typer.echo(f"chosen on validation: {res['winner']}; report: {out / 'README.md'} ({res['seconds']:.0f} s)")
+
+
 @study_app.command("ship")
 def ship_levers(
     version: Annotated[
@@ -211,14 +244,23 @@ def ship_levers(
         "reports/levers/models"
     ),
     dataset: Annotated[Path | None, typer.Option(help="Records folder (test metrics)")] = None,
+    only: Annotated[
+        str, typer.Option(help="Comma-separated models to install (e.g. sc for a `study sc` models/ folder)")
+    ] = "ipa,rpa,sc",
 ) -> None:
-    """Install the levers winner as the shipped ipa, rpa (ensemble) and sc models (then regenerate the
-    prediction snapshot: python tests/predict/make_snapshot.py)."""
+    """Install the levers winner as the shipped ipa, rpa (ensemble) and sc models, or some of them (then
+    regenerate the prediction snapshot: python tests/predict/make_snapshot.py)."""
     from ..data.store import Store
     from ..pretrained.ship import ship
     from ..study.levers import training_settings
 
-    paths = ship(models, version, store=Store(dataset) if dataset else Store(), settings_of=training_settings)
+    try:
+        paths = ship(
+            models, version, store=Store(dataset) if dataset else Store(), settings_of=training_settings,
+            only=tuple(n.strip() for n in only.split(",") if n.strip()),
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from None
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
     typer.echo("now regenerate the snapshot fixture: python tests/predict/make_snapshot.py")

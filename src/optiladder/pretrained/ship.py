@@ -32,7 +32,8 @@ DESCRIPTIONS = {
     "rpa": "trace of Im ε in the RPA (local-field effects) on the target's grid; ensemble fine-tuned (all weights) "
     "from ipa, or round-robin from the IPA models of several seeds with member 0 from ipa (card: levers.ensemble), "
     "mean and per-energy spread, calibrated expected SC and warnings",
-    "sc": "SC[RPA; IPA] (is IPA good enough?), 1-value network(s) fine-tuned from ipa (several: their mean)",
+    "sc": "SC[RPA; IPA] (is IPA good enough?), the mean of 1-value networks fine-tuned from ipa or, since "
+    "v2026.12.07, one from each member of the rpa ensemble (card: training.parent, sc_study.recipe)",
 }
 
 
@@ -61,13 +62,21 @@ def _study_summary(models: Path, seed: int, ensemble: str = "one-parent") -> dic
             "test": ens["ensemble_test"]["median_sc"],
         },
         "single_member_test_median_sc": row.get("single_test_median_sc"),
-        "sc_head_mae": _shipped_sc_mae(row["sc_predictor"]),
+        "sc_head_mae": _shipped_sc_mae(res.get("sc") or row["sc_predictor"]),
     }
 
 
 def _shipped_sc_mae(sc: dict[str, Any]) -> dict[str, Any]:
-    """Validation and test MAE of the SC[RPA; IPA] model the study saved: the mean of its heads when it shipped
-    more than one (runs before the heads ensemble shipped one head)."""
+    """Validation and test MAE of the SC[RPA; IPA] model the study saved: its recipe's (runs since 2026-12-07:
+    ``results["sc"]``), else the mean of the heads on the IPA body when it shipped more than one, else one head."""
+    if "recipes" in sc:
+        row = sc["recipes"][sc["winner"]]
+        return {
+            "validation": row["validation"]["mae"],
+            "test": row["test"]["mae"],
+            "members": row["networks"],
+            "recipe": sc["winner"],
+        }
     key = "heads_mae" if sc.get("shipped_members", 1) > 1 else "head_mae"
     return {
         "validation": sc[f"{key}_validation"],
@@ -83,8 +92,14 @@ def ship(
     store: Any = None,
     root: str | Path | None = None,
     settings_of: Callable[[dict[str, Any], str, str, int], dict[str, Any]] | None = None,
+    only: tuple[str, ...] = ("ipa", "rpa", "sc"),
 ) -> dict[str, Path]:
     """Install the winner's models of a levers-study ``models`` folder as ``ipa``, ``rpa``, ``sc`` ``version``.
+
+    ``only``: the names to install (the others stay as shipped), e.g. ``("sc",)`` for the ``models`` folder of
+    ``optiladder study sc``, whose sc networks were fine-tuned from the shipped rpa ensemble's members: a card's
+    parent is the installed model it was fine-tuned from (rpa: ipa; sc: ipa, or rpa for the ``member-heads``
+    recipe), by id.
 
     ``settings_of(options, variant, name, seed)``: the training settings the study used for model ``name``
     (``optiladder study ship`` passes :func:`optiladder.study.levers.training_settings`; this package does not
@@ -93,15 +108,27 @@ def ship(
     from ..domain import TrainingDomain
     from ..training import load_model_dir
     from ..training.model import parent_ref
-    from . import install
+    from . import install, load_model
     from .rebuild import DATA_TAG, _write_test_metrics
 
     models = Path(models)
     store = store or Store()
     data = store.table(protocol=DATA_TAG)
     out: dict[str, Path] = {}
+    unknown = [n for n in only if n not in DESCRIPTIONS]
+    if unknown or not only:
+        raise ValueError(f"unknown model name(s) {unknown}; known: {list(DESCRIPTIONS)}")
     installed: dict[str, Any] = {}
+
+    def parent_model(name: str) -> Any:
+        """The installed ``name``: shipped in this call, else the one installed before."""
+        if name not in installed:
+            installed[name] = load_model(name, root=root)
+        return installed[name]
+
     for name, folder in (("ipa", "ipa"), ("rpa", "rpa-ensemble"), ("sc", "sc")):
+        if name not in only:
+            continue
         m = load_model_dir(models / folder)
         card = dict(m.card)
         lever = dict(card.get("levers", {}))
@@ -147,7 +174,11 @@ def ship(
             "(tests/predict/fixtures/snapshot.npz, tests/predict/make_snapshot.py) was regenerated with it",
         )
         if name in ("rpa", "sc"):
-            card["training"] = {**card["training"], "parent": parent_ref(installed["ipa"])}
+            from_rpa = name == "sc" and (card["training"].get("parent") or {}).get("name") == "rpa"
+            card["training"] = {
+                **card["training"],
+                "parent": parent_ref(parent_model("rpa" if from_rpa else "ipa")),
+            }
         m.card = card
         path = install(m, root)
         _write_test_metrics(path, data)

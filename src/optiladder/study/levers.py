@@ -279,7 +279,7 @@ def _with_y(data: list, y: np.ndarray) -> list:
 def _scalar_head_from(parent, target: np.ndarray, train: list, val: list, val_y: np.ndarray, settings):
     """A 1-value model with ``parent``'s body, trained on ``target`` (standardised inside the head)."""
     from ..nn import scalar_model
-    from ..training import fit
+    from ..training import fit, seed_everything
     from ..training.freelabels import transfer_body
 
     cfg = {
@@ -287,6 +287,7 @@ def _scalar_head_from(parent, target: np.ndarray, train: list, val: list, val_y:
         for k, v in parent.config.items()
         if k not in ("out_dim", "output_activation", "target_shift", "target_scale")
     }
+    seed_everything(settings.seed)  # the head's initial weights from the run's seed, not from earlier draws
     model = scalar_model(
         **cfg, target_shift=float(np.mean(target)), target_scale=float(np.std(target) or 1.0)
     )
@@ -552,20 +553,11 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         onset_sc = {n: similarity_coefficient(onset[n], sets_[n].arrays.rpa, val.arrays.grid) for n in preds}
         oracle_sc = similarity_coefficient(apply_onset(st["test"]["mean"], val.arrays.grid, np.nan_to_num(test.gaps)),
                                            test.arrays.rpa, val.arrays.grid)  # fmt: skip
-        # SC[RPA; IPA] predictors: a 1-value head, and the SC of the predicted spectra
+        # SC[RPA; IPA] of the predicted spectra (the 1-value networks are trained once, for the ensemble that
+        # ships, after the seeds: optiladder.study.sc)
         sc_pool = similarity_coefficient(pool.arrays.rpa, pool.arrays.ipa, pool.arrays.grid)
         sc_val = similarity_coefficient(val.arrays.rpa, val.arrays.ipa, val.arrays.grid)
         sc_test = similarity_coefficient(test.arrays.rpa, test.arrays.ipa, test.arrays.grid)
-        # K heads from the same IPA body (member 0 with the seed the single head always had): their mean
-        # is shipped when it beats the single head on validation (one head's MAE varies by ~0.01 with the seed)
-        sc_models = [
-            _scalar_head_from(parent, sc_pool, data[("pool", found)], data[("validation", found)], sc_val,
-                              _settings(opts, "aux", seed if k == 0 else seed * 1000 + 500 + k))[0]
-            for k in range(max(1, opts.sc_members))
-        ]  # fmt: skip
-        sc_each = {n: np.stack([predict(m, data[(n, found)])[:, 0] for m in sc_models]) for n in preds}
-        sc_head = {n: sc_each[n][0] for n in preds}
-        sc_mean = {n: sc_each[n].mean(axis=0) for n in preds}
         ipa_pred = {n: get_target(LEVELS[0]).finish(predict(parent, data[(n, found)])) for n in preds}
         sc_spec = {
             n: similarity_coefficient(st[n]["mean"], np.clip(ipa_pred[n], 0, None), val.arrays.grid)
@@ -588,11 +580,6 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 "gap_mae_validation": float(np.nanmean(np.abs(gap_pred["validation"] - val.gaps))),
             },
             "sc_predictor": {
-                "head_mae_validation": mae(sc_head, "validation"), "head_mae_test": mae(sc_head, "test"),
-                "members": len(sc_models),
-                "heads_mae_validation": mae(sc_mean, "validation"), "heads_mae_test": mae(sc_mean, "test"),
-                "heads_by_member_mae_test": [float(np.mean(np.abs(v - sc_test))) for v in sc_each["test"]],
-                "shipped_members": len(sc_models) if mae(sc_mean, "validation") < mae(sc_head, "validation") else 1,
                 "spectra_mae_validation": mae(sc_spec, "validation"), "spectra_mae_test": mae(sc_spec, "test"),
                 "mean_baseline_mae_test": float(np.mean(np.abs(sc_pool.mean() - sc_test))),
             },
@@ -605,8 +592,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 "agreement": st["test"]["agreement"], "latent_distance": dist["test"],
                 "novel_bond": novel["test"], "warning": rule.flags(exp["test"], dist["test"], novel["test"]),
                 "gap_direct": test.gaps, "gap_pred": gap_pred["test"],
-                "sc_rpa_ipa": sc_test, "sc_rpa_ipa_head": sc_head["test"], "sc_rpa_ipa_heads": sc_mean["test"],
-                "sc_rpa_ipa_spectra": sc_spec["test"],
+                "sc_rpa_ipa": sc_test, "sc_rpa_ipa_spectra": sc_spec["test"],
             }))  # fmt: skip
             if opts.save_models:
                 lever = {"variant": winner, "free_labels": free, "foundation": list(found), "seed": seed}
@@ -625,27 +611,13 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                     out / "models" / "ipa",
                     Model([parent], feat.featurizer(found), get_target(LEVELS[0]), ipa_card),
                 )
-                sc_card = make_card(
-                    name=f"levers-sc-{winner}",
-                    target=get_target("sc_rpa_ipa"),
-                    extra={"levers": lever},
-                    **common,
-                )
-                save_model(
-                    out / "models" / "sc",
-                    Model(
-                        sc_models[: row["sc_predictor"]["shipped_members"]],
-                        feat.featurizer(found),
-                        get_target("sc_rpa_ipa"),
-                        sc_card,
-                    ),
-                )
     results["ensemble"] = ens_rows
 
     # ---- an ensemble across the seeds' IPA parents (round-robin over seeds; member 0 is seed 0's, so the latent
     # domain is the same), against seed 0's ensemble of one parent: the one with the better validation median ships
     seeds_run = sorted(members_by_seed)
     choice = {"shipped": "one-parent", "reason": "fewer than 2 seeds"}
+    cross: list | None = None
     if len(seeds_run) >= 2:
         k_all = len(members_by_seed[seeds_run[0]][0])
         picks = [(seeds_run[k % len(seeds_run)], k // len(seeds_run)) for k in range(k_all)]
@@ -666,6 +638,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         if better and saved_rpa:
             saved_rpa.update(members=cross, cal=ev["cal"], rule=ev["rule"], domain_scale=ev["domain"].scale)
     results["ensemble_choice"] = choice
+    ship_members = cross if choice["shipped"] == "cross-parents" else members_by_seed[seeds_run[0]][0]
     if saved_rpa:
         lever, common, cal, rule = (
             saved_rpa["lever"],
@@ -697,6 +670,27 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             out / "models" / "rpa-ensemble",
             Model(members, feat.featurizer(found), get_target(LEVELS[1]), rpa_card),
         )
+
+    # ---- SC[RPA; IPA] networks for the ensemble that ships: the recipes of optiladder.study.sc side by side
+    # (fine-tuned from the IPA parent, or one from each member), the better on validation saved as models/sc
+    from .sc import ScOptions, run_sc_study
+
+    tl = _settings(opts, "aux", opts.seed)
+    ids = dict(train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none"))
+    sc_res = run_sc_study(
+        out / "sc",
+        ScOptions(lr=tl.lr, weight_decay=tl.weight_decay, batch_size=tl.batch_size, max_epochs=tl.max_epochs,
+                  patience=tl.patience, max_seconds=tl.max_seconds, seed=opts.seed, ipa_heads=opts.sc_members,
+                  seeds=1 if opts.quick else 2,
+                  save_models=opts.save_models,
+                  quick=opts.quick),
+        rpa=Model(ship_members, feat.featurizer(found), get_target(LEVELS[1]),
+                  make_card(name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), **ids)),
+        ipa=Model([ipa_models[(free, found, seeds_run[0])]], feat.featurizer(found), get_target(LEVELS[0]),
+                  make_card(name=f"levers-ipa-{winner}", target=get_target(LEVELS[0]), **ids)),
+        store=store, models_dir=out / "models" / "sc", command="optiladder study levers",
+    )  # fmt: skip
+    results["sc"] = {k: sc_res[k] for k in ("recipes", "winner", "baseline", "mean_baseline_mae", "seconds")}
     results.update(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         options=opts.to_dict(),

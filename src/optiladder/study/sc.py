@@ -1,0 +1,381 @@
+"""SC[RPA; IPA] predictors for a trained RPA ensemble: which recipe predicts "is IPA good enough?" best.
+
+The ``sc`` model answers, for a crystal nobody has computed, how similar its RPA spectrum is to its IPA spectrum
+(SC[RPA; IPA], 1 = local fields change nothing). It is trained on the same train + none materials as the RPA
+ensemble it ships beside (the ensemble card's ``training.train_ids``), with the SC of their GPAW spectra as the
+label. Two recipes, trained and scored side by side in one run (:func:`run_sc_study`), chosen on validation:
+
+* ``ipa-heads`` (the recipe of v2026.12.06b and before, the baseline): ``per_parent`` 1-value networks with the
+  full 3×1024 head, all weights fine-tuned from the IPA model's body, their mean;
+* ``member-heads``: one 1-value network per RPA ensemble member, all weights fine-tuned from that member's body
+  (it has learnt the local fields) with a small head (``hidden``, default 2×128), their mean. The members differ
+  (several IPA parents, seeds), so the heads do too, and a small head has less to overfit: measured on
+  validation, 5 heads of 2×128 gave MAE 0.0224 (4-atom cells 0.0275) against 0.0256 (0.0311) for the baseline,
+  with 2.6 M parameters in all against 8.6 M.
+
+:func:`train_sc_heads` is the one place both recipes are trained (the levers study calls it too). The winner is
+saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
+--only sc`` installs it beside the shipped ``ipa`` and ``rpa``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: recipe name → (which parents, head hidden widths, networks per parent); ``None`` widths: the parent's own head
+RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int]] = {
+    "ipa-heads": ("ipa", None, 3),
+    "member-heads": ("rpa", (128, 128), 1),
+}
+BASELINE_RECIPE = "ipa-heads"
+
+
+@dataclass(frozen=True)
+class ScOptions:
+    """Settings of :func:`run_sc_study`: fine-tuning as the levers study's ``aux`` runs (Adam lr 3e-4, weight decay
+    1e-4, batch 32, epoch-bounded with early stopping on validation; ``max_seconds`` only a safety cap per network);
+    ``recipes`` to train, each ``seeds`` times (chosen on the mean validation MAE over them); ``ipa_heads``: networks of the ``ipa-heads`` recipe; ``pool_limit``: a seeded random subset of the pool (0: all)."""
+
+    recipes: tuple[str, ...] = tuple(RECIPES)
+    seeds: int = 2
+    ipa_heads: int = RECIPES["ipa-heads"][2]
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 60
+    patience: int = 15
+    max_seconds: float = 90.0
+    seed: int = 0
+    pool_limit: int = 0
+    save_models: bool = True
+    quick: bool = False
+
+    @classmethod
+    def quick_mode(cls, **overrides: Any) -> ScOptions:
+        """A CI-sized run: 60 pool materials, a few epochs per network."""
+        base = dict(
+            seeds=1, max_epochs=4, patience=2, max_seconds=5.0, pool_limit=60, save_models=True, quick=True
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    def settings(self, seed: int):
+        from ..training import TrainSettings
+
+        return TrainSettings(
+            lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size, max_epochs=self.max_epochs,
+            patience=self.patience, max_seconds=self.max_seconds, seed=seed,
+        )  # fmt: skip
+
+
+def sc_labels(arrays: Any) -> np.ndarray:
+    """SC[RPA; IPA] of a table's GPAW spectra ``[n]`` (the sc model's target)."""
+    from ..spectra import similarity_coefficient
+
+    return similarity_coefficient(arrays.rpa, arrays.ipa, arrays.grid)
+
+
+def train_sc_heads(
+    parents: list,
+    train: list,
+    y_train: np.ndarray,
+    val: list,
+    y_val: np.ndarray,
+    settings_of: Any,
+    *,
+    hidden: tuple[int, ...] | None = None,
+    per_parent: int = 1,
+) -> list:
+    """1-value OptiMate networks fine-tuned (all weights) from the bodies of ``parents`` on SC labels ``y_train``.
+
+    ``per_parent`` networks per parent (network ``k`` of parent ``p`` trains with ``settings_of(seed)``, seed
+    ``p`` for ``k = 0`` else ``500 + 10·p + k``); ``hidden``: head widths (None: the parent's). The target is
+    standardised inside the head (shift/scale from ``y_train``). Returns the networks (eval mode) in order."""
+    from ..nn import scalar_model
+    from ..training import fit, seed_everything
+    from ..training.freelabels import transfer_body
+    from .levers import _with_y
+
+    y_train = np.asarray(y_train, np.float64)
+    tr, va = _with_y(train, y_train[:, None]), _with_y(val, np.asarray(y_val)[:, None])
+    out = []
+    for p, parent in enumerate(parents):
+        cfg = {
+            k: v
+            for k, v in parent.config.items()
+            if k not in ("out_dim", "output_activation", "target_shift", "target_scale")
+        }
+        if hidden is not None:
+            cfg["head_hidden"] = list(hidden)
+        for k in range(per_parent):
+            settings = settings_of(p if k == 0 else 500 + 10 * p + k)
+            seed_everything(
+                settings.seed
+            )  # the head's initial weights from this seed, not from earlier draws
+            model = scalar_model(
+                **cfg, target_shift=float(y_train.mean()), target_scale=float(y_train.std() or 1.0)
+            )
+            transfer_body(parent, model)
+            fit(model, tr, va, settings)
+            out.append(model.eval())
+    return out
+
+
+def paired_bootstrap(
+    err_a: np.ndarray, err_b: np.ndarray, *, draws: int = 10000, seed: int = 0
+) -> dict[str, float]:
+    """How sure is "``a`` has the lower mean absolute error than ``b``" on these materials? Paired per-material
+    errors ``[n]``: the mean difference ``b − a``, its standard error, and the fraction of ``draws`` bootstrap
+    resamples of the materials in which ``a``'s MAE is the lower (``p_better``)."""
+    a, b = np.asarray(err_a, float), np.asarray(err_b, float)
+    n = a.size
+    idx = np.random.default_rng(seed).integers(0, n, (draws, n))
+    d = b - a
+    return {
+        "mae_difference": float(d.mean()),
+        "se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "p_better": float(np.mean(a[idx].mean(axis=1) < b[idx].mean(axis=1))),
+    }
+
+
+def _by_size(err: np.ndarray, nsites: np.ndarray) -> dict[str, list[float]]:
+    return {
+        str(int(k)): [int((nsites == k).sum()), float(np.mean(err[nsites == k]))] for k in np.unique(nsites)
+    }
+
+
+def run_sc_study(
+    out: str | Path,
+    options: ScOptions | None = None,
+    *,
+    rpa: Any = "rpa",
+    ipa: Any = "ipa",
+    store: Any = None,
+    models_dir: str | Path | None = None,
+    command: str = "optiladder study sc",
+) -> dict[str, Any]:
+    """Train the ``options.recipes`` for the RPA ensemble ``rpa`` (a shipped name, a model folder or a
+    :class:`~optiladder.training.Model` whose card lists its training ids; ``ipa``: the IPA model of the baseline
+    recipe, likewise), score them on validation (choosing) and test (reporting), save the winner to ``models_dir``
+    (default ``out/models/sc``) when ``options.save_models``; writes ``results.json`` and ``README.md`` (which
+    name ``command``) to ``out`` and returns the results."""
+    import datetime as dt
+
+    from ..data.splits import check_trainable
+    from ..data.store import Store
+    from ..graphs import GraphCache
+    from ..pretrained import load_model
+    from ..targets import get_target
+    from ..training import Model, make_card, make_data, predict, save_model
+    from ..training.model import parent_ref
+
+    opts = options or ScOptions()
+    unknown = [r for r in opts.recipes if r not in RECIPES]
+    if unknown or not opts.recipes:
+        raise ValueError(f"unknown recipe(s) {unknown}; known: {list(RECIPES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    models = {n: m if isinstance(m, Model) else load_model(m) for n, m in (("rpa", rpa), ("ipa", ipa))}
+    spec = models["rpa"].featurizer.spec()
+    if models["ipa"].featurizer.spec() != spec:
+        raise ValueError(f"{ipa} and {rpa} read different node features")
+    table = (store or Store()).table()
+    train_ids = set(models["rpa"].card["training"]["train_ids"])
+    in_pool = np.array([i in train_ids for i in table.ids])
+    if opts.pool_limit and in_pool.sum() > opts.pool_limit:
+        keep = np.flatnonzero(in_pool)
+        keep = keep[np.random.default_rng(opts.seed).permutation(keep.size)[: opts.pool_limit]]
+        in_pool = np.isin(np.arange(len(table.ids)), keep)
+    sets = {
+        "pool": table.subset(in_pool),
+        "validation": table.split("validation"),
+        "test": table.split("test"),
+    }
+    check_trainable(sets["pool"].ids, context="sc study pool")
+    if len(sets["pool"]) < 4 or not len(sets["validation"]) or not len(sets["test"]):
+        raise ValueError("the sc study needs ≥ 4 training, ≥ 1 validation and ≥ 1 test material")
+    cache = GraphCache(models["rpa"].featurizer)  # the ensemble's own node features, graphs cached on disk
+    data = {
+        n: make_data(cache.graphs(list(es.ids), list(es.structures)), None, list(es.ids))
+        for n, es in sets.items()
+    }
+    y = {n: sc_labels(es) for n, es in sets.items()}
+    log.info(
+        "sc study: pool %d, validation %d, test %d", *(len(sets[n]) for n in ("pool", "validation", "test"))
+    )
+
+    results: dict[str, Any] = {
+        "recipes": {},
+        "rpa": parent_ref(models["rpa"]),
+        "ipa": parent_ref(models["ipa"]),
+    }
+    nets: dict[str, list] = {}
+    errors: dict[str, np.ndarray] = {}
+    mean_baseline = {n: float(np.mean(np.abs(y["pool"].mean() - y[n]))) for n in ("validation", "test")}
+    for recipe in opts.recipes:
+        which, hidden, per_parent = RECIPES[recipe]
+        per_parent = max(1, opts.ipa_heads) if recipe == "ipa-heads" else per_parent
+        t = time.perf_counter()
+        row: dict[str, Any] = {
+            "parents": which,
+            "head_hidden": list(hidden or models[which].nets[0].config["head_hidden"]),
+        }
+        # repeats with other seeds (a recipe's MAE moves by ~0.002 with the heads' initial weights); the first is
+        # the one reported per material and saved
+        for rep in range(max(1, opts.seeds)):
+            trained = train_sc_heads(
+                models[which].nets, data["pool"], y["pool"], data["validation"], y["validation"],
+                lambda s, rep=rep: opts.settings(opts.seed + 1000 * rep + s), hidden=hidden, per_parent=per_parent,
+            )  # fmt: skip
+            for n in ("validation", "test"):
+                each = np.stack([predict(m, data[n])[:, 0] for m in trained])
+                err = np.abs(each.mean(axis=0) - y[n])
+                if rep:
+                    row[n]["mae_seeds"].append(float(err.mean()))
+                    continue
+                if n == "validation":
+                    errors[recipe] = err
+                row[n] = {
+                    "mae": float(err.mean()),
+                    "mae_seeds": [float(err.mean())],
+                    "mae_by_nsites": _by_size(err, sets[n].nsites),
+                    "single_mae": [round(float(np.mean(np.abs(e - y[n]))), 5) for e in each],
+                    "pearson_r": float(np.corrcoef(each.mean(axis=0), y[n])[0, 1]) if len(y[n]) > 1 else None,
+                }
+            if not rep:
+                nets[recipe] = trained
+        for n in ("validation", "test"):
+            row[n]["mae_mean_over_seeds"] = float(np.mean(row[n]["mae_seeds"]))
+        row.update(
+            networks=len(nets[recipe]),
+            parameters=int(sum(p.numel() for m in nets[recipe] for p in m.parameters())),
+            seconds=round(time.perf_counter() - t, 1),
+        )
+        results["recipes"][recipe] = row
+        log.info("sc study: %s validation MAE %s test %s (%.0f s)", recipe,
+                 " ".join(f"{x:.4f}" for x in row["validation"]["mae_seeds"]),
+                 " ".join(f"{x:.4f}" for x in row["test"]["mae_seeds"]), row["seconds"])  # fmt: skip
+    winner = min(opts.recipes, key=lambda r: results["recipes"][r]["validation"]["mae_mean_over_seeds"])
+    if BASELINE_RECIPE in opts.recipes and winner != BASELINE_RECIPE:
+        # is the winner's validation gain more than the luck of 79 materials? (the README says how sure)
+        results["winner_vs_baseline_validation"] = paired_bootstrap(errors[winner], errors[BASELINE_RECIPE])
+    results.update(
+        winner=winner,
+        baseline=BASELINE_RECIPE if BASELINE_RECIPE in opts.recipes else None,
+        mean_baseline_mae=mean_baseline,
+        options=asdict(opts),
+        n={n: len(es) for n, es in sets.items()},
+        cells={
+            n: {int(k): int(v) for k, v in zip(*np.unique(es.nsites, return_counts=True), strict=True)}
+            for n, es in sets.items()
+        },
+        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        command=command,
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    if opts.save_models:
+        which = RECIPES[winner][0]
+        card = make_card(
+            name=f"sc-{winner}",
+            target=get_target("sc_rpa_ipa"),
+            train_ids=sets["pool"].ids,
+            n_validation=len(sets["validation"]),
+            train_splits=("train", "none"),
+            settings=asdict(replace(opts.settings(opts.seed), seed=opts.seed)),
+            parent=parent_ref(models[which]),
+            description=f"SC[RPA; IPA]: the mean of {len(nets[winner])} 1-value networks ({winner}, chosen on "
+            f"validation by `{command}`)",
+            extra={"sc_study": {"recipe": winner, "validation_mae": results["recipes"][winner]["validation"]["mae"],
+                                "date": results["date"]}},
+        )  # fmt: skip
+        save_model(
+            Path(models_dir) if models_dir else out / "models" / "sc",
+            Model(nets[winner], models[which].featurizer, get_target("sc_rpa_ipa"), card),
+        )
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    write_sc_readme(out, results)
+    return results
+
+
+def _seeds(row: dict[str, Any]) -> str:
+    each = row.get("mae_seeds", [row["mae"]])
+    if len(each) == 1:
+        return f"{each[0]:.4f}"
+    return f"**{np.mean(each):.4f}** ({', '.join(f'{x:.4f}' for x in each)})"
+
+
+def write_sc_readme(out: Path, res: dict[str, Any]) -> Path:
+    """The study's report: one table of the recipes side by side (validation chooses, test reports)."""
+    rec = res["recipes"]
+    sizes = sorted({int(k) for r in rec.values() for k in r["test"]["mae_by_nsites"]})
+    head = (
+        "| recipe | networks | parameters | validation MAE (each seed) | test MAE (each seed) | "
+        + " | ".join(f"test, {k} atoms (first seed)" for k in sizes)
+    )
+    lines = [
+        "# SC[RPA; IPA] predictors: recipes side by side",
+        "",
+        f"Run {res['date']} by `{res.get('command', 'optiladder study sc')}{' --quick' if res['options']['quick'] else ''}` "
+        f"({res['seconds']:.0f} s) for the RPA ensemble {res['rpa']['name']} (id {res['rpa']['id']}): pool "
+        f"{res['n']['pool']} train + none materials (its training set), validation {res['n']['validation']}, "
+        f"test {res['n']['test']}. Chosen on validation: **{res['winner']}**"
+        + (f"; baseline: {res['baseline']}." if res.get("baseline") else "."),
+        "",
+        head + " |",
+        "|" + "---|" * (5 + len(sizes)),
+    ]
+    for name, r in rec.items():
+        by = r["test"]["mae_by_nsites"]
+        cells = " | ".join(
+            f"{by[str(k)][1]:.4f} (n = {by[str(k)][0]})" if str(k) in by else "—" for k in sizes
+        )
+        lines.append(
+            f"| {name}{' (chosen)' if name == res['winner'] else ''} | {r['networks']} | {r['parameters'] / 1e6:.2f} M "
+            f"| {_seeds(r['validation'])} | {_seeds(r['test'])} | {cells} |"
+        )
+    vs = res.get("winner_vs_baseline_validation")
+    if vs:
+        lines += [
+            "",
+            f"The chosen recipe against the baseline on validation, paired by material: MAE lower by "
+            f"{vs['mae_difference']:.4f} ± {vs['se']:.4f} (standard error); lower in {100 * vs['p_better']:.1f} % of "
+            f"10,000 bootstrap resamples of the validation materials.",
+        ]
+    lines += [
+        "",
+        f"Predicting the pool's mean SC: validation MAE {res['mean_baseline_mae']['validation']:.4f}, test "
+        f"{res['mean_baseline_mae']['test']:.4f}. One network's validation MAE by recipe (first seed): "
+        + "; ".join(
+            f"{n}: {', '.join(f'{x:.4f}' for x in r['validation']['single_mae'])}" for n, r in rec.items()
+        )
+        + ".",
+        "",
+        "Recipes (`optiladder.study.sc.RECIPES`): `ipa-heads` fine-tunes 1-value networks with the full 3×1024 head "
+        "from the IPA model (the sc recipe up to v2026.12.06b); `member-heads` fine-tunes one network with a small "
+        "head from each member of the RPA ensemble. All weights train in both (Adam, early stopping on validation).",
+        "",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+__all__ = [
+    "RECIPES",
+    "ScOptions",
+    "paired_bootstrap",
+    "run_sc_study",
+    "sc_labels",
+    "train_sc_heads",
+    "write_sc_readme",
+]
