@@ -160,3 +160,20 @@ def test_embedding_memo_hit_is_identical_and_new_structure_misses(predictor, exa
     memo.each([s2])
     assert len(memo) == 1 and memo.each([s1])[0] is not e1 and memo.misses == 3
     assert Predictor(predictor.models, embedding_memo=0).embedding_memo is None
+
+
+def test_segment_sums_and_maxima_match_reduceat():
+    """The fast path's segment reductions (sparse product, gather rounds) against NumPy's reduceat, on segments of
+    lengths 1 to 40 (more than SEGMENT_MIN of them, so the sparse forms run) and on a few (reduceat itself)."""
+    from optiladder.nn import stacked
+
+    rng = np.random.default_rng(3)
+    for n_seg, width in ((200, (9, 4)), (80, (3456,)), (3, (7,))):
+        counts = rng.integers(1, 41, n_seg)
+        counts[0] = 1
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        x = rng.standard_normal((int(counts.sum()), *width)).astype(np.float32)
+        s, m = stacked.segment_sum(x, starts), stacked.segment_max(x, starts)
+        assert s.shape == m.shape == (n_seg, *width) and s.dtype == m.dtype == np.float32
+        np.testing.assert_array_equal(m, np.maximum.reduceat(x, starts, axis=0))
+        np.testing.assert_allclose(s, np.add.reduceat(x, starts, axis=0), rtol=1e-5, atol=1e-4)
