@@ -85,6 +85,34 @@ def first_shell_pairs(structure: Any, factor: float = FIRST_SHELL_FACTOR) -> set
     }
 
 
+def first_shell_pairs_from_edges(
+    centre: np.ndarray,
+    other: np.ndarray,
+    dist: np.ndarray,
+    symbols: Any,
+    cutoff: float,
+    factor: float = FIRST_SHELL_FACTOR,
+) -> set[str] | None:
+    """:func:`first_shell_pairs` from a neighbour list already at hand (a crystal graph's edges: centre and
+    neighbour indices, distances in Å, every periodic image within ``cutoff``), or None where that list cannot
+    hold every first shell (an atom without a neighbour, or one whose shell radius ``factor`` × nearest exceeds
+    ``cutoff``): then the caller searches again. ``symbols``: element symbol per atom."""
+    n = len(symbols)
+    centre, other = np.asarray(centre, np.int64), np.asarray(other, np.int64)
+    dist = np.asarray(dist, np.float64)
+    keep = dist > 1e-8
+    centre, other, dist = centre[keep], other[keep], dist[keep]
+    nearest = np.full(n, np.inf)
+    np.minimum.at(nearest, centre, dist)
+    need = factor * nearest
+    if not np.all(need <= cutoff):
+        return None
+    shell = dist <= need[centre] * (1 + 1e-9)
+    return {
+        "-".join(sorted((symbols[i], symbols[j]))) for i, j in zip(centre[shell], other[shell], strict=True)
+    }
+
+
 @dataclass(frozen=True)
 class TrainingDomain:
     """What the training crystals span. ``volume_per_atom``: (min, max) in Å³; ``cell_sizes``: (atoms per cell,
@@ -200,12 +228,13 @@ def _alexandria_index() -> dict[str, tuple[tuple[str, ...], int, float, frozense
     return out
 
 
-def novel_bonds(structure: Any, domain: TrainingDomain | None) -> list[str]:
+def novel_bonds(structure: Any, domain: TrainingDomain | None, pairs: set[str] | None = None) -> list[str]:
     """The first-shell element pairs of ``structure`` that no training crystal has, sorted (``[]`` without a
-    domain or one that records no bonds)."""
+    domain or one that records no bonds); ``pairs``: its first-shell pairs when already known (e.g.
+    :func:`first_shell_pairs_from_edges` of its graph)."""
     if domain is None or not domain.bonds:
         return []
-    return sorted(first_shell_pairs(structure) - domain.bonds)
+    return sorted((first_shell_pairs(structure) if pairs is None else pairs) - domain.bonds)
 
 
 def static_warnings(structure: Any, domain: TrainingDomain | None) -> list[str]:

@@ -358,6 +358,20 @@ def _input_error(label: str, exc: BaseException) -> str:
     return f"{label}: {type(exc).__name__} while reading or building its graph ({detail})"
 
 
+def _graph_pairs(graphs: dict[str, Any], featurizers: dict[str, Any]) -> set[str] | None:
+    """First-shell element pairs from the edges of a structure's graph (the neighbour search is done once), or
+    None where the graph's cutoff is too short for them (then :func:`~optiladder.domain.novel_bonds` searches)."""
+    from .domain import first_shell_pairs_from_edges
+
+    for h, g in graphs.items():
+        f = featurizers[h]
+        if not hasattr(f, "elements") or not hasattr(g, "distances"):
+            continue
+        symbols = [f.elements[int(k)][0] for k in g.species]
+        return first_shell_pairs_from_edges(g.edge_index[0], g.edge_index[1], g.distances, symbols, f.cutoff)
+    return None
+
+
 def prepare_inputs(
     items: Sequence[tuple[Any, str]],
     featurizers: dict[str, Any],
@@ -403,7 +417,7 @@ def prepare_inputs(
                 warnings.simplefilter("ignore", UserWarning)
                 res.formula = s.composition.reduced_formula
             res.warnings = static_warnings(s, domain)
-            res.novel_bonds = novel_bonds(s, domain)
+            res.novel_bonds = novel_bonds(s, domain, _graph_pairs(graphs, featurizers))
         except (StructureError, *INPUT_ERRORS) as exc:
             res.error = _input_error(res.name, exc)
             continue

@@ -102,3 +102,28 @@ def test_shipped_models_have_no_boron_nitrogen_bond():
 def test_factor_is_respected(factor):
     s = Structure.from_dict(alexandria("train")[3]["structure"])
     assert first_shell_pairs(s, factor) == _pairs_by_get_all_neighbors(s, factor)
+
+
+def test_first_shell_pairs_from_a_graphs_edges_equal_a_new_search():
+    """The Predictor takes the first-shell pairs from the graph's neighbour list (one search per input): the
+    same sets as the search of its own on 200 bundled crystals; None (search again) when a shell reaches past
+    the graph's cutoff."""
+    from optiladder.domain import first_shell_pairs, first_shell_pairs_from_edges
+    from optiladder.graphs import DEFAULT_FEATURIZER as F
+    from optiladder.graphs import structure_graphs
+    from optiladder.structures import alexandria
+
+    structures = [e["structure"] for e in alexandria()[::17]]
+    answered = 0
+    for s, g in zip(structures, structure_graphs(structures, F), strict=True):
+        symbols = [F.elements[int(k)][0] for k in g.species]
+        pairs = first_shell_pairs_from_edges(g.edge_index[0], g.edge_index[1], g.distances, symbols, F.cutoff)
+        assert pairs is None or pairs == first_shell_pairs(s)
+        answered += pairs is not None
+        # a cutoff shorter than 1.1 × the nearest distance cannot hold the shell
+        short = float(g.distances.min())
+        assert (
+            first_shell_pairs_from_edges(g.edge_index[0], g.edge_index[1], g.distances, symbols, short)
+            is None
+        )
+    assert answered >= 0.95 * len(structures)  # 3,522 of the 3,538 bundled crystals need no second search
