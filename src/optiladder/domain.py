@@ -237,15 +237,21 @@ def novel_bonds(structure: Any, domain: TrainingDomain | None, pairs: set[str] |
     return sorted((first_shell_pairs(structure) if pairs is None else pairs) - domain.bonds)
 
 
-def static_warnings(structure: Any, domain: TrainingDomain | None) -> list[str]:
-    """One-line warnings for a validated pymatgen ``Structure`` (see the module docstring); ``[]`` if none."""
+@lru_cache(maxsize=256)
+def _is_metal(symbol: str) -> bool:
     from pymatgen.core import Element
 
+    return bool(Element(symbol).is_metal)
+
+
+def static_warnings(structure: Any, domain: TrainingDomain | None) -> list[str]:
+    """One-line warnings for a validated pymatgen ``Structure`` (see the module docstring); ``[]`` if none."""
     with warnings.catch_warnings():  # pymatgen warns about noble gases' electronegativity
         warnings.simplefilter("ignore", UserWarning)
-        symbols = sorted({sp.symbol for sp in structure.species})
-        electrons = int(sum(sp.Z for sp in structure.species))
-        metals = all(Element(s).is_metal for s in symbols)
+        species = structure.species  # a property that checks every site: read once
+        symbols = sorted({sp.symbol for sp in species})
+        electrons = int(sum(sp.Z for sp in species))
+        metals = all(_is_metal(s) for s in symbols)
     n = len(structure)
     vpa = float(structure.volume) / n
     out: list[str] = []
