@@ -125,35 +125,48 @@ def foundation_cost(repeats: int) -> dict:
     }
 
 
-def throughput(config: dict, threads: int = 1, batch_size: int = 64) -> dict:
-    """Materials per CPU second for every dataset structure (pymatgen dicts → spectra + verdict + warnings); a
-    configuration with the embedding memo runs once first, so the foundation embeddings are excluded."""
+def throughput(configs: dict[str, dict], threads: int = 1, batch_size: int = 64, rounds: int = 3) -> dict:
+    """Materials per CPU second for every dataset structure (pymatgen dicts → spectra + verdict + warnings), per
+    configuration. The configurations' predictors are loaded side by side and timed in ``rounds`` interleaved
+    rounds (a → b → c → a → …), each keeping its fastest round: the machine's load drifts over minutes, and
+    interleaving puts every configuration under the same drift. A configuration with the embedding memo runs once
+    first, so the foundation embeddings are excluded."""
     import torch
 
     from optiladder.data.store import Store
 
     torch.set_num_threads(threads)
     data = Store().table()
-    p = load_predictor(batch_size, **_apply(config))
-    if p.embedding_memo is not None:
-        p.predict(data.structures, data.ids)  # fills the memo
-    else:
-        p.predict(data.structures[:batch_size], data.ids[:batch_size])  # warm up
-    p.timings = dict.fromkeys(p.timings, 0.0)
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = p.predict(data.structures, data.ids)
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    assert all(r.ok for r in res)
-    return {
-        "cpu_seconds": round(cpu, 3),
-        "per_cpu_second": round(len(res) / cpu, 1),
-        "threads": threads,
-        "batch_size": batch_size,
-        "materials": len(res),
-        "seconds": round(dt, 3),
-        "per_second": round(len(res) / dt, 1),
-        "stage_seconds": {k: round(v, 3) for k, v in p.timings.items()},
-    }
+    preds = {}
+    for label, config in configs.items():
+        p = load_predictor(batch_size, **_apply(config))
+        if p.embedding_memo is not None:
+            p.predict(data.structures, data.ids)  # fills the memo
+        else:
+            p.predict(data.structures[:batch_size], data.ids[:batch_size])  # warm up
+        preds[label] = p
+    best: dict[str, dict] = {}
+    for _ in range(max(1, rounds)):
+        for label, p in preds.items():
+            _apply(configs[label])
+            p.timings = dict.fromkeys(p.timings, 0.0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = p.predict(data.structures, data.ids)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            assert all(r.ok for r in res)
+            if label not in best or cpu < best[label]["cpu_seconds"]:
+                best[label] = {
+                    "cpu_seconds": round(cpu, 3),
+                    "per_cpu_second": round(len(res) / cpu, 1),
+                    "threads": threads,
+                    "batch_size": batch_size,
+                    "materials": len(res),
+                    "rounds": rounds,
+                    "seconds": round(dt, 3),
+                    "per_second": round(len(res) / dt, 1),
+                    "stage_seconds": {k: round(v, 3) for k, v in p.timings.items()},
+                }
+    return best
 
 
 def load_test(requests: int, concurrency: int) -> dict:
@@ -246,7 +259,7 @@ def write_md(results: dict, path: Path) -> None:
         + " | ".join(f"{sg[k]['first_call_s']:.1f}" for k in labels)
         + " | |",
         f"| **batch throughput**, {th[new]['materials']} dataset structures, batches of {th[new]['batch_size']}, "
-        "materials per CPU second | "
+        f"materials per CPU second (fastest of {th[new].get('rounds', 1)} interleaved rounds) | "
         + " | ".join(f"**{th[k]['per_cpu_second']}**" for k in labels)
         + f" | ×{th[new]['per_cpu_second'] / th[old]['per_cpu_second']:.2f} |",
         "| batch throughput, wall (/s) | " + " | ".join(str(th[k]["per_second"]) for k in labels) + " | |",
@@ -302,6 +315,9 @@ def write_md(results: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="interleaved throughput rounds (the fastest counts)"
+    )
     ap.add_argument("--load-test", action="store_true", help="also run the loopback load test of serve")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=8)
@@ -319,10 +335,11 @@ def main() -> None:
         log.info("%s: single-structure latency …", label)
         single_res = single(config, args.repeats)
         log.info("%s", single_res)
-        log.info("%s: throughput …", label)
-        thr = throughput(config)
-        log.info("%s", thr)
-        results["configs"][label] = {"single": single_res, "throughput": thr}
+        results["configs"][label] = {"single": single_res}
+    log.info("throughput, %d interleaved rounds …", args.rounds)
+    for label, thr in throughput(CONFIGS, rounds=args.rounds).items():
+        log.info("%s: %s", label, thr)
+        results["configs"][label]["throughput"] = thr
     results["foundation"] = foundation_cost(args.repeats)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.load_test:
