@@ -679,10 +679,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     ids = dict(train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none"))
     sc_res = run_sc_study(
         out / "sc",
-        ScOptions(lr=tl.lr, weight_decay=tl.weight_decay, batch_size=tl.batch_size, max_epochs=tl.max_epochs,
-                  patience=tl.patience, max_seconds=tl.max_seconds, seed=opts.seed, ipa_heads=opts.sc_members,
-                  seeds=1 if opts.quick else 2,
-                  save_models=opts.save_models,
+        ScOptions(train=tuple((k, v) for k, v in asdict(tl).items() if k != "seed"), seed=opts.seed,
+                  ipa_heads=opts.sc_members, seeds=1 if opts.quick else 2, save_models=opts.save_models,
                   quick=opts.quick),
         rpa=Model(ship_members, feat.featurizer(found), get_target(LEVELS[1]),
                   make_card(name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), **ids)),

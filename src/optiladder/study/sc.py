@@ -39,21 +39,24 @@ RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int]] = {
 BASELINE_RECIPE = "ipa-heads"
 
 
+#: fine-tuning of every 1-value network: the levers study's ``aux`` runs (Adam, epoch-bounded with early stopping
+#: on validation; ``max_seconds`` only a safety cap per network)
+TRAIN: dict[str, Any] = dict(
+    lr=3e-4, weight_decay=1e-4, batch_size=32, max_epochs=60, patience=15, max_seconds=90.0
+)
+
+
 @dataclass(frozen=True)
 class ScOptions:
-    """Settings of :func:`run_sc_study`: fine-tuning as the levers study's ``aux`` runs (Adam lr 3e-4, weight decay
-    1e-4, batch 32, epoch-bounded with early stopping on validation; ``max_seconds`` only a safety cap per network);
-    ``recipes`` to train, each ``seeds`` times (chosen on the mean validation MAE over them); ``ipa_heads``: networks of the ``ipa-heads`` recipe; ``pool_limit``: a seeded random subset of the pool (0: all)."""
+    """Settings of :func:`run_sc_study`: ``recipes`` to train, each ``seeds`` times (chosen on the mean validation
+    MAE over them); ``ipa_heads``: networks of the ``ipa-heads`` recipe; ``train``: the
+    :class:`~optiladder.training.TrainSettings` fields of every network (default :data:`TRAIN`; its seed comes from
+    ``seed`` and the network); ``pool_limit``: a seeded random subset of the pool (0: all)."""
 
     recipes: tuple[str, ...] = tuple(RECIPES)
     seeds: int = 2
     ipa_heads: int = RECIPES["ipa-heads"][2]
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    max_epochs: int = 60
-    patience: int = 15
-    max_seconds: float = 90.0
+    train: tuple[tuple[str, Any], ...] = tuple(TRAIN.items())
     seed: int = 0
     pool_limit: int = 0
     save_models: bool = True
@@ -62,19 +65,15 @@ class ScOptions:
     @classmethod
     def quick_mode(cls, **overrides: Any) -> ScOptions:
         """A CI-sized run: 60 pool materials, a few epochs per network."""
-        base = dict(
-            seeds=1, max_epochs=4, patience=2, max_seconds=5.0, pool_limit=60, save_models=True, quick=True
-        )
+        quick = {**TRAIN, "max_epochs": 4, "patience": 2, "max_seconds": 5.0}
+        base = dict(seeds=1, train=tuple(quick.items()), pool_limit=60, save_models=True, quick=True)
         base.update(overrides)
         return cls(**base)
 
     def settings(self, seed: int):
         from ..training import TrainSettings
 
-        return TrainSettings(
-            lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size, max_epochs=self.max_epochs,
-            patience=self.patience, max_seconds=self.max_seconds, seed=seed,
-        )  # fmt: skip
+        return TrainSettings(**dict(self.train), seed=seed)
 
 
 def sc_labels(arrays: Any) -> np.ndarray:
