@@ -417,7 +417,8 @@ def prepare_inputs(
                 warnings.simplefilter("ignore", UserWarning)
                 res.formula = s.composition.reduced_formula
             res.warnings = static_warnings(s, domain)
-            res.novel_bonds = novel_bonds(s, domain, _graph_pairs(graphs, featurizers))
+            if domain is not None and domain.bonds:
+                res.novel_bonds = novel_bonds(s, domain, _graph_pairs(graphs, featurizers))
         except (StructureError, *INPUT_ERRORS) as exc:
             res.error = _input_error(res.name, exc)
             continue

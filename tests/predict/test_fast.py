@@ -162,11 +162,13 @@ def test_embedding_memo_hit_is_identical_and_new_structure_misses(predictor, exa
     assert Predictor(predictor.models, embedding_memo=0).embedding_memo is None
 
 
-def test_segment_sums_and_maxima_match_reduceat():
+def test_segment_sums_and_maxima_match_reduceat(monkeypatch):
     """The fast path's segment reductions (sparse product, gather rounds) against NumPy's reduceat, on segments of
-    lengths 1 to 40 (more than SEGMENT_MIN of them, so the sparse forms run) and on a few (reduceat itself)."""
+    lengths 1 to 40, wide and narrow rows, many segments and few (SEGMENT_MIN lowered so that the sparse forms run
+    there too); SEGMENT_REDUCE = "reduceat" is NumPy's form itself."""
     from optiladder.nn import stacked
 
+    monkeypatch.setattr(stacked, "SEGMENT_MIN", 2)
     rng = np.random.default_rng(3)
     for n_seg, width in ((200, (9, 4)), (80, (3456,)), (3, (7,))):
         counts = rng.integers(1, 41, n_seg)
@@ -177,3 +179,10 @@ def test_segment_sums_and_maxima_match_reduceat():
         assert s.shape == m.shape == (n_seg, *width) and s.dtype == m.dtype == np.float32
         np.testing.assert_array_equal(m, np.maximum.reduceat(x, starts, axis=0))
         np.testing.assert_allclose(s, np.add.reduceat(x, starts, axis=0), rtol=1e-5, atol=1e-4)
+        # each segment's sum is its own rows' (not a neighbour's): the last row changes only the last segment
+        y = x.copy()
+        y[-1] += 100.0
+        moved = np.abs(stacked.segment_sum(y, starts) - s).reshape(n_seg, -1).max(axis=1)
+        assert moved[-1] > 99.0 and (n_seg == 1 or moved[:-1].max() == 0.0)
+    monkeypatch.setattr(stacked, "SEGMENT_REDUCE", "reduceat")
+    np.testing.assert_array_equal(stacked.segment_sum(x, starts), np.add.reduceat(x, starts, axis=0))

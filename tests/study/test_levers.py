@@ -164,6 +164,11 @@ def test_ship_winner_into_a_registry(levers_run, tmp_path):
     assert rpa.members == 3 and rpa.card["training"]["parent"]["id"] == ipa.card["id"]
     assert rpa.card["metrics"]["values"]["median_sc"] > 0 and "snapshot" in rpa.card["retrained"]
     assert not set(rpa.card["training"]["train_ids"]) & set(Store(FIXTURES).table().split("test").ids)
+    # the sc networks name the installed model they were fine-tuned from (the study's recipe says which)
+    sc = load_model("sc", root=tmp_path)
+    recipe = sc.card["sc_study"]["recipe"]
+    assert sc.card["training"]["parent"]["id"] == (rpa if recipe == "member-heads" else ipa).card["id"]
+    assert sc.card["levers"]["variant"] == rpa.card["levers"]["variant"]
     p = Predictor.from_pretrained(root=tmp_path)
     (r,) = p.predict([Path(__file__).resolve().parents[2] / "examples" / "SiC.cif"])
     assert r.ok and "rpa" in r.trust and r.sc is not None

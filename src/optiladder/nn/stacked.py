@@ -300,7 +300,8 @@ class _Body:
 
 
 def segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sums of the consecutive row segments of ``x`` ``[n, ...]`` that begin at ``starts`` (increasing, first 0) →
+    """Sums of the consecutive row segments of ``x`` ``[n, ...]`` that begin at ``starts`` (strictly increasing,
+    first 0: no empty segment, where reduceat would return the row instead of 0) →
     ``[len(starts), ...]``: ``np.add.reduceat(x, starts, axis=0)``, as one sparse (CSR) × dense product, which is
     ~10× faster on wide rows (NumPy's reduceat walks a wide row's columns one by one); the float32 sums may differ
     from reduceat's in the last bits (order of additions). Fewer than :data:`SEGMENT_MIN` segments use reduceat. :data:`SEGMENT_REDUCE` ``"reduceat"`` restores the

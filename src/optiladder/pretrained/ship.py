@@ -174,7 +174,19 @@ def ship(
             "(tests/predict/fixtures/snapshot.npz, tests/predict/make_snapshot.py) was regenerated with it",
         )
         if name in ("rpa", "sc"):
-            from_rpa = name == "sc" and (card["training"].get("parent") or {}).get("name") == "rpa"
+            # an sc model says which model its networks were fine-tuned from (``sc_study.parents``, since
+            # 2026-12-07), else its parent's name does
+            from_rpa = name == "sc" and (
+                card.get("sc_study", {}).get("parents", (card["training"].get("parent") or {}).get("name"))
+                == "rpa"
+            )
+            if from_rpa and "rpa" not in only:
+                own = (card["training"].get("parent") or {}).get("train_ids_sha256")
+                if own != parent_model("rpa").card["training"]["train_ids_sha256"]:
+                    raise ValueError(
+                        f"{models / folder}: its networks come from an rpa ensemble trained on other materials than "
+                        "the installed rpa (train_ids_sha256 differs): ship them together"
+                    )
             card["training"] = {
                 **card["training"],
                 "parent": parent_ref(parent_model("rpa" if from_rpa else "ipa")),

@@ -639,6 +639,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             saved_rpa.update(members=cross, cal=ev["cal"], rule=ev["rule"], domain_scale=ev["domain"].scale)
     results["ensemble_choice"] = choice
     ship_members = cross if choice["shipped"] == "cross-parents" else members_by_seed[seeds_run[0]][0]
+    sc_extra: dict[str, Any] = {}
     if saved_rpa:
         lever, common, cal, rule = (
             saved_rpa["lever"],
@@ -654,6 +655,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
             else [lever["seed"]] * len(members)
         )
         lever = {**lever, "ensemble": choice["shipped"], "member_parents": parents}
+        sc_extra = {"levers": lever}
         uncertainty = {
             "calibration": cal.to_dict(), "rule": rule.to_dict(), "latent_scale": saved_rpa["domain_scale"],
             "fitted_on": f"validation split ({len(val)} materials), {choice['shipped']} ensemble",
@@ -686,7 +688,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                   make_card(name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), **ids)),
         ipa=Model([ipa_models[(free, found, seeds_run[0])]], feat.featurizer(found), get_target(LEVELS[0]),
                   make_card(name=f"levers-ipa-{winner}", target=get_target(LEVELS[0]), **ids)),
-        store=store, models_dir=out / "models" / "sc", command="optiladder study levers",
+        store=store, models_dir=out / "models" / "sc", command="optiladder study levers", card_extra=sc_extra,
     )  # fmt: skip
     results["sc"] = {k: sc_res[k] for k in ("recipes", "winner", "baseline", "mean_baseline_mae", "seconds")}
     results.update(
