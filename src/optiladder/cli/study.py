@@ -218,6 +218,7 @@ def sc_study(
 ) -> None:
     """SC[RPA; IPA] predictor recipes for an RPA ensemble, side by side; saves the one chosen on validation."""
     from ..data.store import Store
+    from ..pretrained import PretrainedError, load_model
     from ..study.sc import ScOptions, run_sc_study
 
     if verbose:
@@ -225,8 +226,9 @@ def sc_study(
     kw = dict(recipes=tuple(r.strip() for r in recipes.split(",") if r.strip()))
     opts = ScOptions.quick_mode(**kw) if quick else ScOptions(**kw)
     try:
-        res = run_sc_study(out, opts, rpa=rpa, ipa=ipa, store=Store(dataset) if dataset else Store())
-    except ValueError as exc:
+        models = {name: load_model(given) for name, given in (("rpa", rpa), ("ipa", ipa))}  # name or folder
+        res = run_sc_study(out, opts, **models, store=Store(dataset) if dataset else Store())
+    except (ValueError, PretrainedError) as exc:
         raise typer.BadParameter(str(exc)) from None
     for name, row in res["recipes"].items():
         typer.echo(

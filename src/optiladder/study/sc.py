@@ -156,16 +156,16 @@ def run_sc_study(
     out: str | Path,
     options: ScOptions | None = None,
     *,
-    rpa: Any = "rpa",
-    ipa: Any = "ipa",
+    rpa: Any,
+    ipa: Any,
     store: Any = None,
     models_dir: str | Path | None = None,
     command: str = "optiladder study sc",
     card_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train the ``options.recipes`` for the RPA ensemble ``rpa`` (a shipped name, a model folder or a
-    :class:`~optiladder.training.Model` whose card lists its training ids; ``ipa``: the IPA model of the baseline
-    recipe, likewise), score them on validation (choosing) and test (reporting), save the winner to ``models_dir``
+    """Train the ``options.recipes`` for the RPA ensemble ``rpa`` (a model folder or a
+    :class:`~optiladder.training.Model` whose card lists its training ids; ``optiladder study sc`` resolves the
+    shipped names; ``ipa``: the IPA model of the baseline recipe, likewise), score them on validation (choosing) and test (reporting), save the winner to ``models_dir``
     (default ``out/models/sc``) when ``options.save_models`` (``card_extra``: more card sections, e.g. the levers
     study's); writes ``results.json`` and ``README.md`` (which name ``command``) to ``out`` and returns the results.
     Validation and test are the store's records of those splits (a levers run's ``extra`` folders are not read).
@@ -175,9 +175,8 @@ def run_sc_study(
     from ..data.splits import check_trainable
     from ..data.store import Store
     from ..graphs import GraphCache
-    from ..pretrained import load_model
     from ..targets import get_target
-    from ..training import Model, make_card, make_data, predict, save_model
+    from ..training import Model, load_model_dir, make_card, make_data, predict, save_model
     from ..training.model import parent_ref
 
     opts = options or ScOptions()
@@ -187,7 +186,7 @@ def run_sc_study(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    models = {n: m if isinstance(m, Model) else load_model(m) for n, m in (("rpa", rpa), ("ipa", ipa))}
+    models = {n: m if isinstance(m, Model) else load_model_dir(m) for n, m in (("rpa", rpa), ("ipa", ipa))}
     spec = models["rpa"].featurizer.spec()
     if models["ipa"].featurizer.spec() != spec:
         raise ValueError(f"{ipa} and {rpa} read different node features")
