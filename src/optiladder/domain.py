@@ -79,6 +79,13 @@ def first_shell_pairs(structure: Any, factor: float = FIRST_SHELL_FACTOR) -> set
         if r >= r_max or np.all(need <= r):
             break
         r = min(r_max, max(2.0 * r, float(need[np.isfinite(need)].max(initial=0.0))))
+    return _shell_pairs(centre, other, dist, need, symbols)
+
+
+def _shell_pairs(
+    centre: np.ndarray, other: np.ndarray, dist: np.ndarray, need: np.ndarray, symbols: Any
+) -> set[str]:
+    """Element pairs of the neighbour-list entries within each centre's shell radius ``need``."""
     shell = dist <= need[centre] * (1 + 1e-9)
     return {
         "-".join(sorted((symbols[i], symbols[j]))) for i, j in zip(centre[shell], other[shell], strict=True)
@@ -107,10 +114,7 @@ def first_shell_pairs_from_edges(
     need = factor * nearest
     if not np.all(need <= cutoff):
         return None
-    shell = dist <= need[centre] * (1 + 1e-9)
-    return {
-        "-".join(sorted((symbols[i], symbols[j]))) for i, j in zip(centre[shell], other[shell], strict=True)
-    }
+    return _shell_pairs(centre, other, dist, need, symbols)
 
 
 @dataclass(frozen=True)
