@@ -276,26 +276,6 @@ def _with_y(data: list, y: np.ndarray) -> list:
     return out
 
 
-def _scalar_head_from(parent, target: np.ndarray, train: list, val: list, val_y: np.ndarray, settings):
-    """A 1-value model with ``parent``'s body, trained on ``target`` (standardised inside the head)."""
-    from ..nn import scalar_model
-    from ..training import fit, seed_everything
-    from ..training.freelabels import transfer_body
-
-    cfg = {
-        k: v
-        for k, v in parent.config.items()
-        if k not in ("out_dim", "output_activation", "target_shift", "target_scale")
-    }
-    seed_everything(settings.seed)  # the head's initial weights from the run's seed, not from earlier draws
-    model = scalar_model(
-        **cfg, target_shift=float(np.mean(target)), target_scale=float(np.std(target) or 1.0)
-    )
-    transfer_body(parent, model)
-    res = fit(model, _with_y(train, target[:, None]), _with_y(val, val_y[:, None]), settings)
-    return model, res
-
-
 def _finish(raw: np.ndarray) -> np.ndarray:
     """Raw RPA network output ``[n, G]`` → the reported spectrum (the RPA target's post-processing: the
     same as the Predictor and the model cards)."""
@@ -346,6 +326,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
     from .paper import choose_threads
     from .report_levers import write_levers_readme
+    from .sc import train_sc_heads
 
     opts = options or LeverOptions()
     unknown = [v for v in opts.variants if v not in VARIANTS]
@@ -544,9 +525,9 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         sets_ = {"validation": val, "test": test}
         # onset rule from a gap model (our gap_direct), kept only if it helps on validation
         gmask = np.isfinite(pool.gaps)
-        gap_model, _ = _scalar_head_from(
-            parent, pool.gaps[gmask], [d for d, ok in zip(data[("pool", found)], gmask, strict=True) if ok],
-            data[("validation", found)], np.nan_to_num(val.gaps), _settings(opts, "aux", seed),
+        (gap_model,) = train_sc_heads(
+            [parent], [d for d, ok in zip(data[("pool", found)], gmask, strict=True) if ok], pool.gaps[gmask],
+            data[("validation", found)], np.nan_to_num(val.gaps), lambda _s, seed=seed: _settings(opts, "aux", seed),
         )  # fmt: skip
         gap_pred = {n: predict(gap_model, data[(n, found)])[:, 0] for n in preds}
         onset = {n: apply_onset(st[n]["mean"], val.arrays.grid, gap_pred[n]) for n in preds}

@@ -94,7 +94,8 @@ def train_sc_heads(
     hidden: tuple[int, ...] | None = None,
     per_parent: int = 1,
 ) -> list:
-    """1-value OptiMate networks fine-tuned (all weights) from the bodies of ``parents`` on SC labels ``y_train``.
+    """1-value OptiMate networks fine-tuned (all weights) from the bodies of ``parents`` on the labels ``y_train``
+    (SC[RPA; IPA] here; the levers study's gap model of the onset rule too).
 
     ``per_parent`` networks per parent (network ``k`` of parent ``p`` trains with ``settings_of(seed)``, seed
     ``p`` for ``k = 0`` else ``500 + 10·p + k``); ``hidden``: head widths (None: the parent's). The target is
