@@ -106,7 +106,8 @@ def test_duplicate_edge_collapse_is_exact(predictor, inputs):
     net = StackedOptiMate({n: m.nets for n, m in predictor.models.items()})
     (y_full, z_full), (y_merged, z_merged) = net.forward(full), net.forward(merged)
     for name in y_full:
-        np.testing.assert_allclose(y_merged[name], y_full[name], rtol=0, atol=ATOL)
+        # float32 sums in another order: v2026.12.07's raw outputs reach ~31, where 1e-5 is 3e-7 relative
+        np.testing.assert_allclose(y_merged[name], y_full[name], rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(z_merged[name], z_full[name], rtol=1e-5, atol=1e-6)  # float32 sum order
     # only identical rows are merged: an edge whose features differ in one bit stays its own edge
     src, dst = np.array([0, 0, 0, 1]), np.array([1, 1, 1, 0])
