@@ -9,9 +9,10 @@ label. Two recipes, trained and scored side by side in one run (:func:`run_sc_st
   full 3×1024 head, all weights fine-tuned from the IPA model's body, their mean;
 * ``member-heads``: one 1-value network per RPA ensemble member, all weights fine-tuned from that member's body
   (it has learnt the local fields) with a small head (``hidden``, default 2×128), their mean: a quarter of the
-  parameters (2.1 M against 8.6 M for the shipped ensemble). Measured for the shipped ensemble
-  (``reports/sc/README.md``, 2 seeds): validation MAE 0.0246 against 0.0257, test 0.0273 against 0.0266, i.e.
-  equally accurate within the seed spread.
+  parameters (2.1 M against 8.6 M). Measured (2 seeds each) for v2026.12.06b's ensemble (``reports/sc/README.md``):
+  validation MAE 0.0246 against 0.0257, test 0.0273 against 0.0266; for v2026.12.07's, inside its levers run
+  (``reports/levers/sc/README.md``): validation 0.0225 against 0.0232, test 0.0269 against 0.0289. The shipped
+  ``sc`` of v2026.12.07 is a member-heads model.
 
 :func:`train_sc_heads` is the one place both recipes are trained (the levers study calls it too). The winner is
 saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
