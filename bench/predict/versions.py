@@ -53,7 +53,8 @@ def main(old: str, new: str) -> None:
 
     torch.set_num_threads(1)
     val = Store().table().split("validation")
-    score(old, val)  # warm-up: the foundation embeddings of the validation structures are cached before timing
+    # warm-up: the foundation embeddings of the validation structures are cached before timing
+    score(old, val)
     runs = {v: score(v, val) for v in (old, new)}
     sizes = [int(k) for k in np.unique(val.nsites)]
     out = {
