@@ -264,18 +264,6 @@ def _new_model(node_dim: int, **kw: Any):
     return OptiMate(node_dim=node_dim, norm="batch_norm", **kw)
 
 
-def _with_y(data: list, y: np.ndarray) -> list:
-    """Shallow copies of ``Data`` objects with targets ``y`` ``[n, out]``."""
-    import torch
-
-    out = []
-    for d, row in zip(data, np.asarray(y, np.float32), strict=True):
-        c = d.clone()
-        c.y = torch.as_tensor(row)[None, :]
-        out.append(c)
-    return out
-
-
 def _finish(raw: np.ndarray) -> np.ndarray:
     """Raw RPA network output ``[n, G]`` → the reported spectrum (the RPA target's post-processing: the
     same as the Predictor and the model cards)."""
@@ -322,11 +310,11 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     from ..onset import apply_onset
     from ..spectra import similarity_coefficient
     from ..targets import get_target
-    from ..training import Model, embed, fit, make_card, predict, save_model, seed_everything
+    from ..training import Model, embed, fit, make_card, predict, save_model, seed_everything, with_targets
     from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
     from .paper import choose_threads
     from .report_levers import write_levers_readme
-    from .sc import train_sc_heads
+    from .sc import train_scalar_heads
 
     opts = options or LeverOptions()
     unknown = [v for v in opts.variants if v not in VARIANTS]
@@ -404,8 +392,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 model = _new_model(node_dim[found])
                 if free:
                     transfer_body(free_models[found], model)
-                fr = fit(model, _with_y(data[("pool", found)], y_ipa),
-                         _with_y(data[("validation", found)], val.arrays.ipa), _settings(opts, "scratch", seed))  # fmt: skip
+                fr = fit(model, with_targets(data[("pool", found)], y_ipa),
+                         with_targets(data[("validation", found)], val.arrays.ipa), _settings(opts, "scratch", seed))  # fmt: skip
                 ipa_models[key] = model
                 results["runs"][f"ipa free={free} found={found_label(found)} seed={seed}"] = {
                     "best_epoch": fr.best_epoch, "epochs": fr.epochs_run, "seconds": round(fr.seconds, 1)}  # fmt: skip
@@ -415,7 +403,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 ids = np.sort(perm[:s])
                 model = copy.deepcopy(ipa_models[key])
                 tr = [data[("pool", found)][i] for i in ids]
-                fr = fit(model, _with_y(tr, y_rpa[ids]), _with_y(data[("validation", found)], val.arrays.rpa),
+                fr = fit(model, with_targets(tr, y_rpa[ids]), with_targets(data[("validation", found)], val.arrays.rpa),
                          _settings(opts, tl_kind, seed))  # fmt: skip
                 row = per.setdefault(f"{v}|{size_label[s]}", {"validation": [], "test": [], "seconds": []})
                 for name, es in (("validation", val), ("test", test)):
@@ -515,7 +503,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         members = [tl_models[(winner, seed)]]
         for k in range(1, opts.ensemble):
             m = copy.deepcopy(parent)
-            fit(m, _with_y(data[("pool", found)], y_rpa), _with_y(data[("validation", found)], val.arrays.rpa),
+            fit(m, with_targets(data[("pool", found)], y_rpa), with_targets(data[("validation", found)], val.arrays.rpa),
                 _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
             members.append(m)
         ev = evaluate(members)
@@ -525,7 +513,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         sets_ = {"validation": val, "test": test}
         # onset rule from a gap model (our gap_direct), kept only if it helps on validation
         gmask = np.isfinite(pool.gaps)
-        (gap_model,) = train_sc_heads(
+        (gap_model,) = train_scalar_heads(
             [parent], [d for d, ok in zip(data[("pool", found)], gmask, strict=True) if ok], pool.gaps[gmask],
             data[("validation", found)], np.nan_to_num(val.gaps), lambda _s, seed=seed: _settings(opts, "aux", seed),
         )  # fmt: skip

@@ -14,8 +14,8 @@ label. Two recipes, trained and scored side by side in one run (:func:`run_sc_st
   (``reports/levers/sc/README.md``): validation 0.0225 against 0.0232, test 0.0269 against 0.0289. The shipped
   ``sc`` of v2026.12.07 is a member-heads model.
 
-:func:`train_sc_heads` is the one place both recipes are trained (the levers study calls it too). The winner is
-saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
+:func:`train_scalar_heads` is the one place both recipes are trained (the levers study's gap model too). The winner
+is saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
 --only sc`` installs it beside the shipped ``ipa`` and ``rpa``.
 """
 
@@ -84,7 +84,7 @@ def sc_labels(arrays: Any) -> np.ndarray:
     return similarity_coefficient(arrays.rpa, arrays.ipa, arrays.grid)
 
 
-def train_sc_heads(
+def train_scalar_heads(
     parents: list,
     train: list,
     y_train: np.ndarray,
@@ -102,12 +102,11 @@ def train_sc_heads(
     ``p`` for ``k = 0`` else ``500 + 10·p + k``); ``hidden``: head widths (None: the parent's). The target is
     standardised inside the head (shift/scale from ``y_train``). Returns the networks (eval mode) in order."""
     from ..nn import scalar_model
-    from ..training import fit, seed_everything
+    from ..training import fit, seed_everything, with_targets
     from ..training.freelabels import transfer_body
-    from .levers import _with_y
 
     y_train = np.asarray(y_train, np.float64)
-    tr, va = _with_y(train, y_train[:, None]), _with_y(val, np.asarray(y_val)[:, None])
+    tr, va = with_targets(train, y_train[:, None]), with_targets(val, np.asarray(y_val)[:, None])
     out = []
     for p, parent in enumerate(parents):
         cfg = {
@@ -167,10 +166,11 @@ def run_sc_study(
 ) -> dict[str, Any]:
     """Train the ``options.recipes`` for the RPA ensemble ``rpa`` (a model folder or a
     :class:`~optiladder.training.Model` whose card lists its training ids; ``optiladder study sc`` resolves the
-    shipped names; ``ipa``: the IPA model of the baseline recipe, likewise), score them on validation (choosing) and test (reporting), save the winner to ``models_dir``
-    (default ``out/models/sc``) when ``options.save_models`` (``card_extra``: more card sections, e.g. the levers
-    study's); writes ``results.json`` and ``README.md`` (which name ``command``) to ``out`` and returns the results.
-    Validation and test are the store's records of those splits (a levers run's ``extra`` folders are not read).
+    shipped names; ``ipa``: the IPA model of the baseline recipe, likewise), score them on validation (choosing)
+    and test (reporting), save the winner to ``models_dir`` (default ``out/models/sc``) when
+    ``options.save_models`` (``card_extra``: more card sections, e.g. the levers study's); writes
+    ``results.json`` and ``README.md`` (which name ``command``) to ``out`` and returns the results. Validation and
+    test are the store's records of those splits (a levers run's ``extra`` folders are not read).
     """
     import datetime as dt
 
@@ -241,7 +241,7 @@ def run_sc_study(
         # repeats with other seeds (a recipe's MAE moves by ~0.002 with the heads' initial weights); the first is
         # the one reported per material and saved
         for rep in range(max(1, opts.seeds)):
-            trained = train_sc_heads(
+            trained = train_scalar_heads(
                 models[which].nets, data["pool"], y["pool"], data["validation"], y["validation"],
                 lambda s, rep=rep: opts.settings(opts.seed + 1000 * rep + s), hidden=hidden, per_parent=per_parent,
             )  # fmt: skip
@@ -388,6 +388,6 @@ __all__ = [
     "paired_bootstrap",
     "run_sc_study",
     "sc_labels",
-    "train_sc_heads",
+    "train_scalar_heads",
     "write_sc_readme",
 ]

@@ -197,9 +197,9 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
 
     from ..data.store import Store
     from ..nn import CGAT
-    from ..training import fit, ids_sha256, predict, seed_everything
+    from ..training import fit, ids_sha256, predict, seed_everything, with_targets
     from ..training.freelabels import free_label_set, pretrain_free_labels, transfer_body
-    from .levers import Featurize, _finish, _new_model, _scores, _settings, _with_y, study_sets
+    from .levers import Featurize, _finish, _new_model, _scores, _settings, study_sets
     from .paper import choose_threads
     from .report_scaling import write_scaling_report
 
@@ -217,7 +217,10 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
          for n, es in (("pool", pool), ("validation", val), ("test", test))}  # fmt: skip
     g["pre"] = g["pool"] if pre.source == "v1" else feat.data(pre.ids, pre.structures, foundation=())
     y_rpa = pool.arrays.rpa.astype(np.float32)
-    val_ipa, val_rpa = _with_y(g["validation"], val.arrays.ipa), _with_y(g["validation"], val.arrays.rpa)
+    val_ipa, val_rpa = (
+        with_targets(g["validation"], val.arrays.ipa),
+        with_targets(g["validation"], val.arrays.rpa),
+    )
     pre_sizes, rpa_sizes = _sizes(opts.pre_sizes, len(pre)), _sizes(opts.rpa_sizes, len(pool))
     n_pre_all = pre_sizes[-1]
     rpa_ref = min(rpa_sizes, key=lambda s: abs(s - opts.rpa_ref))
@@ -283,7 +286,7 @@ def run_scaling(out: str | Path, options: ScalingOptions | None = None, store=No
     ):
         check_trainable(ids, context=f"scaling {kind}")
         model.set_trainable(trainable)
-        fr = fit(model, _with_y(data, y), val_data, _settings(lo, kind, seed))
+        fr = fit(model, with_targets(data, y), val_data, _settings(lo, kind, seed))
         model.set_trainable("all")
         return fr
 

@@ -5,7 +5,7 @@ Public API (imported lazily: ``import optiladder.training.model`` does not impor
     Model, save_model, load_model_dir, verify_dir, make_card, model_id, ids_sha256, PretrainedError   (model)
     TrainSettings, FitResult, fit, train_one_epoch, evaluate, predict, embed, batches                  (loop)
     train_model, predict_arrays, TrainResult                                                           (entry points)
-    target_values, dataset_graphs, make_data                                                           (data)
+    target_values, dataset_graphs, make_data, with_targets                                             (data)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _WHERE = {
         "verify_dir",
         "write_card",
     ),
-    "data": ("dataset_graphs", "make_data", "target_values"),
+    "data": ("dataset_graphs", "make_data", "target_values", "with_targets"),
     "loop": (
         "FitResult",
         "TrainSettings",

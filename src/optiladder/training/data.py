@@ -48,3 +48,16 @@ def make_data(graphs: Sequence[Graph], y: np.ndarray | None, ids: Sequence[str])
             attrs["y"] = np.asarray(y[k], dtype=np.float32)[None, :]
         out.append(to_data(g, **attrs))
     return out
+
+
+def with_targets(data: Sequence, y: np.ndarray) -> list:
+    """Shallow copies of ``Data`` objects (e.g. from :func:`make_data` without targets) with ``y`` ``[n, out]``:
+    one graph list serves several targets (IPA, RPA, a scalar) without rebuilding it."""
+    import torch
+
+    out = []
+    for d, row in zip(data, np.asarray(y, np.float32), strict=True):
+        c = d.clone()
+        c.y = torch.as_tensor(row)[None, :]
+        out.append(c)
+    return out
