@@ -448,7 +448,11 @@ class Predictor:
     edges collapsed) and Re ε comes from the FFT form of Kramers–Kronig; outputs equal the torch path's to
     float32 rounding (tests/predict/test_fast.py). ``fast=False`` runs each network in torch on the full
     multigraph and Kramers–Kronig as a dense matrix product: the path before, kept as the reference. Models the
-    stacked forward does not know (another architecture) run in torch either way.
+    stacked forward does not know (another architecture) run in torch either way. ``head_precision`` (fast path
+    only): ``"fp16"`` (default) keeps the weights of the large spectrum heads (27 M of v2026.12.07's 31.5 M
+    parameters) in float16 and multiplies in float32, which halves the bytes one CIF reads; Im ε then differs
+    from the float32 path by ~1e-4 of its peak (tests/predict/test_fast.py, bench/predict/results.md);
+    ``"fp32"`` equals the torch path to float32 rounding.
     ``embedding_memo``: foundation embeddings of this many structures are kept in memory
     (:class:`~optiladder.foundation.EmbeddingMemo`), so a structure predicted again skips the foundation models;
     0 keeps none.
@@ -464,12 +468,18 @@ class Predictor:
         smooth_ev: float | None = None,
         device: str = "cpu",
         fast: bool = True,
+        head_precision: str = "fp16",
         embedding_memo: int | None = None,
     ):
         from .foundation import DEFAULT_MEMO_SIZE, EmbeddingMemo
 
         self.models = dict(models)
         self.fast = bool(fast)
+        from .nn.stacked import HEAD_PRECISIONS
+
+        if head_precision not in HEAD_PRECISIONS:
+            raise ValueError(f"head_precision {head_precision!r}: expected one of {HEAD_PRECISIONS}")
+        self.head_precision = head_precision
         size = DEFAULT_MEMO_SIZE if embedding_memo is None else int(embedding_memo)
         #: foundation embeddings of the structures seen (None: no memo)
         self.embedding_memo = EmbeddingMemo(size) if size > 0 else None
@@ -598,7 +608,8 @@ class Predictor:
             try:
                 self._stacked = {
                     h: StackedOptiMate(
-                        {n: m.nets for n, m in self.models.items() if self._model_feat[n] == h}
+                        {n: m.nets for n, m in self.models.items() if self._model_feat[n] == h},
+                        head_precision=self.head_precision,
                     )
                     for h in self.featurizers
                 }

@@ -61,6 +61,7 @@ class Trust:
         self.rule = WarningRule(**block["rule"])
         self.scale = float(block["latent_scale"])
         self._train_z: np.ndarray | None = None
+        self._train_sq: np.ndarray | None = None
 
     @classmethod
     def of(cls, model: Any) -> Trust | None:
@@ -70,7 +71,7 @@ class Trust:
         return cls(model)
 
     def train_embeddings(self) -> np.ndarray:
-        """Pooled first-member embeddings ``[n_train, D]`` of the training crystals (computed once)."""
+        """Pooled first-member embeddings ``[n_train, D]`` float64 of the training crystals (computed once)."""
         if self._train_z is None:
             from .graphs import GraphCache
             from .structures import alexandria
@@ -83,7 +84,9 @@ class Trust:
             graphs = GraphCache(self.model.featurizer).graphs(
                 [e["mat_id"] for e in entries], [e["structure"] for e in entries]
             )
-            self._train_z = embed(self.model.nets[0], make_data(graphs, None, [e["mat_id"] for e in entries]))
+            z = embed(self.model.nets[0], make_data(graphs, None, [e["mat_id"] for e in entries]))
+            self._train_z = np.asarray(z, dtype=np.float64)
+            self._train_sq = (self._train_z * self._train_z).sum(1)
         return self._train_z
 
     def assess(
@@ -99,7 +102,7 @@ class Trust:
         from .evaluation.uncertainty import nearest_distance, relative_spread
 
         u = 1.0 - relative_spread(mean, spread, self.model.target.omega())
-        d = nearest_distance(embedding, self.train_embeddings()) / self.scale
+        d = nearest_distance(embedding, self.train_embeddings(), train_sq=self._train_sq) / self.scale
         e = self.calibration.expected(u, d)
         lo, hi = self.calibration.interval(e)
         novel = None if novel_bonds is None else [list(b) for b in novel_bonds]

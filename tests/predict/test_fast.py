@@ -5,6 +5,8 @@ supercells): the stacked NumPy
 forward (:mod:`optiladder.nn.stacked`) with duplicate edges collapsed gives Im ε and SC[RPA; IPA] within 1e-5
 (absolute) of every network run in torch on the full multigraph; the FFT form of Kramers–Kronig equals the dense
 quadrature kernel; the embedding memo returns identical output for a repeated structure and misses a new one.
+The default half-precision heads (``head_precision="fp16"``) stay within 1e-4 of the float32 path's peak and do
+not depend on the other structures of a batch.
 """
 
 from __future__ import annotations
@@ -47,10 +49,42 @@ def inputs(examples):
 
 @pytest.fixture(scope="module")
 def both(predictor, inputs):
-    """(fast results, torch-path results) of every input, same loaded models."""
+    """(fast float32 results, torch-path results) of every input, same loaded models."""
     slow = Predictor(predictor.models, fast=False, embedding_memo=0)
-    assert predictor.fast and predictor.embedding_memo is not None
-    return predictor.predict(inputs), slow.predict(inputs)
+    fast = Predictor(predictor.models, head_precision="fp32")
+    assert fast.fast and fast.embedding_memo is not None
+    return fast.predict(inputs), slow.predict(inputs)
+
+
+def test_half_precision_heads_match_float32_and_ignore_the_batch(predictor, both, inputs):
+    """The default path (float16 head weights) against the float32 fast path: Im ε within 1e-4 of each
+    spectrum's peak (float16 rounds a weight by ≤ 2⁻¹¹ relative; measured ~2e-5), SC[RPA; IPA] unchanged (its
+    head stays float32), the same warnings; and a structure predicted alone gives what it gives in a batch to
+    float32 rounding (activations are not quantized, so nothing depends on the batch)."""
+    from optiladder.nn.stacked import HALF_MIN_WEIGHTS
+
+    assert predictor.head_precision == "fp16"
+    half, full = predictor.predict(inputs), both[0]
+    worst = 0.0
+    for a, b in zip(half, full, strict=True):
+        assert a.ok and b.ok
+        for lv in a.spectra:
+            ia, ib = a.spectra[lv].trace_im(), b.spectra[lv].trace_im()
+            worst = max(worst, float(np.abs(ia - ib).max() / np.abs(ib).max()))
+        assert a.sc == b.sc and a.warnings == b.warnings
+    assert 0.0 < worst < 1e-4, worst  # > 0: the heads really ran in half precision
+    alone = predictor.predict(inputs[3:4])[0]
+    # float32 sum order only (the body's products block differently for another number of rows); a per-batch
+    # activation scale (int8 dynamic quantization) would move it by ~1e-3 of the peak
+    np.testing.assert_allclose(
+        alone.spectra["rpa"].trace_im(), half[3].spectra["rpa"].trace_im(), rtol=RTOL, atol=ATOL
+    )
+    # the large spectrum heads are halved, the small sc heads are not
+    groups = next(iter(predictor._stacked_nets().values()))._head_groups
+    assert sorted(g.precision for _, g in groups) == ["fp16", "fp32"]
+    assert sum(p.numel() for p in predictor.models["sc"].nets[0].head.parameters()) < HALF_MIN_WEIGHTS
+    with pytest.raises(ValueError, match="head_precision"):
+        Predictor(predictor.models, head_precision="int4")
 
 
 def test_fast_path_equals_torch_path(both):

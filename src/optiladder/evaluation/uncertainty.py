@@ -56,13 +56,17 @@ def ensemble_stats(preds: np.ndarray, grid: np.ndarray = MODEL_GRID) -> dict[str
     return {"mean": mean, "spread": spread, "agreement": 1.0 - relative_spread(mean, spread, grid)}
 
 
-def nearest_distance(query: np.ndarray, train: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
+def nearest_distance(
+    query: np.ndarray, train: np.ndarray, *, exclude_self: bool = False, train_sq: np.ndarray | None = None
+) -> np.ndarray:
     """Euclidean distance ``[n_query]`` from each row of ``query`` ``[n, D]`` to its nearest row of ``train``.
 
     ``exclude_self``: ``query`` is ``train`` and the zero distance of each row to itself is skipped.
+    ``train_sq``: ``(train * train).sum(1)``, when the caller keeps it (a fixed training set).
     """
     q, t = np.asarray(query, float), np.asarray(train, float)
-    d2 = (q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2.0 * q @ t.T
+    t_sq = (t * t).sum(1) if train_sq is None else train_sq
+    d2 = (q * q).sum(1)[:, None] + t_sq[None, :] - 2.0 * q @ t.T
     d2 = np.maximum(d2, 0.0)
     if exclude_self:
         np.fill_diagonal(d2, np.inf)

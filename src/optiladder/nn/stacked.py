@@ -53,6 +53,12 @@ SEGMENT_REDUCE = "sparse"
 #: fewer segments than this (one CIF: a few nodes) stay with ``reduceat``, whose cost there is below the sparse
 #: matrix's construction
 SEGMENT_MIN = 32
+#: how the head MLPs multiply (:class:`_Heads`): ``"fp32"`` (stacked float32 products, equal to the torch
+#: networks to float32 rounding) or ``"fp16"`` (float16 weights, float32 arithmetic)
+HEAD_PRECISIONS = ("fp32", "fp16")
+#: a head group whose networks hold fewer weights each than this stays float32 whatever the precision asked
+#: (the sc heads: 65 k weights, where the per-network calls of the half-precision path cost more than they save)
+HALF_MIN_WEIGHTS = 1 << 18
 #: edge features of smaller magnitude are set to 0 (they are 1e-20 of the row's largest value or less, below
 #: float32 resolution, and their products with the weights would be slow subnormal floats)
 EDGE_FLUSH = 1e-20
@@ -351,30 +357,67 @@ def _per_net(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 
 class _Heads:
-    """Head MLPs of K networks with equal head shapes (stacked, batch norm folded)."""
+    """Head MLPs of K networks with equal head shapes (stacked, batch norm folded).
 
-    def __init__(self, nets: Sequence[Any]):
+    ``precision`` ``"fp32"``: stacked float32 products (:func:`_bmm`). ``"fp16"``: every layer's weights stored
+    as float16 and multiplied in float32 by FBGEMM's packed half-precision GEMM
+    (``torch.ops.quantized.linear_dynamic_fp16``: weights converted in registers, activations and sums stay
+    float32), one network at a time. A head reads each of its weights once per call, so for a few graphs (one
+    CIF: a matrix–vector product bound by memory bandwidth) half the bytes is about half the time. The only
+    change to the maths is the rounding of each weight to float16 (relative 2⁻¹¹ at most); nothing depends on
+    the other graphs of a batch (activations are not quantized)."""
+
+    def __init__(self, nets: Sequence[Any], precision: str = "fp32"):
         from .heads import Head
 
         if not all(type(n.head) is Head for n in nets):
             raise NotImplementedError("no fast path for a head other than Head")
+        if precision not in HEAD_PRECISIONS:
+            raise ValueError(f"head precision {precision!r}: expected one of {HEAD_PRECISIONS}")
         per = [mlp_layers(n.head.mlp.layers) for n in nets]
-        self.layers = [
-            (_stack([p[i][0] for p in per]), _stack([p[i][1] for p in per])[:, None], per[0][i][2])
-            for i in range(len(per[0]))
-        ]
+        self.precision = precision
+        self.relu = [r for _, _, r in per[0]]
+        if precision == "fp16":
+            import torch
+
+            # packed [out, in] half-precision weights with their float32 biases, per network and layer
+            self.packed = [
+                [torch.ops.quantized.linear_prepack_fp16(_t32(w.T), _t32(b)) for w, b, _ in p] for p in per
+            ]
+            self.layers = []
+        else:
+            self.layers = [
+                (_stack([p[i][0] for p in per]), _stack([p[i][1] for p in per])[:, None], per[0][i][2])
+                for i in range(len(per[0]))
+            ]
         self.leaky = np.array([n.head.output_activation == "leaky_relu" for n in nets])
         self.scale = np.array([n.head.scale for n in nets], np.float32)[:, None, None]
         self.shift = np.array([n.head.shift for n in nets], np.float32)[:, None, None]
 
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        """``[K, n_graphs, D] → [K, n_graphs, out_dim]`` float32."""
+    def _mlp(self, z: np.ndarray) -> np.ndarray:
+        if self.precision == "fp16":
+            import torch
+
+            ops = torch.ops.quantized
+            out = []
+            with torch.inference_mode():
+                for k, packed in enumerate(self.packed):
+                    h = torch.from_numpy(np.ascontiguousarray(z[k], np.float32))
+                    for w, relu in zip(packed, self.relu, strict=True):
+                        h = (ops.linear_relu_dynamic_fp16 if relu else ops.linear_dynamic_fp16)(h, w)
+                    out.append(h.numpy())
+            return np.stack(out)
         h = z
         for w, b, relu in self.layers:
             h = _bmm(h, w)
             h += b
             if relu:
                 np.maximum(h, 0.0, out=h)
+        return h
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """``[K, n_graphs, D] → [K, n_graphs, out_dim]`` float32."""
+        h = self._mlp(z)
         if self.leaky.all():
             h = np.maximum(h, HEAD_LEAKY_SLOPE * h)
         elif self.leaky.any():
@@ -382,14 +425,23 @@ class _Heads:
         return h * self.scale + self.shift
 
 
+def _t32(a: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a, np.float32))
+
+
 class StackedOptiMate:
     """Eval-mode OptiMate networks (name → list of member networks) in one NumPy forward (module docstring).
 
     ``nets``: model name → its member networks (``Model.nets``), all reading the same graphs. Networks are
     grouped by equal body shapes and by equal head shapes; each group's weights are stacked once here.
+    ``head_precision``: ``"fp32"`` (default: every output equals the torch networks' to float32 rounding) or
+    ``"fp16"`` (the head groups of at least :data:`HALF_MIN_WEIGHTS` weights per network keep float16 weights:
+    :class:`_Heads`).
     """
 
-    def __init__(self, nets: dict[str, Sequence[Any]]):
+    def __init__(self, nets: dict[str, Sequence[Any]], *, head_precision: str = "fp32"):
         from .optimate import OptiMate
 
         self.names = list(nets)
@@ -402,7 +454,15 @@ class StackedOptiMate:
         self.members = {name: len(ms) for name, ms in nets.items()}
         self._body_groups = self._group(flat, lambda n: (_signature(n, "node_mlp"), _signature(n, "convs"),
                                                          _signature(n, "pool")), _Body)  # fmt: skip
-        self._head_groups = self._group(flat, lambda n: _signature(n, "head"), _Heads)
+        if head_precision not in HEAD_PRECISIONS:
+            raise ValueError(f"head precision {head_precision!r}: expected one of {HEAD_PRECISIONS}")
+
+        def heads(group: Sequence[Any]) -> _Heads:
+            size = sum(p.numel() for p in group[0].head.parameters())
+            return _Heads(group, head_precision if size >= HALF_MIN_WEIGHTS else "fp32")
+
+        self.head_precision = head_precision
+        self._head_groups = self._group(flat, lambda n: _signature(n, "head"), heads)
         self._flat_names = [name for name, _ in flat]
 
     @staticmethod
