@@ -221,3 +221,20 @@ def test_segment_sums_and_maxima_match_reduceat(monkeypatch):
         assert moved[-1] > 99.0 and (n_seg == 1 or moved[:-1].max() == 0.0)
     monkeypatch.setattr(stacked, "SEGMENT_REDUCE", "reduceat")
     np.testing.assert_array_equal(stacked.segment_sum(x, starts), np.add.reduceat(x, starts, axis=0))
+
+
+def test_edge_blocks_change_no_number(predictor, inputs, monkeypatch):
+    """The GATv2 edge features built in blocks of edges (cache-sized) give bit-identical outputs to one block."""
+    from optiladder.nn import stacked
+
+    h = next(iter(predictor.featurizers))
+    batch = stacked.FastBatch.from_graphs([predictor.graph(predictor.read(s))[h] for s in inputs])
+    net = stacked.StackedOptiMate({n: m.nets for n, m in predictor.models.items()})
+    monkeypatch.setattr(stacked, "EDGE_BLOCK", 7)  # many blocks, a ragged last one
+    assert batch.src.size > 10 * 7 and batch.src.size % 7
+    y_blocks, z_blocks = net.forward(batch)
+    monkeypatch.setattr(stacked, "EDGE_BLOCK", 10**9)
+    y_one, z_one = net.forward(batch)
+    for name in y_one:
+        np.testing.assert_array_equal(y_blocks[name], y_one[name])
+        np.testing.assert_array_equal(z_blocks[name], z_one[name])
