@@ -58,8 +58,9 @@ def both(predictor, inputs):
 
 def test_half_precision_heads_match_float32_and_ignore_the_batch(predictor, both, inputs):
     """The default path (float16 head weights) against the float32 fast path: Im ε within 1e-4 of each
-    spectrum's peak (float16 rounds a weight by ≤ 2⁻¹¹ relative; measured ~2e-5), SC[RPA; IPA] unchanged (its
-    head stays float32), the same warnings; and a structure predicted alone gives what it gives in a batch to
+    spectrum's peak (float16 rounds a weight by ≤ 2⁻¹¹ relative; measured ~2e-5), SC[RPA; IPA] unchanged to
+    float32 rounding (its head stays float32; the embedding memo may hold a structure's foundation embeddings from
+    another batch, which moves the last bit), the same warnings; and a structure predicted alone gives what it gives in a batch to
     float32 rounding (activations are not quantized, so nothing depends on the batch)."""
     from optiladder.nn.stacked import HALF_MIN_WEIGHTS
 
@@ -71,7 +72,7 @@ def test_half_precision_heads_match_float32_and_ignore_the_batch(predictor, both
         for lv in a.spectra:
             ia, ib = a.spectra[lv].trace_im(), b.spectra[lv].trace_im()
             worst = max(worst, float(np.abs(ia - ib).max() / np.abs(ib).max()))
-        assert a.sc == b.sc and a.warnings == b.warnings
+        assert a.sc == pytest.approx(b.sc, abs=1e-6) and a.warnings == b.warnings
     assert 0.0 < worst < 1e-4, worst  # > 0: the heads really ran in half precision
     alone = predictor.predict(inputs[3:4])[0]
     # float32 sum order only (the body's products block differently for another number of rows); a per-batch
