@@ -59,15 +59,20 @@ def gw_table() -> str:
     return "\n".join(rows)
 
 
-def vae_table() -> str:
-    path = ROOT / "reports/wavefunction/vae.json"
+#: VAE study results (``optiladder wavefunction train --report``), one table each; the verdict takes the best
+#: validation R² over all of them
+VAE_RESULTS = ("vae.json", "vae_states256.json")
+
+
+def vae_table(name: str = "vae.json") -> str:
+    path = ROOT / "reports/wavefunction" / name
     if not path.exists():
-        return "(no vae.json)"
+        return f"(no {name})"
     res = json.loads(path.read_text())
     sets = [k for k in ("train", "validation", "test") if k in res["n_eval_states"]]
     names = {"train": "train sample", "validation": "validation", "test": "test"}
     rows = [
-        f"grid {res['grid']}³, latent {res['latent']}, {res['n_train_states']} training states of "
+        f"grid {res['grid']}³, {_latents(res)}, {res['n_train_states']} training states of "
         f"{len(res['train_materials'])} train-split materials, {res['epochs']} epochs (batch {res['batch_size']}, "
         f"lr {res['lr']:g}); scored on "
         + ", ".join(f"{res['n_eval_states'][k]} {names[k]} states" for k in sets)
@@ -80,9 +85,9 @@ def vae_table() -> str:
         "|---|---|" + "---|" * len(sets) + "---|",
     ]
     for m in res["models"]:
-        sel = " (selected on validation)" if m["channels"] == res.get("selected") else ""
+        sel = " (selected on validation)" if _model_key(m) == res.get("selected") else ""
         rows.append(
-            f"| VAE, {m['channels']} channels{sel} | {m['n_parameters']:,} | "
+            f"| VAE, {_model_label(m, res)}{sel} | {m['n_parameters']:,} | "
             + " | ".join(f"**{m[k]['r2_aligned']:.3f}** ({m[k]['r2']:.3f})" for k in sets)
             + f" | {m['train_seconds']:.0f}"
             + (f" ({m['epochs_run']} epochs)" if m.get("epochs_run", res["epochs"]) != res["epochs"] else "")
@@ -95,7 +100,7 @@ def vae_table() -> str:
             + " | – |"
         )
     per = [
-        f"{m['channels']} channels: "
+        f"{_model_label(m, res)}: "
         + ", ".join(f"{mid} {r2:.2f}" for part in m["per_material"].values() for mid, r2 in part.items())
         for m in res["models"]
     ]
@@ -104,17 +109,36 @@ def vae_table() -> str:
 
 
 def vae_verdict() -> str:
-    path = ROOT / "reports/wavefunction/vae.json"
-    if not path.exists():
+    runs = [
+        json.loads(p.read_text())
+        for p in (ROOT / "reports/wavefunction" / n for n in VAE_RESULTS)
+        if p.exists()
+    ]
+    if not runs:
         return "not measured"
-    res = json.loads(path.read_text())
-    best = max(res["models"], key=lambda m: m["validation"]["r2_aligned"])
+    res, best = max(
+        ((r, m) for r in runs for m in r["models"]), key=lambda rm: rm[1]["validation"]["r2_aligned"]
+    )
     r2 = best["validation"]["r2_aligned"]
     test = f", test {best['test']['r2_aligned']:.2f}" if "test" in best else ""
     return (
         f"**{'reached' if r2 >= 0.9 else 'not reached'}**: {r2:.2f} on the validation materials{test} "
-        f"({best['channels']} channels)"
+        f"({_model_label(best, res)})"
     )
+
+
+def _latents(res: dict) -> str:
+    z = res["latent"]
+    return f"latent {z}" if isinstance(z, int) else "latents " + ", ".join(map(str, z))
+
+
+def _model_key(m: dict):
+    """What ``selected`` holds: the model's folder name (older results: its width)."""
+    return m.get("name", m["channels"])
+
+
+def _model_label(m: dict, res: dict) -> str:
+    return f"{m['channels']} channels, latent {m.get('latent', res['latent'])}"
 
 
 def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed: int = 0) -> dict:
@@ -391,6 +415,7 @@ if __name__ == "__main__":
     text = (
         text.replace("GW_TABLE", gw_table())
         .replace("VAE_VERDICT", vae_verdict())
+        .replace("VAE_TABLE_STATES256", vae_table("vae_states256.json"))
         .replace("VAE_TABLE", vae_table())
         .replace("DOWNSTREAM_TABLE", downstream_table())
         .replace("DOWNSTREAM_VAE", downstream_vae())

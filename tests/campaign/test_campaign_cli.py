@@ -95,7 +95,7 @@ def _wait_calculation(work: Path, db: str) -> dict:
         return rows[0] if rows else None
 
     job = wait_for(running, 30, "a running job in the database")
-    time.sleep(0.5)  # inside the calculation (each takes 2–4 s; a longer wait risks an idle machine finishing it)
+    time.sleep(0.5)  # inside the calculation (2-4 s each): a longer wait lets an idle machine finish it
     assert calculations(work), "the calculation ended before it could be killed; use a slower input"
     return job
 

@@ -166,3 +166,61 @@ def test_training_overfits_real_states_and_round_trips(si_pair, tmp_path):
     (out / "weights.pt").write_bytes((out / "weights.pt").read_bytes()[:-8] + b"corrupt!")
     with pytest.raises(ValueError, match="checksum"):
         load_vae(out)
+
+
+def test_cosine_schedule_ends_within_the_time_budget():
+    from optiladder.wavefunction.vae import _cosine_lr
+
+    assert _cosine_lr(1e-3, 0.0) == pytest.approx(1e-3)
+    assert _cosine_lr(1e-3, 1.0) == pytest.approx(1e-4)
+    assert _cosine_lr(1e-3, 5.0) == pytest.approx(1e-4)  # clipped past the end
+    x = np.random.default_rng(0).random((6, 6, 6, 6), dtype=np.float32)
+    _, hist = train_vae(x, channels=2, latent=4, epochs=5, batch_size=3)
+    lrs = [h["lr"] for h in hist]
+    assert len(hist) == 5 and lrs[0] == pytest.approx(3e-3) and all(np.diff(lrs) < 0)
+    _, hist = train_vae(x, channels=2, latent=4, epochs=10_000, batch_size=3, time_budget_s=1e-3)
+    assert len(hist) == 1  # the next epoch would overrun the budget: stop
+
+
+def test_vae_study_trains_each_latent_and_width_and_selects_on_validation(monkeypatch, tmp_path):
+    """Names, selection and the incremental report of :func:`vae_study` (synthetic states, no exports)."""
+    import json
+
+    from optiladder.wavefunction import study
+    from optiladder.wavefunction.data import StateSet
+
+    ids = ["agm003157600", "agm002125834", "agm002221093"]  # train, validation, test split
+    n = 8
+    rng = np.random.default_rng(1)
+    fake = StateSet(
+        grid=6,
+        mat_ids=ids,
+        x=rng.random((3 * n, 6, 6, 6), dtype=np.float32),
+        material=np.repeat(np.arange(3), n),
+        kpt=np.zeros((3 * n, 3)),
+        band=np.tile(np.arange(n), 3),
+        eps=np.zeros(3 * n),
+        valence=np.tile(np.arange(n) < n // 2, 3),
+        density=np.zeros((3, 6, 6, 6), np.float32),
+        meta=[{"mat_id": m} for m in ids],
+    )
+    monkeypatch.setattr(study, "load_states", lambda paths, grid: fake)
+    res = study.vae_study(
+        ["unused"],
+        tmp_path / "m",
+        channels=[2],
+        latent=[4, 16],
+        grid=6,
+        epochs=1,
+        pca_ks=(2,),
+        report=tmp_path / "vae.json",
+    )
+    assert [m["name"] for m in res["models"]] == ["vae-c2-z4", "vae-c2"]
+    assert sorted(res["pca"]) == ["16", "2", "4"]  # PCA beside every latent size
+    assert res["train_materials"] == ["agm003157600"]  # never the held-out materials
+    best = max(res["models"], key=lambda m: m["validation"]["r2_aligned"])
+    assert res["selected"] == best["name"]
+    assert json.loads((tmp_path / "vae.json").read_text())["selected"] == best["name"]
+    for m in res["models"]:
+        back, card = load_vae(tmp_path / "m" / m["name"])
+        assert back.latent == m["latent"] == card["latent"]

@@ -185,17 +185,34 @@ def train(
     exports: Annotated[
         list[Path], typer.Argument(help="Wavefunction export files (.npz) or folders of them")
     ],
-    out: Annotated[Path, typer.Option(help="Folder for the models (vae-c<width>/)")] = Path("vae"),
+    out: Annotated[
+        Path, typer.Option(help="Folder for the models (vae-c<width>/, vae-c<width>-z<latent>/)")
+    ] = Path("vae"),
     channels: Annotated[list[int], typer.Option(help="Widths to train (one model each)")] = [4, 8],  # noqa: B006
+    latent: Annotated[
+        list[int], typer.Option(help="Latent sizes to train (repeat; one model per latent × width)")
+    ] = [16],  # noqa: B006
     grid: Annotated[int, typer.Option(help="Cubic model grid")] = 8,
     epochs: Annotated[int, typer.Option()] = 40,
     per_material: Annotated[int, typer.Option(help="Random training states per material")] = 64,
+    eval_per_material: Annotated[
+        int, typer.Option(help="Random states per material scored (train sample: at most 512 in all)")
+    ] = 64,
     batch_size: Annotated[int, typer.Option()] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam, cosine decay)")] = 2e-3,
-    report: Annotated[Path | None, typer.Option(help="Write the results as JSON here")] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(help="Seconds per model: the cosine schedule ends within it (fewer epochs if needed)"),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the results as JSON here (also after each model)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every epoch")] = False,
 ) -> None:
-    """Train the state VAE on train-split materials; print R² (up to shifts/permutations) per width beside PCA."""
+    """Train the state VAE on train-split materials; print R² (up to shifts/permutations) per model beside PCA."""
     _one_thread()
+    if verbose:
+        logging.getLogger("optiladder").setLevel(logging.INFO)
     from ..wavefunction.study import vae_study
 
     files = _npz_files(exports)
@@ -203,29 +220,30 @@ def train(
         files,
         out,
         channels=channels,
+        latent=latent,
         grid=grid,
         epochs=epochs,
         per_material=per_material,
+        eval_per_material=eval_per_material,
         batch_size=batch_size,
         lr=lr,
+        time_budget_s=time_budget,
+        report=report,
     )
     sets = [k for k in ("train", "validation", "test") if k in res["n_eval_states"]]
     for k, v in res["pca"].items():
         typer.echo(f"PCA k={k:>3}  " + "  ".join(f"{s} {v[s]['r2_aligned']:.3f}" for s in sets))
     for m in res["models"]:
         typer.echo(
-            f"VAE channels {m['channels']:>3}  params {m['n_parameters']:>7}  "
+            f"VAE {m['name']:<14} params {m['n_parameters']:>7}  "
             + "  ".join(f"{s} {m[s]['r2_aligned']:.3f}" for s in sets)
-            + f"  {m['train_seconds']:.0f} s"
+            + f"  {m['train_seconds']:.0f} s ({m['epochs_run']} epochs)"
         )
     typer.echo(
-        f"selected on validation: channels {res['selected']}"
+        f"selected on validation: {res['selected']}"
         if res["selected"] is not None
-        else "no validation materials among the exports: no width selected"
+        else "no validation materials among the exports: no model selected"
     )
-    if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(res, indent=1) + "\n")
 
 
 @wf_app.command("downstream")

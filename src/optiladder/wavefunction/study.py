@@ -8,6 +8,7 @@ the trainable materials, and scores the final model on the held-out (test-split)
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -75,7 +76,7 @@ def vae_study(
     out: str | Path,
     *,
     channels: Sequence[int] = (4, 8),
-    latent: int = 16,
+    latent: int | Sequence[int] = 16,
     grid: int = 8,
     per_material: int | None = 64,
     eval_per_material: int | None = 64,
@@ -85,15 +86,22 @@ def vae_study(
     seed: int = 0,
     pca_ks: Sequence[int] = (8, 16, 32),
     time_budget_s: float | None = None,
+    report: str | Path | None = None,
 ) -> dict:
-    """Train one VAE per width in ``channels`` on train-split states; save each to ``out/vae-c<width>``.
+    """Train one VAE per (width, latent size) in ``channels`` × ``latent`` (in that order) on train-split states; save each to
+    ``out/<name>``, ``name`` = ``vae-c<width>`` for latent 16 (the first models' name) else
+    ``vae-c<width>-z<latent>``.
 
     Scores (plain R² and R² up to the shifts/permutations the latent forgets, :func:`~.vae.aligned_r2`) on a
     sample of the training states, on the **validation** materials (where widths are compared) and on the
     **test** materials (reported, never used for a choice), beside the PCA yardstick (:func:`pca_r2`) on the
-    same states. Returns the results dict (``selected``: the width with the best validation R², None without
-    validation materials). ``time_budget_s``: each width stops after the epoch that passes it (``epochs_run``).
+    same states (PCA sizes ``pca_ks`` plus every latent size). Returns the results dict (``selected``: the name
+    of the model with the best validation R², None without validation materials). ``time_budget_s``: each model
+    ends its cosine schedule within it (:func:`~.vae.train_vae`; ``epochs_run``). ``report``: the results are
+    also written there (JSON) after the PCA and after each model, so a stopped run keeps what it measured.
     """
+    latents = [latent] if isinstance(latent, int) else list(latent)
+    pca_ks = sorted({*pca_ks, *latents})
     torch.set_num_threads(1)
     states = load_states(paths, grid=grid)
     parts = split_materials(states.mat_ids)
@@ -111,7 +119,7 @@ def vae_study(
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "grid": grid,
-        "latent": latent,
+        "latent": latents[0] if len(latents) == 1 else latents,
         "train_materials": train.mat_ids,
         "validation_materials": parts["validation"],
         "test_materials": parts["test"],
@@ -122,13 +130,16 @@ def vae_study(
         "lr": lr,
         "pca": {str(k): v for k, v in pca_r2(xi, evals, pca_ks).items()},
         "models": [],
+        "selected": None,
     }
-    for c in channels:
+    _write(report, results)
+    for c, z in ((c, z) for c in channels for z in latents):
+        name = f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}"
         t0 = time.time()
         model, hist = train_vae(
             xi,
             channels=c,
-            latent=latent,
+            latent=z,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -137,7 +148,9 @@ def vae_study(
         )
         secs = time.time() - t0
         entry = {
+            "name": name,
             "channels": c,
+            "latent": z,
             "n_parameters": int(sum(p.numel() for p in model.parameters())),
             "train_seconds": round(secs, 1),
             "epochs_run": len(hist),
@@ -151,20 +164,32 @@ def vae_study(
             "task": "beta-VAE of |phi_nk(r)| (scaled to max 1) on a cubic model grid; loss and R² up to grid "
             "shifts and axis permutations",
             "grid": grid,
+            "latent": z,
             "train_materials": train.mat_ids,
             "n_train_states": len(xi),
             "validation_r2_aligned": entry.get("validation", {}).get("r2_aligned"),
             "date": results["date"],
         }
-        save_vae(model, Path(out) / f"vae-c{c}", card)
-        log.info("VAE c=%d: R² up to shifts/permutations %s", c, {k: entry[k]["r2_aligned"] for k in evals})
+        save_vae(model, Path(out) / name, card)
+        log.info("VAE %s: R² up to shifts/permutations %s", name, {k: entry[k]["r2_aligned"] for k in evals})
         results["models"].append(entry)
-    results["selected"] = (  # chosen on validation only; without validation materials, no choice is made
-        max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["channels"]
-        if "validation" in evals
-        else None
-    )
+        results["selected"] = (  # chosen on validation only; without validation materials, no choice is made
+            max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["name"]
+            if "validation" in evals
+            else None
+        )
+        _write(report, results)
     return results
+
+
+def _write(path: str | Path | None, results: dict) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def per_material_r2(model, states: StateSet, per_material: int | None, seed: int) -> dict[str, float]:

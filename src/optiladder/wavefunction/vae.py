@@ -176,16 +176,22 @@ def train_vae(
     time_budget_s: float | None = None,
 ) -> tuple[StateVAE, list[dict]]:
     """Train a :class:`StateVAE` on scaled states ``[n, g, g, g]`` (train-split materials only; the caller
-    checks with :meth:`~.data.StateSet.check_trainable`). Adam, cosine learning rate; returns (model, history)."""
+    checks with :meth:`~.data.StateSet.check_trainable`). Adam, cosine learning rate; returns (model, history).
+
+    The cosine runs over the training's progress ``p = max(epochs done / epochs, seconds / time_budget_s)``, and
+    training stops at ``p ≥ 1``: with a time budget the learning rate still decays to its floor (0.1·lr) by the
+    last epoch, rather than the run being cut at a high learning rate."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = StateVAE(channels, latent, beta)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=0.1 * lr)
     xt = torch.from_numpy(np.ascontiguousarray(x_train[:, None], dtype=np.float32))
     history = []
     t0 = time.time()
+    progress = 0.0
     for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(lr, progress)
         model.train()
         tot = mse_sum = kl_sum = 0.0
         for idx in _batches(len(xt), batch_size, rng):
@@ -196,16 +202,32 @@ def train_vae(
             tot += len(idx)
             mse_sum += mse * len(idx)
             kl_sum += kl * len(idx)
-        sched.step()
+        secs = time.time() - t0
         history.append(
-            {"epoch": epoch, "mse": mse_sum / tot, "kl": kl_sum / tot, "seconds": time.time() - t0}
+            {
+                "epoch": epoch,
+                "mse": mse_sum / tot,
+                "kl": kl_sum / tot,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": secs,
+            }
         )
-        log.info("epoch %d mse %.5f kl %.2f", epoch, mse_sum / tot, kl_sum / tot)
-        if time_budget_s is not None and time.time() - t0 > time_budget_s:
-            log.warning("time budget reached after %d epochs", epoch + 1)
-            break
+        log.info("epoch %d mse %.5f kl %.2f (%.0f s)", epoch, mse_sum / tot, kl_sum / tot, secs)
+        progress = (epoch + 1) / max(epochs, 1)
+        if time_budget_s is not None:
+            # the next epoch should not overrun the budget: count it at the mean epoch time so far
+            progress = max(progress, (secs + secs / (epoch + 1)) / time_budget_s)
+            if progress > 1 and epoch + 1 < epochs:
+                log.warning("time budget reached after %d epochs", epoch + 1)
+                break
     model.eval()
     return model, history
+
+
+def _cosine_lr(lr: float, progress: float) -> float:
+    """Cosine from ``lr`` (progress 0) to ``0.1·lr`` (progress ≥ 1)."""
+    p = min(max(progress, 0.0), 1.0)
+    return 0.1 * lr + 0.9 * lr * 0.5 * (1.0 + float(np.cos(np.pi * p)))
 
 
 @torch.no_grad()
