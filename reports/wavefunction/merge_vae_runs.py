@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from optiladder.wavefunction.study import select_on_validation
+
 SAME = (
     "grid",
     "train_materials",
@@ -35,11 +37,7 @@ def merge(runs: list[dict]) -> dict:
     out["models"] = [m for r in runs for m in r["models"]]
     out["latent"] = sorted({m["latent"] for m in out["models"]})
     out["runs"] = [{"date": r["date"], "models": [m["name"] for m in r["models"]]} for r in runs]
-    out["selected"] = (
-        max(out["models"], key=lambda m: m["validation"]["r2_aligned"])["name"]
-        if first["validation_materials"]
-        else None
-    )
+    out["selected"] = select_on_validation(out["models"]) if first["validation_materials"] else None
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..engine.gw import read_gw_record
+from ..engine.records import write_bytes_atomic
 from .data import StateSet, load_states, r2_score, split_materials
 from .downstream import (
     build_table,
@@ -173,23 +174,20 @@ def vae_study(
         save_vae(model, Path(out) / name, card)
         log.info("VAE %s: R² up to shifts/permutations %s", name, {k: entry[k]["r2_aligned"] for k in evals})
         results["models"].append(entry)
-        results["selected"] = (  # chosen on validation only; without validation materials, no choice is made
-            max(results["models"], key=lambda m: m["validation"]["r2_aligned"])["name"]
-            if "validation" in evals
-            else None
-        )
+        results["selected"] = select_on_validation(results["models"]) if "validation" in evals else None
         _write(report, results)
     return results
 
 
+def select_on_validation(models: Sequence[dict]) -> str:
+    """The name of the model with the best validation R² up to shifts/permutations (never chosen on test)."""
+    return max(models, key=lambda m: m["validation"]["r2_aligned"])["name"]
+
+
 def _write(path: str | Path | None, results: dict) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
+    """Write the results JSON atomically (a stopped run keeps the last complete file)."""
+    if path is not None:
+        write_bytes_atomic((json.dumps(results, indent=1) + "\n").encode(), path, overwrite=True)
 
 
 def per_material_r2(model, states: StateSet, per_material: int | None, seed: int) -> dict[str, float]:
