@@ -239,3 +239,48 @@ def test_edge_blocks_change_no_number(predictor, inputs, monkeypatch):
     for name in y_one:
         np.testing.assert_array_equal(y_blocks[name], y_one[name])
         np.testing.assert_array_equal(z_blocks[name], z_one[name])
+
+
+def test_a_body_shared_bit_for_bit_is_computed_once(predictor, inputs):
+    """An sc-like network trained on an rpa member's frozen body (``member-heads-frozen``) shares that body in
+    the stacked forward: one body fewer, and its outputs still equal its own torch forward; a body that differs
+    in one weight by one float32 step is not shared."""
+    import copy
+
+    import torch
+
+    from optiladder.nn import scalar_model
+    from optiladder.nn.stacked import FastBatch, StackedOptiMate, body_fingerprint
+    from optiladder.predict import GraphBatch
+    from optiladder.training.freelabels import transfer_body
+
+    member = predictor.models["rpa"].nets[1]
+    cfg = {k: v for k, v in member.config.items() if k not in ("out_dim", "output_activation", "head_hidden")}
+    torch.manual_seed(0)
+    frozen = scalar_model(**cfg, head_hidden=[16, 16])
+    transfer_body(member, frozen)
+    frozen.set_trainable("head")
+    frozen.train()  # the frozen body stays in eval mode: its batch-norm statistics do not move
+    graphs_t = GraphBatch.from_graphs([predictor.graph(predictor.read(s))[next(iter(predictor.featurizers))]
+                                       for s in inputs[:6]])  # fmt: skip
+    frozen(graphs_t)
+    frozen.eval()
+    assert body_fingerprint(frozen) == body_fingerprint(member)
+    nudged = copy.deepcopy(frozen)
+    with torch.no_grad():
+        w = nudged.convs[0].lin_l.weight
+        w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(float("inf")))
+    assert body_fingerprint(nudged) != body_fingerprint(member)
+
+    h = next(iter(predictor.featurizers))
+    graphs = [predictor.graph(predictor.read(s))[h] for s in inputs[:6]]
+    nets = {"rpa": predictor.models["rpa"].nets, "sc": [frozen, nudged]}
+    stacked = StackedOptiMate(nets)
+    assert (
+        stacked.bodies == len(nets["rpa"]) + 1
+    )  # the frozen copy shares member 1's body, the nudged one not
+    y, _ = stacked.forward(FastBatch.from_graphs(graphs))
+    with torch.inference_mode():
+        for k, net in enumerate(nets["sc"]):
+            np.testing.assert_allclose(y["sc"][k], net(graphs_t).numpy(), rtol=0, atol=3e-5)
+        np.testing.assert_allclose(y["rpa"][1], member(graphs_t).numpy(), rtol=0, atol=3e-5)

@@ -38,9 +38,40 @@ def test_quick_sc_study_of_the_shipped_ensemble(tmp_path):
     assert r["rpa"]["id"] == rpa["id"] and r["n"]["pool"] == 60
     assert (
         r["recipes"]["member-heads"]["networks"] == rpa["members"]
+        and r["recipes"]["member-heads-frozen"]["networks"] == rpa["members"]
         and r["recipes"]["ipa-heads"]["networks"] == 3
     )
+    assert r["recipes"]["member-heads-frozen"]["trainable"] == "head"
     saved = load_model_dir(out / "models" / "sc")
     assert set(saved.card["training"]["train_ids"]) <= set(rpa["training"]["train_ids"])
     assert saved.members == r["recipes"][r["winner"]]["networks"]
     assert "| ipa-heads |" in (out / "README.md").read_text()
+
+
+def test_frozen_member_heads_keep_the_members_body_bit_for_bit():
+    """``member-heads-frozen`` trains the small head only: the network's body (weights and batch-norm buffers)
+    stays the parent member's, so the fast path shares it; ``member-heads`` moves the body."""
+    from optiladder.data.store import Store
+    from optiladder.graphs import GraphCache
+    from optiladder.nn.stacked import StackedOptiMate, body_fingerprint
+    from optiladder.pretrained import load_model
+    from optiladder.study.sc import ScOptions, sc_labels, train_scalar_heads
+    from optiladder.training import make_data
+
+    rpa = load_model("rpa")
+    table = Store().table()
+    train, validation = table.split("train"), table.split("validation")
+    pool = train.subset(np.arange(len(train)) < 24)
+    val = validation.subset(np.arange(len(validation)) < 8)
+    cache = GraphCache(rpa.featurizer)
+    tr, va = (
+        make_data(cache.graphs(list(t.ids), list(t.structures)), None, list(t.ids)) for t in (pool, val)
+    )
+    opts = ScOptions.quick_mode()
+    parents = rpa.nets[:2]
+    kw = dict(hidden=(16,), settings_of=lambda s: opts.settings(s))
+    frozen = train_scalar_heads(parents, tr, sc_labels(pool), va, sc_labels(val), trainable="head", **kw)
+    moved = train_scalar_heads(parents[:1], tr, sc_labels(pool), va, sc_labels(val), **kw)
+    assert [body_fingerprint(n) for n in frozen] == [body_fingerprint(n) for n in parents]
+    assert body_fingerprint(moved[0]) != body_fingerprint(parents[0])
+    assert StackedOptiMate({"rpa": rpa.nets, "sc": frozen}).bodies == len(rpa.nets)

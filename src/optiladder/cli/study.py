@@ -210,7 +210,9 @@ def sc_study(
     rpa: Annotated[str, typer.Option(help="The RPA ensemble: a shipped name or a model folder")] = "rpa",
     ipa: Annotated[str, typer.Option(help="The IPA model of the baseline recipe")] = "ipa",
     dataset: DatasetOption = None,
-    recipes: Annotated[str, typer.Option(help="Comma-separated recipes")] = "ipa-heads,member-heads",
+    recipes: Annotated[
+        str, typer.Option(help="Comma-separated recipes (optiladder.study.sc.RECIPES)")
+    ] = "ipa-heads,member-heads,member-heads-frozen",
     quick: Annotated[
         bool, typer.Option("--quick", help="A CI-sized run (60 pool materials, 4 epochs)")
     ] = False,
@@ -232,7 +234,7 @@ def sc_study(
         raise typer.BadParameter(str(exc)) from None
     for name, row in res["recipes"].items():
         typer.echo(
-            f"{name:<14} validation MAE {row['validation']['mae']:.4f}  test MAE {row['test']['mae']:.4f}"
+            f"{name:<19} validation MAE {row['validation']['mae']:.4f}  test MAE {row['test']['mae']:.4f}"
         )
     typer.echo(f"chosen on validation: {res['winner']}; report: {out / 'README.md'} ({res['seconds']:.0f} s)")
 

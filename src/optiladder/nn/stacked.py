@@ -208,6 +208,41 @@ def _signature(net: Any, part: str) -> tuple:
     return tuple((k, tuple(v.shape)) for k, v in net.state_dict().items() if k.startswith(part + "."))
 
 
+#: the parts of an OptiMate network before the head (what :class:`_Body` computes)
+BODY_PARTS = ("node_mlp", "convs", "pool")
+#: config keys that only concern the head (two networks with bit-identical body weights and equal other keys
+#: compute the same embedding)
+HEAD_CONFIG = (
+    "head_hidden",
+    "out_dim",
+    "output_activation",
+    "target_shift",
+    "target_scale",
+    "loss",
+    "dropout",
+)
+
+
+def body_fingerprint(net: Any) -> str:
+    """sha256 of a network's body: its non-head config and every body tensor (weights and batch-norm buffers),
+    bit for bit. Equal fingerprints mean equal embeddings for every input (e.g. an ``sc`` network trained on its
+    ``rpa`` member's frozen body), so :class:`StackedOptiMate` computes such a body once."""
+    import hashlib
+    import json
+
+    import torch
+
+    h = hashlib.sha256()
+    cfg = {k: v for k, v in getattr(net, "config", {}).items() if k not in HEAD_CONFIG}
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for k, v in net.state_dict().items():
+        if k.split(".", 1)[0] in BODY_PARTS:
+            t = v.detach().cpu().contiguous()
+            h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update((t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes())
+    return h.hexdigest()
+
+
 class _Body:
     """Node MLP, GATv2 layers and pooling of K networks with equal body shapes (stacked weights)."""
 
@@ -461,8 +496,16 @@ class StackedOptiMate:
             if net.training:
                 raise ValueError("StackedOptiMate needs eval-mode networks")
         self.members = {name: len(ms) for name, ms in nets.items()}
-        self._body_groups = self._group(flat, lambda n: (_signature(n, "node_mlp"), _signature(n, "convs"),
-                                                         _signature(n, "pool")), _Body)  # fmt: skip
+        # networks with bit-identical bodies (body_fingerprint) share one computation: flat index → the index of
+        # the first network with that body, whose embedding it reuses
+        first: dict[str, int] = {}
+        self._same_body = [first.setdefault(body_fingerprint(net), i) for i, (_, net) in enumerate(flat)]
+        unique = [(i, flat[i]) for i in sorted(set(self._same_body))]
+        groups = self._group(
+            [f for _, f in unique], lambda n: tuple(_signature(n, p) for p in BODY_PARTS), _Body
+        )
+        self._body_groups = [([unique[j][0] for j in idx], body) for idx, body in groups]
+        self.bodies = len(unique)
         if head_precision not in HEAD_PRECISIONS:
             raise ValueError(f"head precision {head_precision!r}: expected one of {HEAD_PRECISIONS}")
 
@@ -488,7 +531,7 @@ class StackedOptiMate:
             out = body(batch)
             for j, i in enumerate(idx):
                 z[i] = out[j]
-        return z
+        return [z[i] for i in self._same_body]
 
     def forward(self, batch: FastBatch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """``(outputs, embeddings)``: model name → ``[members, n_graphs, out_dim]`` float32 raw outputs, and

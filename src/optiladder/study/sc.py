@@ -9,7 +9,10 @@ label. Two recipes, trained and scored side by side in one run (:func:`run_sc_st
   full 3×1024 head, all weights fine-tuned from the IPA model's body, their mean;
 * ``member-heads``: one 1-value network per RPA ensemble member, all weights fine-tuned from that member's body
   (it has learnt the local fields) with a small head (``hidden``, default 2×128), their mean: a quarter of the
-  parameters (2.1 M against 8.6 M). Measured (2 seeds each) for v2026.12.06b's ensemble (``reports/sc/README.md``):
+  parameters (2.1 M against 8.6 M);
+* ``member-heads-frozen``: the same small heads trained on each member's frozen body: the body stays
+  bit-identical to the member's, so the fast prediction path (:class:`~optiladder.nn.stacked.StackedOptiMate`)
+  computes it once for the ``rpa`` member and its ``sc`` network (5 of the 11 bodies of a prediction saved). Measured (2 seeds each) for v2026.12.06b's ensemble (``reports/sc/README.md``):
   validation MAE 0.0246 against 0.0257, test 0.0273 against 0.0266; for v2026.12.07's, inside its levers run
   (``reports/levers/sc/README.md``): validation 0.0225 against 0.0232, test 0.0269 against 0.0289. The shipped
   ``sc`` of v2026.12.07 is a member-heads model.
@@ -32,10 +35,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: recipe name → (which parents, head hidden widths, networks per parent); ``None`` widths: the parent's own head
-RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int]] = {
-    "ipa-heads": ("ipa", None, 3),
-    "member-heads": ("rpa", (128, 128), 1),
+#: recipe name → (which parents, head hidden widths, networks per parent, what trains); ``None`` widths: the
+#: parent's own head; what trains: ``all`` weights or only the ``head`` (the parent's body frozen, batch norm
+#: included, so the network's body stays bit-identical to its parent's and the fast path computes it once for both)
+RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int, str]] = {
+    "ipa-heads": ("ipa", None, 3, "all"),
+    "member-heads": ("rpa", (128, 128), 1, "all"),
+    "member-heads-frozen": ("rpa", (128, 128), 1, "head"),
 }
 BASELINE_RECIPE = "ipa-heads"
 
@@ -94,13 +100,15 @@ def train_scalar_heads(
     *,
     hidden: tuple[int, ...] | None = None,
     per_parent: int = 1,
+    trainable: str = "all",
 ) -> list:
     """1-value OptiMate networks fine-tuned (all weights) from the bodies of ``parents`` on the labels ``y_train``
     (SC[RPA; IPA] here; the levers study's gap model of the onset rule too).
 
     ``per_parent`` networks per parent (network ``k`` of parent ``p`` trains with ``settings_of(seed)``, seed
-    ``p`` for ``k = 0`` else ``500 + 10·p + k``); ``hidden``: head widths (None: the parent's). The target is
-    standardised inside the head (shift/scale from ``y_train``). Returns the networks (eval mode) in order."""
+    ``p`` for ``k = 0`` else ``500 + 10·p + k``); ``hidden``: head widths (None: the parent's); ``trainable``:
+    ``"all"`` or ``"head"`` (the parent's body frozen: ``OptiMate.set_trainable``). The target is standardised
+    inside the head (shift/scale from ``y_train``). Returns the networks (eval mode) in order."""
     from ..nn import scalar_model
     from ..training import fit, seed_everything, with_targets
     from ..training.freelabels import transfer_body
@@ -125,6 +133,8 @@ def train_scalar_heads(
                 **cfg, target_shift=float(y_train.mean()), target_scale=float(y_train.std() or 1.0)
             )
             transfer_body(parent, model)
+            if trainable != "all":
+                model.set_trainable(trainable)
             fit(model, tr, va, settings)
             out.append(model.eval())
     return out
@@ -231,12 +241,13 @@ def run_sc_study(
     errors: dict[str, np.ndarray] = {}
     mean_baseline = {n: float(np.mean(np.abs(y["pool"].mean() - y[n]))) for n in ("validation", "test")}
     for recipe in opts.recipes:
-        which, hidden, per_parent = RECIPES[recipe]
+        which, hidden, per_parent, trainable = RECIPES[recipe]
         per_parent = max(1, opts.ipa_heads) if recipe == "ipa-heads" else per_parent
         t = time.perf_counter()
         row: dict[str, Any] = {
             "parents": which,
             "head_hidden": list(hidden or models[which].nets[0].config["head_hidden"]),
+            "trainable": trainable,
         }
         # repeats with other seeds (a recipe's MAE moves by ~0.002 with the heads' initial weights); the first is
         # the one reported per material and saved
@@ -244,6 +255,7 @@ def run_sc_study(
             trained = train_scalar_heads(
                 models[which].nets, data["pool"], y["pool"], data["validation"], y["validation"],
                 lambda s, rep=rep: opts.settings(opts.seed + 1000 * rep + s), hidden=hidden, per_parent=per_parent,
+                trainable=trainable,
             )  # fmt: skip
             for n in ("validation", "test"):
                 each = np.stack([predict(m, data[n])[:, 0] for m in trained])
@@ -299,6 +311,7 @@ def run_sc_study(
             train_ids=sets["pool"].ids,
             n_validation=len(sets["validation"]),
             train_splits=("train", "none"),
+            trainable=(RECIPES[winner][3],),
             settings=asdict(replace(opts.settings(opts.seed), seed=opts.seed)),
             parent=parent_ref(models[which]),
             description=f"SC[RPA; IPA]: the mean of {len(nets[winner])} 1-value networks ({winner}, chosen on "
@@ -374,7 +387,9 @@ def write_sc_readme(out: Path, res: dict[str, Any]) -> Path:
         "",
         "Recipes (`optiladder.study.sc.RECIPES`): `ipa-heads` fine-tunes 1-value networks with the full 3×1024 head "
         "from the IPA model (the sc recipe up to v2026.12.06b); `member-heads` fine-tunes one network with a small "
-        "head from each member of the RPA ensemble. All weights train in both (Adam, early stopping on validation).",
+        "head from each member of the RPA ensemble, all weights; `member-heads-frozen` trains only that small head "
+        "on the member's frozen body (bit-identical to the member's, so a prediction computes the body once for "
+        "both). Adam, early stopping on validation.",
         "",
     ]
     path = out / "README.md"
