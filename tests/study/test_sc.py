@@ -75,3 +75,23 @@ def test_frozen_member_heads_keep_the_members_body_bit_for_bit():
     assert [body_fingerprint(n) for n in frozen] == [body_fingerprint(n) for n in parents]
     assert body_fingerprint(moved[0]) != body_fingerprint(parents[0])
     assert StackedOptiMate({"rpa": rpa.nets, "sc": frozen}).bodies == len(rpa.nets)
+
+
+def test_the_cheapest_recipe_ships_unless_validation_says_it_is_worse():
+    """``member-heads-frozen`` (no body of its own) is chosen when its validation MAE is higher by noise only, the
+    more accurate recipe when that one is the better in ≥ 95 % of paired resamples."""
+    from optiladder.study.sc import choose_recipe
+
+    rng = np.random.default_rng(1)
+    base = np.abs(rng.normal(0.0, 0.03, 79))
+    noisy = np.abs(base + rng.normal(0.0, 0.01, 79))  # a little worse on average, by luck
+    worse = base + 0.01  # worse on every material
+    mae = lambda e: float(e.mean())  # noqa: E731
+    for frozen, want in ((noisy, "member-heads-frozen"), (worse, "member-heads")):
+        errors = {"member-heads": base, "member-heads-frozen": frozen, "ipa-heads": base + 0.02}
+        winner, vs = choose_recipe({k: mae(v) for k, v in errors.items()}, errors)
+        assert winner == want and vs["best"] == "member-heads"
+        assert (vs["p_better"] >= 0.95) == (want == "member-heads")
+    # the cheapest is also the most accurate: no comparison needed
+    errors = {"member-heads": base + 0.01, "member-heads-frozen": base}
+    assert choose_recipe({k: mae(v) for k, v in errors.items()}, errors) == ("member-heads-frozen", None)

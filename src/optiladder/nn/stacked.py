@@ -208,6 +208,9 @@ def _signature(net: Any, part: str) -> tuple:
     return tuple((k, tuple(v.shape)) for k, v in net.state_dict().items() if k.startswith(part + "."))
 
 
+#: compute a body shared bit for bit by several networks once (:func:`body_fingerprint`); False: every network its
+#: own body (the fast path before 2026-12-07's evening session; same numbers, kept for the benchmark's side by side)
+SHARE_BODIES = True
 #: the parts of an OptiMate network before the head (what :class:`_Body` computes)
 BODY_PARTS = ("node_mlp", "convs", "pool")
 #: config keys that only concern the head (two networks with bit-identical body weights and equal other keys
@@ -499,7 +502,10 @@ class StackedOptiMate:
         # networks with bit-identical bodies (body_fingerprint) share one computation: flat index → the index of
         # the first network with that body, whose embedding it reuses
         first: dict[str, int] = {}
-        self._same_body = [first.setdefault(body_fingerprint(net), i) for i, (_, net) in enumerate(flat)]
+        self._same_body = [
+            first.setdefault(body_fingerprint(net) if SHARE_BODIES else str(i), i)
+            for i, (_, net) in enumerate(flat)
+        ]
         unique = [(i, flat[i]) for i in sorted(set(self._same_body))]
         groups = self._group(
             [f for _, f in unique], lambda n: tuple(_signature(n, p) for p in BODY_PARTS), _Body

@@ -659,7 +659,18 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                   make_card(name=f"levers-ipa-{winner}", target=get_target(LEVELS[0]), **ids)),
         store=store, models_dir=out / "models" / "sc", command="optiladder study levers", card_extra=sc_extra,
     )  # fmt: skip
-    results["sc"] = {k: sc_res[k] for k in ("recipes", "winner", "baseline", "mean_baseline_mae", "seconds")}
+    results["sc"] = {
+        k: sc_res[k]
+        for k in (
+            "recipes",
+            "winner",
+            "baseline",
+            "mean_baseline_mae",
+            "seconds",
+            "best_vs_cheapest_validation",
+        )
+        if k in sc_res
+    }
     results.update(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         options=opts.to_dict(),

@@ -181,18 +181,27 @@ def _sc_rows(r: dict[str, Any], ens: list[dict[str, Any]], col: Any) -> list[str
             spectra,
             f"| predicting the pool mean | | {_ms(col(['sc_predictor', 'mean_baseline_mae_test']))} |",
         ]  # fmt: skip
+    bc = sc.get("best_vs_cheapest_validation")
+    rule = (
+        f"the cheapest at prediction time ({bc['cheapest']}, no body of its own) unless the one with the lowest mean "
+        f"validation MAE ({bc['best']}) is the lower in ≥ 95 % of paired bootstrap resamples (here "
+        f"{100 * bc['p_better']:.1f} %)"
+        if bc
+        else "the recipe with the lower mean validation MAE over its seeds"
+    )
     rows = [
-        f"1-value networks for the ensemble that ships (`optiladder.study.sc`, report in `sc/README.md`); the recipe "
-        f"with the lower mean validation MAE over its seeds is saved (its first seed's networks): **{sc['winner']}**. "
-        "MAE of each seed:",
+        f"1-value networks for the ensemble that ships (`optiladder.study.sc`, report in `sc/README.md`); {rule} is "
+        f"saved (its first seed's networks): **{sc['winner']}**. MAE of each seed:",
         "",
         "| | networks | validation MAE | test MAE |",
         "|---|---|---|---|",
     ]
     for name, row in sc["recipes"].items():
-        what = {"ipa-heads": "heads on the IPA body", "member-heads": "one head on each ensemble member"}.get(
-            name, name
-        )
+        what = {
+            "ipa-heads": "heads on the IPA body",
+            "member-heads": "one head on each ensemble member",
+            "member-heads-frozen": "one head on each ensemble member's frozen body",
+        }.get(name, name)
         rows.append(
             f"| {name}: mean of {row['networks']} {what} (head {'×'.join(map(str, row['head_hidden']))}) "
             f"| {row['networks']} | {', '.join(f'{x:.4f}' for x in row['validation'].get('mae_seeds', [row['validation']['mae']]))} "
