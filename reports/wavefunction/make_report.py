@@ -166,7 +166,7 @@ def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed:
     table = build_table(states, recs, vae)
     z = table.features[:, 1 : 1 + vae.latent]
     emb = TSNE(n_components=2, perplexity=30, init="pca", random_state=seed).fit_transform(z)
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
     markers = "os^vDP*Xh<>"
     vmin, vmax = np.percentile(table.target, [1, 99])
     for j, mid in enumerate(table.mat_ids):
@@ -187,9 +187,11 @@ def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed:
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.set_title(f"State latents ({vae_dir.name}), {len(table.target)} labelled states")
-    ax.legend(fontsize=7, markerscale=1.5, loc="best")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    # one entry per material, below the axes (42 materials would cover the points inside them)
+    ax.legend(
+        fontsize=6.5, markerscale=1.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=5, frameon=False
+    )
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return {"n_states": int(len(table.target)), "materials": table.mat_ids, "vae": vae_dir.name}
 
@@ -406,7 +408,7 @@ if __name__ == "__main__":
     ap.add_argument(
         "--exports", type=Path, help="wf-pbe-v1 export folder: also draw tsne.png (needs the cache)"
     )
-    ap.add_argument("--vae", type=Path, default=ROOT / "reports/wavefunction/models/vae-c4")
+    ap.add_argument("--vae", type=Path, default=ROOT / "reports/wavefunction/models/vae-c8-z64-s256")
     args = ap.parse_args()
     here = Path(__file__).parent
     if args.exports:
