@@ -15,7 +15,7 @@ label. Two recipes, trained and scored side by side in one run (:func:`run_sc_st
   computes it once for the ``rpa`` member and its ``sc`` network (5 of the 11 bodies of a prediction saved). Measured (2 seeds each) for v2026.12.06b's ensemble (``reports/sc/README.md``):
   validation MAE 0.0246 against 0.0257, test 0.0273 against 0.0266; for v2026.12.07's, inside its levers run
   (``reports/levers/sc/README.md``): validation 0.0225 against 0.0232, test 0.0269 against 0.0289. The shipped
-  ``sc`` of v2026.12.07 is a member-heads model.
+  ``sc`` of v2026.12.07 and of v2026.12.07b is a member-heads model.
 
 :func:`train_scalar_heads` is the one place both recipes are trained (the levers study's gap model too). The winner
 is saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
