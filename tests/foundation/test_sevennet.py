@@ -38,10 +38,11 @@ def _moved(structure, seed: int):
 
 # ---- no package needed -------------------------------------------------------------------------------
 def test_shipped_featurizers_and_their_cache_keys_are_unchanged():
-    """The shipped models' featurizer.json (CHGNet 0.3.0 and SevenNet-0 since v2026.12.06b) reads back to the same
-    spec, written byte for byte as saved, 205 node features, with the graph-cache hash d90c63b15a99f4dd and one
-    embedding-cache file per model, CHGNet's the same file it was before SevenNet-0 was added; a CHGNet-only
-    featurizer keeps its old keys (20a6acbbb09725f8, chgnet-0.3.0.npz), so earlier caches stay valid."""
+    """The shipped models' featurizer.json (CHGNet 0.3.0 alone since v2026.12.07b; CHGNet and SevenNet-0 in
+    v2026.12.06b–v2026.12.07) reads back to the same spec, written byte for byte as saved, 77 node features, with
+    the CHGNet-only keys it always had (graph cache 20a6acbbb09725f8, embeddings chgnet-0.3.0.npz); the two-model
+    featurizer of the studies' free+chgnet+sevennet variant keeps its keys (d90c63b15a99f4dd, one embedding file
+    per model, CHGNet's the same file), so earlier caches stay valid."""
     from optiladder.foundation import EmbeddingCache, FoundationSpec
     from optiladder.graphs import FoundationFeaturizer, GraphCache, featurizer_from_spec
     from optiladder.training.model import _plain
@@ -52,17 +53,16 @@ def test_shipped_featurizers_and_their_cache_keys_are_unchanged():
         feat = featurizer_from_spec(json.loads(text))
         assert isinstance(feat, FoundationFeaturizer)
         assert json.dumps(_plain(feat.spec()), indent=1) + "\n" == text
-        assert feat.spec()["params"]["foundation"] == list(BOTH)
-        assert feat.hash() == "d90c63b15a99f4dd" == FoundationFeaturizer(foundation=BOTH).hash()
-        assert GraphCache(feat, root="/nonexistent").path.name == "graphs-d90c63b15a99f4dd.npz"
-        assert feat.models == BOTH and feat.node_dim == 205
+        assert feat.models == ("chgnet-0.3.0",) and feat.node_dim == 77
+        assert feat.hash() == "20a6acbbb09725f8" == FoundationFeaturizer().hash()
+        assert GraphCache(feat, root="/nonexistent").path.name == "graphs-20a6acbbb09725f8.npz"
         cache = EmbeddingCache(FoundationSpec(feat.models), root="/nonexistent")
-        assert {k: v.name for k, v in cache.paths.items()} == {m: f"{m}.npz" for m in BOTH}
-    chgnet = FoundationFeaturizer()
-    assert (
-        chgnet.hash() == "20a6acbbb09725f8" and chgnet.models == ("chgnet-0.3.0",) and chgnet.node_dim == 77
-    )
-    assert GraphCache(chgnet, root="/nonexistent").path.name == "graphs-20a6acbbb09725f8.npz"
+        assert {k: v.name for k, v in cache.paths.items()} == {"chgnet-0.3.0": "chgnet-0.3.0.npz"}
+    both = FoundationFeaturizer(foundation=BOTH)
+    assert both.hash() == "d90c63b15a99f4dd" and both.models == BOTH and both.node_dim == 205
+    assert GraphCache(both, root="/nonexistent").path.name == "graphs-d90c63b15a99f4dd.npz"
+    cache = EmbeddingCache(FoundationSpec(BOTH), root="/nonexistent")
+    assert {k: v.name for k, v in cache.paths.items()} == {m: f"{m}.npz" for m in BOTH}
     assert EmbeddingCache(FoundationSpec(), root="/nonexistent").path.name == "chgnet-0.3.0.npz"
 
 
