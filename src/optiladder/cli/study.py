@@ -211,8 +211,9 @@ def sc_study(
     ipa: Annotated[str, typer.Option(help="The IPA model of the baseline recipe")] = "ipa",
     dataset: DatasetOption = None,
     recipes: Annotated[
-        str, typer.Option(help="Comma-separated recipes (optiladder.study.sc.RECIPES)")
-    ] = "ipa-heads,member-heads,member-heads-frozen",
+        str | None,
+        typer.Option(help="Comma-separated recipes (default: every one of optiladder.study.sc.RECIPES)"),
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="A CI-sized run (60 pool materials, 4 epochs)")
     ] = False,
@@ -225,7 +226,7 @@ def sc_study(
 
     if verbose:
         logging.getLogger("optiladder").setLevel(logging.INFO)
-    kw = dict(recipes=tuple(r.strip() for r in recipes.split(",") if r.strip()))
+    kw = dict(recipes=tuple(r.strip() for r in recipes.split(",") if r.strip())) if recipes else {}
     opts = ScOptions.quick_mode(**kw) if quick else ScOptions(**kw)
     try:
         models = {name: load_model(given) for name, given in (("rpa", rpa), ("ipa", ipa))}  # name or folder

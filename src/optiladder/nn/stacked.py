@@ -209,7 +209,7 @@ def _signature(net: Any, part: str) -> tuple:
 
 
 #: compute a body shared bit for bit by several networks once (:func:`body_fingerprint`); False: every network its
-#: own body (the fast path before 2026-12-07's evening session; same numbers, kept for the benchmark's side by side)
+#: own body (the fast path before 2026-12-07's evening session; same numbers; bench/predict's ``share_bodies``)
 SHARE_BODIES = True
 #: the parts of an OptiMate network before the head (what :class:`_Body` computes)
 BODY_PARTS = ("node_mlp", "convs", "pool")

@@ -3,21 +3,25 @@
 The ``sc`` model answers, for a crystal nobody has computed, how similar its RPA spectrum is to its IPA spectrum
 (SC[RPA; IPA], 1 = local fields change nothing). It is trained on the same train + none materials as the RPA
 ensemble it ships beside (the ensemble card's ``training.train_ids``), with the SC of their GPAW spectra as the
-label. Two recipes, trained and scored side by side in one run (:func:`run_sc_study`), chosen on validation:
+label. Three recipes, trained and scored side by side in one run (:func:`run_sc_study`), chosen on validation
+(:func:`choose_recipe`):
 
 * ``ipa-heads`` (the recipe of v2026.12.06b and before, the baseline): ``per_parent`` 1-value networks with the
   full 3×1024 head, all weights fine-tuned from the IPA model's body, their mean;
 * ``member-heads``: one 1-value network per RPA ensemble member, all weights fine-tuned from that member's body
   (it has learnt the local fields) with a small head (``hidden``, default 2×128), their mean: a quarter of the
-  parameters (2.1 M against 8.6 M);
+  parameters (2.1 M against 8.6 M). Measured (2 seeds each) for v2026.12.06b's ensemble: validation MAE 0.0246
+  against 0.0257, test 0.0273 against 0.0266; for v2026.12.07's, inside its levers run: validation 0.0225 against
+  0.0232, test 0.0269 against 0.0289; for v2026.12.07b's (``reports/levers/sc/README.md``): validation 0.0210
+  against 0.0227, test 0.0281 against 0.0293. The shipped ``sc`` of v2026.12.07 and of v2026.12.07b is a
+  member-heads model;
 * ``member-heads-frozen``: the same small heads trained on each member's frozen body: the body stays
   bit-identical to the member's, so the fast prediction path (:class:`~optiladder.nn.stacked.StackedOptiMate`)
-  computes it once for the ``rpa`` member and its ``sc`` network (5 of the 11 bodies of a prediction saved). Measured (2 seeds each) for v2026.12.06b's ensemble (``reports/sc/README.md``):
-  validation MAE 0.0246 against 0.0257, test 0.0273 against 0.0266; for v2026.12.07's, inside its levers run
-  (``reports/levers/sc/README.md``): validation 0.0225 against 0.0232, test 0.0269 against 0.0289. The shipped
-  ``sc`` of v2026.12.07 and of v2026.12.07b is a member-heads model.
+  computes it once for the ``rpa`` member and its ``sc`` network (5 of the 11 bodies of a prediction saved).
+  For v2026.12.07b's ensemble its validation MAE is 0.0261 against member-heads' 0.0216, worse in 99.8 % of
+  paired resamples (``reports/sc/README.md``): not chosen.
 
-:func:`train_scalar_heads` is the one place both recipes are trained (the levers study's gap model too). The winner
+:func:`train_scalar_heads` is the one place every recipe is trained (the levers study's gap model too). The winner
 is saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
 --only sc`` installs it beside the shipped ``ipa`` and ``rpa``.
 """
@@ -44,8 +48,9 @@ RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int, str]] = {
     "member-heads-frozen": ("rpa", (128, 128), 1, "head"),
 }
 BASELINE_RECIPE = "ipa-heads"
-#: the recipe that costs a prediction least (its networks add no body: ~2 of a CIF's ~10 CPU ms less than
-#: ``member-heads``, bench/predict): it is chosen unless the most accurate recipe on validation has the lower MAE in
+#: the recipe that costs a prediction least (its networks add no body: the stacked forward of one CIF without the
+#: 5 sc bodies took 5.4 CPU ms against 7.1–7.4 with them, measured once on 2026-12-07, not in bench/predict): it is
+#: chosen unless the most accurate recipe on validation has the lower MAE in
 #: at least :data:`CHEAPEST_UNLESS` of the paired bootstrap resamples of the validation materials (the shipping
 #: rule's bar for a real difference, docs/predict.md)
 CHEAPEST_RECIPE = "member-heads-frozen"
@@ -108,7 +113,7 @@ def train_scalar_heads(
     per_parent: int = 1,
     trainable: str = "all",
 ) -> list:
-    """1-value OptiMate networks fine-tuned (all weights) from the bodies of ``parents`` on the labels ``y_train``
+    """1-value OptiMate networks fine-tuned from the bodies of ``parents`` on the labels ``y_train``
     (SC[RPA; IPA] here; the levers study's gap model of the onset rule too).
 
     ``per_parent`` networks per parent (network ``k`` of parent ``p`` trains with ``settings_of(seed)``, seed
