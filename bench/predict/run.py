@@ -56,18 +56,24 @@ def _cpu_ms(fn, repeats: int) -> float:
 CONFIGS: dict[str, dict] = {
     "torch": {"fast": False, "embedding_memo": 0},
     "torch+memo": {"fast": False},
-    "fast-before": {"fast": True, "head_precision": "fp32", "edge_block": 10**9},
+    "fast-fp32": {"fast": True, "head_precision": "fp32"},
+    "fast-before": {"fast": True, "unique_edge_rows": False},
     "fast": {"fast": True},
 }
-#: ``fast-before`` is the fast path as it was before the second session of 2026-12-07 (float32 heads; the GATv2
-#: edge features of a whole batch as one array); ``{"fast": True, "segment_reduce": "reduceat"}`` (the form before
+#: ``fast-fp32`` is the fast path with float32 heads (equal to the torch networks to float32 rounding): what the
+#: default half-precision heads change is measured against it; ``fast-before`` is the fast path as it was before
+#: 2026-12-08 (one GATv2 edge projection per edge, not per distinct edge feature row). Earlier forms stay callable by
+#: adding them here: ``{"fast": True, "head_precision": "fp32", "edge_block": 10**9}`` (the fast path before the
+#: second session of 2026-12-07: float32 heads; the GATv2 edge features of a whole batch as one array),
+#: ``{"fast": True, "segment_reduce": "reduceat"}`` (the form before
 #: the sparse segment reductions) and ``{"fast": True, "share_bodies": False}`` (every network computes its own
 #: body, even one bit-identical to another's: no change for the shipped models, whose sc bodies were fine-tuned)
 #: stay callable by adding them here
 #: configuration keys that are not Predictor arguments: ``segment_reduce`` sets
 #: ``optiladder.nn.stacked.SEGMENT_REDUCE`` (the fast path's segment sums and maxima: ``reduceat``, the form before
 #: 2026-12-07, against the default sparse products); ``edge_block`` sets ``optiladder.nn.stacked.EDGE_BLOCK``;
-#: ``share_bodies`` sets ``optiladder.nn.stacked.SHARE_BODIES``
+#: ``share_bodies`` sets ``optiladder.nn.stacked.SHARE_BODIES``; ``unique_edge_rows`` sets
+#: ``optiladder.nn.stacked.UNIQUE_EDGE_ROWS``
 
 
 def _apply(config: dict) -> dict:
@@ -78,6 +84,7 @@ def _apply(config: dict) -> dict:
     stacked.SEGMENT_REDUCE = config.pop("segment_reduce", "sparse")
     stacked.EDGE_BLOCK = config.pop("edge_block", 128)
     stacked.SHARE_BODIES = config.pop("share_bodies", True)
+    stacked.UNIQUE_EDGE_ROWS = config.pop("unique_edge_rows", True)
     return config
 
 
@@ -180,6 +187,8 @@ def throughput(configs: dict[str, dict], threads: int = 1, batch_size: int = 64,
                 }
     if "fast" in last and "fast-before" in last:
         best["fast"]["against_before"] = output_difference(last["fast"], last["fast-before"])
+    if "fast" in last and "fast-fp32" in last:
+        best["fast"]["against_fp32"] = output_difference(last["fast"], last["fast-fp32"])
     return best
 
 
@@ -334,11 +343,34 @@ def write_md(results: dict, path: Path) -> None:
         d = th[new].get("against_before", {})
         lines += [
             "",
-            "Against `fast-before` (the fast path before, in the same run), two changes: half-precision spectrum heads "
-            '(`head_precision="fp16"`, the default: the ipa and rpa heads\' weights, 27 M of the parameters, kept in '
-            "float16 and multiplied in float32 by FBGEMM; what one CIF's bandwidth-bound forward reads is ~40 % less) "
-            "and the GATv2 edge features built in cache-sized blocks of edges (`stacked.EDGE_BLOCK`; bit-identical, "
-            f"a batch's widest array no longer leaves the cache): one CIF ×{sg[b]['end_to_end_ms'] / fn['end_to_end_ms']:.2f} "
+            "Against `fast-before` (the fast path before 2026-12-08, in the same run), one change: the GATv2 edge "
+            "projections W_e a_e of every layer and network are computed once per distinct edge feature row of a "
+            "batch (equal neighbour distances give bit-identical rows; `stacked.UNIQUE_EDGE_ROWS`) and gathered per "
+            f"edge: one CIF ×{sg[b]['end_to_end_ms'] / fn['end_to_end_ms']:.2f} "
+            f"({sg[b]['end_to_end_ms']:.2f} → {fn['end_to_end_ms']:.2f} ms; forward "
+            f"{sg[b]['forward_ms']:.2f} → {fn['forward_ms']:.2f} ms), throughput "
+            f"×{th[new]['per_cpu_second'] / th[b]['per_cpu_second']:.2f} "
+            f"({th[b]['per_cpu_second']} → {th[new]['per_cpu_second']} /CPU s)"
+            + (
+                f"; the outputs of the {d['materials']} structures are "
+                + (
+                    "bit-identical (largest |ΔIm ε| 0)."
+                    if d["max_rel_im_diff"] == 0 and d["max_sc_rpa_ipa_diff"] == 0
+                    else f"not identical: largest |ΔIm ε| {d['max_rel_im_diff']:.1e} of the peak."
+                )
+                if d
+                else "."
+            ),
+        ]
+    if "fast-fp32" in sg:
+        b = "fast-fp32"
+        d = th[new].get("against_fp32", {})
+        lines += [
+            "",
+            "Against `fast-fp32` (float32 heads, equal to the torch networks to float32 rounding), the default "
+            'half-precision spectrum heads (`head_precision="fp16"`: the ipa and rpa heads\' weights, 27 M of the '
+            "parameters, kept in float16 and multiplied in float32 by FBGEMM; what one CIF's bandwidth-bound forward "
+            f"reads is ~40 % less): one CIF ×{sg[b]['end_to_end_ms'] / fn['end_to_end_ms']:.2f} "
             f"({sg[b]['end_to_end_ms']:.2f} → {fn['end_to_end_ms']:.2f} ms; forward "
             f"{sg[b]['forward_ms']:.2f} → {fn['forward_ms']:.2f} ms), throughput "
             f"×{th[new]['per_cpu_second'] / th[b]['per_cpu_second']:.2f} "
@@ -347,7 +379,7 @@ def write_md(results: dict, path: Path) -> None:
         if d:
             lines += [
                 "",
-                f"What it changes (the float16 weights only), over the {d['materials']} structures of the throughput run: Im ε "
+                f"What the float16 weights change, over the {d['materials']} structures of the throughput run: Im ε "
                 f"differs by at most {d['max_rel_im_diff']:.1e} of its peak (median {d['median_rel_im_diff']:.1e}); the lowest "
                 f"SC between the two paths' spectra is {d['min_sc_between']:.6f}; SC[RPA; IPA] (a float32 head) changes by at "
                 f"most {d['max_sc_rpa_ipa_diff']:.1e}, the expected SC by {d['max_expected_sc_diff']:.1e}, the latent distance "

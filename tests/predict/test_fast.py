@@ -11,6 +11,7 @@ not depend on the other structures of a batch.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -151,6 +152,41 @@ def test_duplicate_edge_collapse_is_exact(predictor, inputs):
     attr[2, 1] = np.nextafter(np.float32(1), np.float32(2))
     s, d, a, m = collapse_edges(src, dst, attr)
     assert m.tolist() == [2.0, 1.0, 1.0] and s.tolist() == [0, 0, 1] and a[1, 1] == attr[2, 1]
+
+
+def test_edge_projection_per_distinct_feature_row_is_exact(predictor, inputs, monkeypatch):
+    """The GATv2 edge projections computed once per distinct edge feature row and gathered per edge give the
+    same outputs, bit for bit, as one projection per edge; an edge whose features differ in one bit keeps its row."""
+    from optiladder.nn import stacked
+
+    h = next(iter(predictor.featurizers))
+    graphs = [predictor.graph(predictor.read(s))[h] for s in inputs]
+    net = stacked.StackedOptiMate({n: m.nets for n, m in predictor.models.items()})
+    monkeypatch.setattr(stacked, "UNIQUE_EDGE_ROWS", False)
+    per_edge = stacked.FastBatch.from_graphs(graphs)
+    assert per_edge.attr_of_edge is None and per_edge.attr_rows is per_edge.edge_attr
+    y_edge, z_edge = net.forward(per_edge)
+    monkeypatch.setattr(stacked, "UNIQUE_EDGE_ROWS", True)
+    per_row = stacked.FastBatch.from_graphs(graphs)
+    # equal neighbour distances: far fewer distinct rows than edges (a third in the dataset's batches)
+    assert per_row.attr_rows.shape[0] < per_row.edge_attr.shape[0] / 2
+    np.testing.assert_array_equal(per_row.attr_rows[per_row.attr_of_edge], per_row.edge_attr)
+    y_row, z_row = net.forward(per_row)
+    for name in y_edge:
+        np.testing.assert_array_equal(y_row[name], y_edge[name], err_msg=name)
+        np.testing.assert_array_equal(z_row[name], z_edge[name], err_msg=name)
+    # rows differing in one bit are two rows: change one bit of an edge that shares its row with another
+    g = graphs[0]
+    before = stacked.FastBatch.from_graphs([g], collapse=False)
+    counts = np.bincount(before.attr_of_edge)
+    e = int(np.flatnonzero(counts[before.attr_of_edge] > 1)[0])
+    attr = np.array(before.edge_attr)
+    attr[e, np.argmax(attr[e])] = np.nextafter(attr[e].max(), np.float32(np.inf))
+    after = stacked.FastBatch.from_graphs(
+        [dataclasses.replace(g, edge_index=np.stack([before.src, before.dst]), edge_attr=attr)],
+        collapse=False,
+    )
+    assert after.attr_rows.shape[0] == before.attr_rows.shape[0] + 1
 
 
 def test_fft_kramers_kronig_equals_quadrature_kernel(both):
