@@ -17,6 +17,7 @@ from optiladder.engine.wavefunctions import (  # noqa: E402
 from optiladder.wavefunction.data import load_states, r2_score, resample, scale_states  # noqa: E402
 from optiladder.wavefunction.vae import (  # noqa: E402
     PERMS,
+    POOLINGS,
     StateVAE,
     aligned_r2,
     aligned_sq_err,
@@ -75,7 +76,8 @@ def _subspace_fields(d: dict, perm=None) -> tuple[list[np.ndarray], list[tuple]]
 
 
 @pytest.mark.slow
-def test_latent_invariant_under_lattice_permutation_and_origin_shift(si_pair):
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_latent_invariant_under_lattice_permutation_and_origin_shift(si_pair, pooling):
     a, b = si_pair
     # the permuted calculation's eigenvalues are those of the original at the permuted k-points
     fa, ka = _subspace_fields(a)
@@ -87,7 +89,7 @@ def test_latent_invariant_under_lattice_permutation_and_origin_shift(si_pair):
     # physics: the permuted crystal's subspace densities are the original ones on permuted axes
     assert np.abs(xa - xb).max() / xa.max() < 0.02
     torch.manual_seed(0)
-    model = StateVAE(channels=4, latent=8).eval()
+    model = StateVAE(channels=4, latent=8, pooling=pooling).eval()
     # the model sees each field in its own calculation's frame (the permuted one on permuted axes)
     sa, _ = scale_states(xa.astype(np.float32))
     sb, _ = scale_states(np.stack([x.transpose(PERM) for x in xb]).astype(np.float32))
@@ -141,6 +143,24 @@ def test_resample_is_exact_on_coincident_points():
 
 
 @pytest.mark.slow
+def test_second_moment_pooling_is_invariant_and_round_trips(tmp_path):
+    """The ``mean-max-cov`` encoder: codes unchanged by whole-step origin shifts and axis permutations, different
+    for different fields, its pooling recorded in the folder and restored; an unknown pooling is refused."""
+    torch.manual_seed(0)
+    model = StateVAE(channels=4, latent=8, pooling="mean-max-cov").eval()
+    assert model.config["pooling"] == "mean-max-cov" and "pooling" not in StateVAE(4, 8).config
+    x = np.random.default_rng(0).random((3, 8, 8, 8), dtype=np.float32)
+    z = encode_states(model, x)
+    assert np.abs(z[0] - z[1]).max() > 1e-3
+    for moved in (np.roll(x, (2, 7, 3), axis=(1, 2, 3)), x.transpose(0, 3, 1, 2), x.transpose(0, 2, 1, 3)):
+        np.testing.assert_allclose(encode_states(model, np.ascontiguousarray(moved)), z, atol=1e-5)
+    back, _ = load_vae(save_vae(model, tmp_path / "cov", {"task": "test"}))
+    assert back.pooling == "mean-max-cov"
+    np.testing.assert_array_equal(encode_states(back, x), z)
+    with pytest.raises(ValueError, match="pooling"):
+        StateVAE(4, 8, pooling="sum")
+
+
 def test_training_overfits_real_states_and_round_trips(si_pair, tmp_path):
     a, _ = si_pair
     path = write_wavefunctions(a, tmp_path / "si.npz")

@@ -193,6 +193,13 @@ def train(
         list[int], typer.Option(help="Latent sizes to train (repeat; one model per latent × width)")
     ] = [16],  # noqa: B006
     grid: Annotated[int, typer.Option(help="Cubic model grid")] = 8,
+    pooling: Annotated[
+        list[str],
+        typer.Option(
+            help="Encoder pooling(s) to train (repeat): mean-max, or mean-max-cov (adds the last layer's "
+            "channel second moments; model names get -cov)"
+        ),
+    ] = ["mean-max"],  # noqa: B006
     epochs: Annotated[int, typer.Option()] = 40,
     per_material: Annotated[int, typer.Option(help="Random training states per material")] = 64,
     eval_per_material: Annotated[
@@ -229,6 +236,7 @@ def train(
         lr=lr,
         time_budget_s=time_budget,
         report=report,
+        poolings=pooling,
     )
     sets = [k for k in ("train", "validation", "test") if k in res["n_eval_states"]]
     for k, v in res["pca"].items():

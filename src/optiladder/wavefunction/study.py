@@ -88,10 +88,12 @@ def vae_study(
     pca_ks: Sequence[int] = (8, 16, 32),
     time_budget_s: float | None = None,
     report: str | Path | None = None,
+    poolings: Sequence[str] = ("mean-max",),
 ) -> dict:
-    """Train one VAE per (width, latent size) in ``channels`` × ``latent`` (in that order) on train-split states; save each to
-    ``out/<name>``, ``name`` = ``vae-c<width>`` for latent 16 (the first models' name) else
-    ``vae-c<width>-z<latent>``.
+    """Train one VAE per (width, latent size, pooling) in ``channels`` × ``latent`` × ``poolings`` (in that order) on
+    train-split states, all on the same states and seed; save each to ``out/<name>``, ``name`` = ``vae-c<width>``
+    for latent 16 (the first models' name) else ``vae-c<width>-z<latent>``, with ``-cov`` for the
+    ``mean-max-cov`` pooling (:data:`~.vae.POOLINGS`).
 
     Scores (plain R² and R² up to the shifts/permutations the latent forgets, :func:`~.vae.aligned_r2`) on a
     sample of the training states, on the **validation** materials (where widths are compared) and on the
@@ -134,8 +136,8 @@ def vae_study(
         "selected": None,
     }
     _write(report, results)
-    for c, z in ((c, z) for c in channels for z in latents):
-        name = f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}"
+    for c, z, pool in ((c, z, pool) for c in channels for z in latents for pool in poolings):
+        name = (f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}") + ("" if pool == "mean-max" else "-cov")
         t0 = time.time()
         model, hist = train_vae(
             xi,
@@ -146,12 +148,14 @@ def vae_study(
             lr=lr,
             seed=seed,
             time_budget_s=time_budget_s,
+            pooling=pool,
         )
         secs = time.time() - t0
         entry = {
             "name": name,
             "channels": c,
             "latent": z,
+            "pooling": pool,
             "n_parameters": int(sum(p.numel() for p in model.parameters())),
             "train_seconds": round(secs, 1),
             "epochs_run": len(hist),

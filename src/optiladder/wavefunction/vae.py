@@ -9,7 +9,10 @@ Encoder (input ``[B, 1, g, g, g]``, any g):
   permutations (so every layer commutes with them too), with dilations 2 and 4 for a receptive field of 15 grid
   steps without any strided step (every layer also commutes with a shift of the origin by whole grid steps),
   ReLU, then **global average pooling**, concatenated with a global max, of every layer's channels (both
-  invariant, any grid size);
+  invariant, any grid size); with ``pooling="mean-max-cov"`` also the **second moments** of the last layer's
+  channels, ``sqrt(mean_r f_i(r) f_j(r))`` for i ≤ j (bilinear pooling: equally invariant, since every channel
+  moves with the input under shifts and permutations, but it keeps which features occur together at one place,
+  which first-order pooling forgets);
 * a dense layer to (μ, log σ²) of a ``latent``-dimensional Gaussian (log σ² starts at ``LOGVAR_INIT``).
 
 Decoder (mirrored): dense → ``[2c, 4, 4, 4]`` → trilinear ×2 upsampling + circular conv + ReLU → the **adaptive
@@ -49,6 +52,9 @@ SKIP_GRID = 8
 #: initial log σ² of the posterior (bias of the encoder's last layer)
 LOGVAR_INIT = -6.0
 PERMS: tuple[tuple[int, int, int], ...] = tuple(itertools.permutations((0, 1, 2)))
+#: encoder pooling: ``mean-max`` (global mean and max of every trunk layer's channels, the default) or
+#: ``mean-max-cov`` (and the second moments of the last layer's channels; see the module doc)
+POOLINGS = ("mean-max", "mean-max-cov")
 #: 2: pooled features of every trunk layer, decoder without the 16³ stage (version-1 folders do not load)
 FORMAT_VERSION = 2
 
@@ -89,9 +95,14 @@ class RotConv3d(nn.Conv3d):
 class StateVAE(nn.Module):
     """β-VAE of one real-space field per sample; ``channels`` sets the width, ``latent`` the code size."""
 
-    def __init__(self, channels: int = 8, latent: int = 16, beta: float = 1e-6):
+    def __init__(self, channels: int = 8, latent: int = 16, beta: float = 1e-6, pooling: str = "mean-max"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"VAE pooling {pooling!r}: expected one of {POOLINGS}")
         self.config = {"channels": channels, "latent": latent, "beta": beta}
+        if pooling != "mean-max":  # folders of the default keep their config (and load as before)
+            self.config["pooling"] = pooling
+        self.pooling = pooling
         c = channels
         self.trunk = nn.Sequential(
             RotConv3d(1, c),
@@ -101,8 +112,10 @@ class StateVAE(nn.Module):
             SymConv3d(2 * c, 4 * c, 4),
             nn.ReLU(),
         )
-        # pooled features of every trunk layer (c + 2c + 4c channels, mean and max each)
-        self.to_stats = nn.Sequential(nn.Linear(14 * c, 8 * c), nn.ReLU(), nn.Linear(8 * c, 2 * latent))
+        # pooled features of every trunk layer (c + 2c + 4c channels, mean and max each), and with "cov" the
+        # 4c(4c + 1)/2 second moments of the last layer's channels
+        n_feat = 14 * c + (2 * c * (4 * c + 1) if pooling == "mean-max-cov" else 0)
+        self.to_stats = nn.Sequential(nn.Linear(n_feat, 8 * c), nn.ReLU(), nn.Linear(8 * c, 2 * latent))
         with (
             torch.no_grad()
         ):  # start with a narrow posterior (σ = e^-3): the decoder sees the code, not noise
@@ -117,7 +130,8 @@ class StateVAE(nn.Module):
         self.channels = c
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Global average and global max of the channels of every trunk layer, ``[B, 14c]`` (invariant, see the
+        """Global average and global max of the channels of every trunk layer, ``[B, 14c]``, and with
+        ``mean-max-cov`` pooling the square roots of the last layer's channel second moments (invariant, see the
         module doc)."""
         out = []
         h = x
@@ -126,6 +140,11 @@ class StateVAE(nn.Module):
             if isinstance(layer, nn.ReLU):
                 f = h.flatten(2)
                 out += [f.mean(-1), f.amax(-1)]
+        if self.pooling == "mean-max-cov":
+            f = h.flatten(2)
+            m = f @ f.transpose(1, 2) / f.shape[-1]  # [B, C, C], ≥ 0 (ReLU outputs)
+            i, j = torch.triu_indices(m.shape[1], m.shape[2])
+            out.append(torch.sqrt(m[:, i, j] + 1e-6))
         return torch.cat(out, -1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,6 +193,7 @@ def train_vae(
     lr: float = 3e-3,
     seed: int = 0,
     time_budget_s: float | None = None,
+    pooling: str = "mean-max",
 ) -> tuple[StateVAE, list[dict]]:
     """Train a :class:`StateVAE` on scaled states ``[n, g, g, g]`` (train-split materials only; the caller
     checks with :meth:`~.data.StateSet.check_trainable`). Adam, cosine learning rate; returns (model, history).
@@ -183,7 +203,7 @@ def train_vae(
     last epoch, rather than the run being cut at a high learning rate."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = StateVAE(channels, latent, beta)
+    model = StateVAE(channels, latent, beta, pooling)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt = torch.from_numpy(np.ascontiguousarray(x_train[:, None], dtype=np.float32))
     history = []
