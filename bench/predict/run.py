@@ -62,7 +62,7 @@ CONFIGS: dict[str, dict] = {
 }
 #: ``fast-fp32`` is the fast path with float32 heads (equal to the torch networks to float32 rounding): what the
 #: default half-precision heads change is measured against it; ``fast-before`` is the fast path as it was before
-#: 2026-12-08 (one GATv2 edge projection per edge, not per distinct edge feature row). Earlier forms stay callable by
+#: the third session of 2026-12-07 (one GATv2 edge projection per edge, not per distinct edge feature row). Earlier forms stay callable by
 #: adding them here: ``{"fast": True, "head_precision": "fp32", "edge_block": 10**9}`` (the fast path before the
 #: second session of 2026-12-07: float32 heads; the GATv2 edge features of a whole batch as one array),
 #: ``{"fast": True, "segment_reduce": "reduceat"}`` (the form before
@@ -343,7 +343,7 @@ def write_md(results: dict, path: Path) -> None:
         d = th[new].get("against_before", {})
         lines += [
             "",
-            "Against `fast-before` (the fast path before 2026-12-08, in the same run), one change: the GATv2 edge "
+            "Against `fast-before` (the fast path before the third session of 2026-12-07, in the same run), one change: the GATv2 edge "
             "projections W_e a_e of every layer and network are computed once per distinct edge feature row of a "
             "batch (equal neighbour distances give bit-identical rows; `stacked.UNIQUE_EDGE_ROWS`) and gathered per "
             f"edge: one CIF ×{sg[b]['end_to_end_ms'] / fn['end_to_end_ms']:.2f} "

@@ -61,7 +61,7 @@ def gw_table() -> str:
 
 #: VAE study results (``optiladder wavefunction train --report``), one table each; the verdict takes the best
 #: validation R² over all of them
-VAE_RESULTS = ("vae.json", "vae_states256.json")
+VAE_RESULTS = ("vae.json", "vae_states256.json", "vae_pooling.json")
 
 
 def vae_table(name: str = "vae.json") -> str:
@@ -138,7 +138,9 @@ def _model_key(m: dict):
 
 
 def _model_label(m: dict, res: dict) -> str:
-    return f"{m['channels']} channels, latent {m.get('latent', res['latent'])}"
+    pool = m.get("pooling", "mean-max")
+    extra = "" if pool == "mean-max" else ", second-moment pooling (mean-max-cov)"
+    return f"{m['channels']} channels, latent {m.get('latent', res['latent'])}{extra}"
 
 
 def tsne_figure(exports: Path, vae_dir: Path, out: Path, *, grid: int = 8, seed: int = 0) -> dict:
@@ -418,6 +420,7 @@ if __name__ == "__main__":
         text.replace("GW_TABLE", gw_table())
         .replace("VAE_VERDICT", vae_verdict())
         .replace("VAE_TABLE_STATES256", vae_table("vae_states256.json"))
+        .replace("VAE_TABLE_POOLING", vae_table("vae_pooling.json"))
         .replace("VAE_TABLE", vae_table())
         .replace("DOWNSTREAM_TABLE", downstream_table())
         .replace("DOWNSTREAM_VAE", downstream_vae())

@@ -66,7 +66,7 @@ HALF_MIN_WEIGHTS = 1 << 18
 #: the GATv2 edge projections ``W_e a_e`` of every layer and network are computed once per distinct edge feature
 #: row of a batch (:attr:`FastBatch.attr_rows`: equal neighbour distances give bit-identical rows; a third as many
 #: rows as edges in the dataset's batches) and gathered per edge; False: one product per edge (the form before
-#: 2026-12-08, bench/predict's ``fast-before``)
+#: the third session of 2026-12-07, bench/predict's ``fast-before``)
 UNIQUE_EDGE_ROWS = True
 #: edge features of smaller magnitude are set to 0 (they are 1e-20 of the row's largest value or less, below
 #: float32 resolution, and their products with the weights would be slow subnormal floats)
