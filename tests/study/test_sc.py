@@ -51,6 +51,8 @@ def test_quick_sc_study_of_the_shipped_ensemble(tmp_path):
 def test_frozen_member_heads_keep_the_members_body_bit_for_bit():
     """``member-heads-frozen`` trains the small head only: the network's body (weights and batch-norm buffers)
     stays the parent member's, so the fast path shares it; ``member-heads`` moves the body."""
+    import torch
+
     from optiladder.data.store import Store
     from optiladder.graphs import GraphCache
     from optiladder.nn.stacked import StackedOptiMate, body_fingerprint
@@ -75,6 +77,14 @@ def test_frozen_member_heads_keep_the_members_body_bit_for_bit():
     assert [body_fingerprint(n) for n in frozen] == [body_fingerprint(n) for n in parents]
     assert body_fingerprint(moved[0]) != body_fingerprint(parents[0])
     assert StackedOptiMate({"rpa": rpa.nets, "sc": frozen}).bodies == len(rpa.nets)
+    # a partial freeze ("pool+head": the member-heads-pool recipe) keeps the node MLP and GATv2 layers, moves the pool
+    (pooled,) = train_scalar_heads(
+        parents[:1], tr, sc_labels(pool), va, sc_labels(val), trainable="pool+head", **kw
+    )
+    for part, same in (("node_mlp", True), ("convs", True), ("pool", False)):
+        mine = {k: v for k, v in pooled.state_dict().items() if k.startswith(part + ".")}
+        theirs = {k: v for k, v in parents[0].state_dict().items() if k.startswith(part + ".")}
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine) == same, part
 
 
 def test_the_cheapest_recipe_ships_unless_validation_says_it_is_worse():

@@ -212,7 +212,9 @@ def sc_study(
     dataset: DatasetOption = None,
     recipes: Annotated[
         str | None,
-        typer.Option(help="Comma-separated recipes (default: every one of optiladder.study.sc.RECIPES)"),
+        typer.Option(
+            help="Comma-separated recipes of optiladder.study.sc.RECIPES (default: its DEFAULT_RECIPES)"
+        ),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="A CI-sized run (60 pool materials, 4 epochs)")

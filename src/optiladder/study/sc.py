@@ -19,7 +19,13 @@ label. Three recipes, trained and scored side by side in one run (:func:`run_sc_
   bit-identical to the member's, so the fast prediction path (:class:`~optiladder.nn.stacked.StackedOptiMate`)
   computes it once for the ``rpa`` member and its ``sc`` network (5 of the 11 bodies of a prediction saved).
   For v2026.12.07b's ensemble its validation MAE is 0.0261 against member-heads' 0.0216, worse in 99.8 % of
-  paired resamples (``reports/sc/README.md``): not chosen.
+  paired resamples (``reports/sc/README.md``): not chosen;
+* ``member-heads-pool`` and ``member-heads-conv2`` (not trained unless asked: :data:`DEFAULT_RECIPES`): the
+  small head with the pooling (and the last GATv2 layer) trained on the member's otherwise frozen body, to see
+  whether a partly shared body could keep member-heads' accuracy. Measured for v2026.12.07b's ensemble in one
+  run (2 seeds, ``reports/sc/partial_freeze``): validation MAE 0.0262 and 0.0238 against member-heads' 0.0209
+  (frozen body: 0.0261 in the run above): the SC knowledge needs the node MLP and the first GATv2 layer
+  fine-tuned, so no body prefix is worth sharing and the fast path shares whole bodies only.
 
 :func:`train_scalar_heads` is the one place every recipe is trained (the levers study's gap model too). The winner
 is saved as a model folder (``models/sc``) whose card names the RPA ensemble it came from; ``optiladder study ship
@@ -40,13 +46,32 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: recipe name → (which parents, head hidden widths, networks per parent, what trains); ``None`` widths: the
-#: parent's own head; what trains: ``all`` weights or only the ``head`` (the parent's body frozen, batch norm
+#: parent's own head; what trains: ``all`` weights, or the parameter groups joined by ``+`` (e.g. ``pool+head``:
+#: the node MLP and GATv2 layers frozen); only the ``head`` (the parent's body frozen, batch norm
 #: included, so the network's body stays bit-identical to its parent's and the fast path computes it once for both)
 RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int, str]] = {
     "ipa-heads": ("ipa", None, 3, "all"),
     "member-heads": ("rpa", (128, 128), 1, "all"),
     "member-heads-frozen": ("rpa", (128, 128), 1, "head"),
+    "member-heads-pool": ("rpa", (128, 128), 1, "pool+head"),
+    "member-heads-conv2": ("rpa", (128, 128), 1, "convs.1+pool+head"),
 }
+#: what each recipe does, for the report
+RECIPE_NOTES: dict[str, str] = {
+    "ipa-heads": "fine-tunes 1-value networks with the full 3×1024 head from the IPA model (the sc recipe up to "
+    "v2026.12.06b)",
+    "member-heads": "fine-tunes one network with a small head from each member of the RPA ensemble, all weights",
+    "member-heads-frozen": "trains only that small head on the member's frozen body (bit-identical to the "
+    "member's, so a prediction computes the body once for both)",
+    "member-heads-pool": "trains the small head and the attention pooling on the member's frozen node MLP and "
+    "GATv2 layers (a measurement of where the SC knowledge sits; the fast path shares whole bodies only, so it "
+    "costs a prediction as much as member-heads)",
+    "member-heads-conv2": "trains the small head, the pooling and the last GATv2 layer, the node MLP and first "
+    "GATv2 layer frozen (a measurement, as member-heads-pool)",
+}
+#: the recipes a study trains unless asked for others (the partial-freeze ones are measurements: not cheaper at
+#: prediction, since the fast path shares whole bodies only)
+DEFAULT_RECIPES = ("ipa-heads", "member-heads", "member-heads-frozen")
 BASELINE_RECIPE = "ipa-heads"
 #: the recipe that costs a prediction least (its networks add no body: the stacked forward of one CIF without the
 #: 5 sc bodies took 5.4 CPU ms against 7.1–7.4 with them, measured once on 2026-12-07, not in bench/predict): it is
@@ -71,7 +96,7 @@ class ScOptions:
     :class:`~optiladder.training.TrainSettings` fields of every network (default :data:`TRAIN`; its seed comes from
     ``seed`` and the network); ``pool_limit``: a seeded random subset of the pool (0: all)."""
 
-    recipes: tuple[str, ...] = tuple(RECIPES)
+    recipes: tuple[str, ...] = DEFAULT_RECIPES
     seeds: int = 2
     ipa_heads: int = RECIPES["ipa-heads"][2]
     train: tuple[tuple[str, Any], ...] = tuple(TRAIN.items())
@@ -118,7 +143,8 @@ def train_scalar_heads(
 
     ``per_parent`` networks per parent (network ``k`` of parent ``p`` trains with ``settings_of(seed)``, seed
     ``p`` for ``k = 0`` else ``500 + 10·p + k``); ``hidden``: head widths (None: the parent's); ``trainable``:
-    ``"all"`` or ``"head"`` (the parent's body frozen: ``OptiMate.set_trainable``). The target is standardised
+    ``"all"``, or the parameter groups that train joined by ``+`` (``"head"``: the parent's body frozen;
+    ``"pool+head"``: its node MLP and GATv2 layers frozen; ``OptiMate.set_trainable``). The target is standardised
     inside the head (shift/scale from ``y_train``). Returns the networks (eval mode) in order."""
     from ..nn import scalar_model
     from ..training import fit, seed_everything, with_targets
@@ -145,7 +171,7 @@ def train_scalar_heads(
             )
             transfer_body(parent, model)
             if trainable != "all":
-                model.set_trainable(trainable)
+                model.set_trainable(tuple(trainable.split("+")))
             fit(model, tr, va, settings)
             out.append(model.eval())
     return out
@@ -427,11 +453,9 @@ def write_sc_readme(out: Path, res: dict[str, Any]) -> Path:
         )
         + ".",
         "",
-        "Recipes (`optiladder.study.sc.RECIPES`): `ipa-heads` fine-tunes 1-value networks with the full 3×1024 head "
-        "from the IPA model (the sc recipe up to v2026.12.06b); `member-heads` fine-tunes one network with a small "
-        "head from each member of the RPA ensemble, all weights; `member-heads-frozen` trains only that small head "
-        "on the member's frozen body (bit-identical to the member's, so a prediction computes the body once for "
-        "both). Adam, early stopping on validation.",
+        "Recipes (`optiladder.study.sc.RECIPES`): "
+        + "; ".join(f"`{r}` {RECIPE_NOTES[r]}" for r in res["recipes"])
+        + ". Adam, early stopping on validation.",
         "",
     ]
     path = out / "README.md"
