@@ -153,6 +153,10 @@ def test_merge_runs_adds_seeds_of_the_same_study_only(scaling_run, tmp_path):
         7,
     }
     assert any(k.endswith("seed=7") for k in json.loads((main / "per_material.json").read_text())["sc"])
+    # the report counts the seeds of every curve, merged runs included
+    readme = (main / "README.md").read_text()
+    assert "Seeds per curve, runs merged into this report included" in readme
+    assert "OptiMate TL full 2," in readme and "OptiMate DL 2," in readme
     # another grid is another study: refused
     r["pre_sizes"] = [10, 40]
     (other / "results.json").write_text(json.dumps(r))

@@ -45,6 +45,20 @@ LAW_KEYS = ("law_choice", "backtest", "backtest_folds", "backtest_plane", "law")
 PRE_CURVES: dict[str, bool] = {"OptiMate TL full": False, "OptiMate TL full + free labels": True}
 
 
+def _seeds_per_curve(cells) -> dict[str, int]:
+    """Label → number of seeds with at least one cell of that learning curve (N_pre = all for the N_RPA curves;
+    the heat map: OptiMate TL full below N_pre = all)."""
+    n_pre_all = max((c["n_pre"] for c in cells), default=0)
+    out = {}
+    for label, (model, method, free) in RPA_CURVES.items():
+        pts = [c for c in _points(cells, model=model, method=method, free=free)
+               if method == "dl" or c["n_pre"] == n_pre_all]  # fmt: skip
+        out[label] = len({c["seed"] for c in pts})
+    heat = [c for c in _points(cells, model="optimate", method="tl", free=False) if c["n_pre"] < n_pre_all]
+    out["OptiMate TL full heat map (N_pre < all)"] = len({c["seed"] for c in heat})
+    return out
+
+
 def _points(cells, **match) -> list[dict[str, Any]]:
     return [c for c in cells if all(c[k] == v for k, v in match.items())]
 
@@ -559,6 +573,16 @@ def write_scaling_report(out: Path, results: dict[str, Any], laws: bool = True) 
         f"{seeds} of {o['seeds']} seed(s) completed** (progress: {results.get('progress', '?')}), {len(results['cells'])} trained models, {results.get('seconds', 0):.0f} s wall on one CPU thread. "
         f"Pool (train + none) {n['pool']}, IPA pretraining set {n['pretrain']} ({results['ipa_source']['source']} IPA), "
         f"validation {n['validation']}, test {n['test']}; cells per set {results['cells_by_set']}.",
+        *(
+            [
+                "",
+                "Seeds per curve, runs merged into this report included (`merged_runs` below): "
+                + ", ".join(f"{label} {k}" for label, k in _seeds_per_curve(results["cells"]).items())
+                + ".",
+            ]
+            if results.get("merged_runs")
+            else []
+        ),
         "",
         f"Grid: N_pre {results['pre_sizes']} × N_RPA {results['rpa_sizes']} (the last = all); "
         f"{'full heat map for OptiMate TL full; ' if o['heatmap'] else ''}head-only, free labels and CGAT along N_pre = all "
