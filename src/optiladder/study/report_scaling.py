@@ -441,18 +441,26 @@ def _curve_table(curves: dict[str, Any], sizes: list[int], prefix: str) -> list[
     return lines
 
 
-def _command(o: dict[str, Any]) -> str:
-    """The command line that regenerates a report with options ``o``."""
+def _command(o: dict[str, Any], out: str = "reports/scaling") -> str:
+    """The command line that regenerates a report with options ``o`` in the folder ``out``."""
     if o["quick"]:
         return "optiladder study scaling --quick"
     join = ",".join
-    cmd = (f"optiladder study scaling --out reports/scaling --seeds {o['seeds']} --pre-sizes {join(map(str, o['pre_sizes']))} "
+    cmd = (f"optiladder study scaling --out {out} --seeds {o['seeds']} --pre-sizes {join(map(str, o['pre_sizes']))} "
            f"--rpa-sizes {join(map(str, o['rpa_sizes']))} --rpa-ref {o['rpa_ref']} --max-epochs {o['max_epochs']} "
            f"--patience {o['patience']} --tl-epochs {o['tl_epochs']} --tl-patience {o['tl_patience']} "
            f"--free-limit {o['free_limit']} --free-epochs {o['free_epochs']} --ipa-source {o['ipa_source']}")  # fmt: skip
     flags = [f for f, on in (("--no-heatmap", not o["heatmap"]), ("--no-free", not o["free_labels"]),
                              ("--no-cgat", not o["cgat"])) if on]  # fmt: skip
     return " ".join([cmd, *flags, "--threads 1"])
+
+
+def _shown(out: Path) -> str:
+    """``out`` as a command would name it: relative to the working directory when inside it."""
+    try:
+        return str(Path(out).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(out)
 
 
 def _bt_text(bt: dict[str, Any]) -> str:
@@ -483,8 +491,8 @@ def _backtest_lines(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
             "The law's design is chosen on the **validation** split (never on test): every form (`plane`: ln E = c + a·ln N_RPA "
             "+ b·ln N_pre; `floor`: E = E∞ + exp(c + a·ln N_RPA + b·ln N_pre); `floor-sum`: E = E∞ + A·N_RPA^a + B·N_pre^b; "
             "E = 1 − median SC), fitted on the overall median or per test cell size (combined through the per-material SC "
-            "of the fitted cell with the most data, so that the test split's composition, mostly 4-atom cells, enters "
-            "where the pool has ≤ 3 atoms), is refitted on three subsets of the validation heat map and predicts the "
+            "of the fitted cell with the most data, so that the test split's composition by cell size enters the "
+            "law, whatever the pool's), is refitted on three subsets of the validation heat map and predicts the "
             "full data (predicted vs measured mean over seeds below); the design with the smallest largest |error| wins. "
             "Every fit weights each (N_RPA, N_pre) cell by the inverse seed-to-seed variance of its ln E (the seeds of a "
             "model trained on 25 materials scatter ~10× more than at the full data). On test, intervals: 200 refits on "
@@ -589,7 +597,7 @@ def write_scaling_report(out: Path, results: dict[str, Any], laws: bool = True) 
         f"(every N_RPA) and N_RPA = {results['rpa_ref']} (every N_pre); DL at every N_RPA. Epochs: from scratch ≤ {o['max_epochs']} "
         f"(patience {o['patience']}), fine-tuning ≤ {o['tl_epochs']} (patience {o['tl_patience']}); free labels {o['free_limit']} structures × "
         f"{o['free_epochs']} epochs. Early stopping on validation; every number below is on the **test** split "
-        f"(median SC[RPA_ML; RPA_DFT], median MAE), mean ± std over seeds. Regenerate: `{_command(o)}`.",
+        f"(median SC[RPA_ML; RPA_DFT], median MAE), mean ± std over seeds. Regenerate: `{_command(o, _shown(out))}`.",
         "",
         "## Learning curves against N_RPA (N_pre = all)",
         "",
