@@ -280,6 +280,16 @@ def write_md(results: dict, path: Path) -> None:
     th = {k: v["throughput"] for k, v in results["configs"].items()}
     old, new = "torch", "fast"
 
+    def side_by_side(b: str) -> str:
+        """``fast`` against configuration ``b`` of the same run: one CIF and throughput, ratio and values."""
+        return (
+            f"one CIF ×{sg[b]['end_to_end_ms'] / sg[new]['end_to_end_ms']:.2f} "
+            f"({sg[b]['end_to_end_ms']:.2f} → {sg[new]['end_to_end_ms']:.2f} ms; forward "
+            f"{sg[b]['forward_ms']:.2f} → {sg[new]['forward_ms']:.2f} ms), throughput "
+            f"×{th[new]['per_cpu_second'] / th[b]['per_cpu_second']:.2f} "
+            f"({th[b]['per_cpu_second']} → {th[new]['per_cpu_second']} /CPU s)"
+        )
+
     def row(name: str, key: str) -> str:
         vals = " | ".join(f"{sg[k][key]:.2f} ms" for k in labels)
         return f"| {name} | {vals} | ×{sg[old][key] / max(sg[new][key], 1e-9):.1f} |"
@@ -346,11 +356,7 @@ def write_md(results: dict, path: Path) -> None:
             "Against `fast-before` (the fast path before the third session of 2026-12-07, in the same run), one change: the GATv2 edge "
             "projections W_e a_e of every layer and network are computed once per distinct edge feature row of a "
             "batch (equal neighbour distances give bit-identical rows; `stacked.UNIQUE_EDGE_ROWS`) and gathered per "
-            f"edge: one CIF ×{sg[b]['end_to_end_ms'] / fn['end_to_end_ms']:.2f} "
-            f"({sg[b]['end_to_end_ms']:.2f} → {fn['end_to_end_ms']:.2f} ms; forward "
-            f"{sg[b]['forward_ms']:.2f} → {fn['forward_ms']:.2f} ms), throughput "
-            f"×{th[new]['per_cpu_second'] / th[b]['per_cpu_second']:.2f} "
-            f"({th[b]['per_cpu_second']} → {th[new]['per_cpu_second']} /CPU s)"
+            f"edge: {side_by_side(b)}"
             + (
                 f"; the outputs of the {d['materials']} structures are "
                 + (
@@ -370,11 +376,7 @@ def write_md(results: dict, path: Path) -> None:
             "Against `fast-fp32` (float32 heads, equal to the torch networks to float32 rounding), the default "
             'half-precision spectrum heads (`head_precision="fp16"`: the ipa and rpa heads\' weights, 27 M of the '
             "parameters, kept in float16 and multiplied in float32 by FBGEMM; what one CIF's bandwidth-bound forward "
-            f"reads is ~40 % less): one CIF ×{sg[b]['end_to_end_ms'] / fn['end_to_end_ms']:.2f} "
-            f"({sg[b]['end_to_end_ms']:.2f} → {fn['end_to_end_ms']:.2f} ms; forward "
-            f"{sg[b]['forward_ms']:.2f} → {fn['forward_ms']:.2f} ms), throughput "
-            f"×{th[new]['per_cpu_second'] / th[b]['per_cpu_second']:.2f} "
-            f"({th[b]['per_cpu_second']} → {th[new]['per_cpu_second']} /CPU s).",
+            f"reads is ~40 % less): {side_by_side(b)}.",
         ]
         if d:
             lines += [
