@@ -360,8 +360,17 @@ def write_md(results: dict, path: Path) -> None:
             + (
                 f"; the outputs of the {d['materials']} structures are "
                 + (
-                    "bit-identical (largest |ΔIm ε| 0)."
-                    if d["max_rel_im_diff"] == 0 and d["max_sc_rpa_ipa_diff"] == 0
+                    "identical (Im ε, SC[RPA; IPA], expected SC, latent distance and warnings)."
+                    if not any(
+                        d[k]
+                        for k in (
+                            "max_rel_im_diff",
+                            "max_sc_rpa_ipa_diff",
+                            "max_expected_sc_diff",
+                            "max_latent_distance_diff",
+                            "warnings_changed",
+                        )
+                    )
                     else f"not identical: largest |ΔIm ε| {d['max_rel_im_diff']:.1e} of the peak."
                 )
                 if d

@@ -84,7 +84,7 @@ def test_frozen_member_heads_keep_the_members_body_bit_for_bit():
     for part, same in (("node_mlp", True), ("convs", True), ("pool", False)):
         mine = {k: v for k, v in pooled.state_dict().items() if k.startswith(part + ".")}
         theirs = {k: v for k, v in parents[0].state_dict().items() if k.startswith(part + ".")}
-        assert all(torch.equal(mine[k], theirs[k]) for k in mine) == same, part
+        assert mine and all(torch.equal(mine[k], theirs[k]) for k in mine) == same, part
 
 
 def test_the_cheapest_recipe_ships_unless_validation_says_it_is_worse():

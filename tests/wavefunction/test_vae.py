@@ -142,7 +142,6 @@ def test_resample_is_exact_on_coincident_points():
     np.testing.assert_allclose(resample(f, 20), f, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_second_moment_pooling_is_invariant_and_round_trips(tmp_path):
     """The ``mean-max-cov`` encoder: codes unchanged by whole-step origin shifts and axis permutations, different
     for different fields, its pooling recorded in the folder and restored; an unknown pooling is refused."""
@@ -161,6 +160,7 @@ def test_second_moment_pooling_is_invariant_and_round_trips(tmp_path):
         StateVAE(4, 8, pooling="sum")
 
 
+@pytest.mark.slow
 def test_training_overfits_real_states_and_round_trips(si_pair, tmp_path):
     a, _ = si_pair
     path = write_wavefunctions(a, tmp_path / "si.npz")

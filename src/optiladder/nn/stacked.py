@@ -104,8 +104,10 @@ class FastBatch:
     ``targets``; edges are sorted by (target, source), and ``pair_starts`` is the first edge of every
     (target, source) pair, ``pair_src`` its source, ``pair_target_starts`` the first pair of every target;
     ``graph_starts`` the first node of every graph; ``num_graphs``. ``attr_rows`` ``[U, edge_dim]``: the distinct
-    rows of ``edge_attr`` (bit-identical rows merged; all rows when :data:`UNIQUE_EDGE_ROWS` is off) and
-    ``attr_of_edge`` ``[n_edges]`` each edge's row there (None: row ``e`` is edge ``e``).
+    rows of ``edge_attr`` (bit-identical rows merged; all rows, ``attr_of_edge`` None, when :data:`UNIQUE_EDGE_ROWS`
+    is off, when no row repeats, when there are fewer than 2 edges or only one distinct row) and ``attr_of_edge``
+    ``[n_edges]`` each edge's row there (None: row ``e`` is edge ``e``). Both are derived by :meth:`from_graphs`: a
+    copy with other ``edge_attr`` must be built again, not made by ``dataclasses.replace``.
     """
 
     x: np.ndarray
@@ -150,11 +152,13 @@ class FastBatch:
         attr[np.abs(attr) < EDGE_FLUSH] = 0.0
         log_mult = None if mult is None else np.log(mult[order]).astype(np.float32)
         rows, row_of = attr, None
-        if UNIQUE_EDGE_ROWS and attr.shape[0] > 1:
+        if UNIQUE_EDGE_ROWS and attr.shape[0] > 1 and attr.shape[1] > 0:
             # bit-identical rows (the same neighbour distance) through their bytes: exact, ~0.3 ms for 1,000 edges
             key = np.ascontiguousarray(attr).view(np.dtype((np.void, attr.shape[1] * attr.itemsize))).ravel()
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            if first.size < attr.shape[0]:
+            # one distinct row would be a matrix-vector product (BLAS gemv), whose sums may differ in the last bits
+            # from the matrix product's rows: keep the per-edge form there
+            if 1 < first.size < attr.shape[0]:
                 rows, row_of = attr[first], inverse.reshape(-1)
         if dst.size:
             new_target = np.concatenate(([True], dst[1:] != dst[:-1]))

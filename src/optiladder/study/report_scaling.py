@@ -456,11 +456,14 @@ def _command(o: dict[str, Any], out: str = "reports/scaling") -> str:
 
 
 def _shown(out: Path) -> str:
-    """``out`` as a command would name it: relative to the working directory when inside it."""
-    try:
-        return str(Path(out).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(out)
+    """``out`` as a command run from the repository root would name it (a folder outside: its name)."""
+    path = Path(out).resolve()
+    for root in (Path(__file__).resolve().parents[3], Path.cwd().resolve()):
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            continue
+    return path.name
 
 
 def _bt_text(bt: dict[str, Any]) -> str:
@@ -570,14 +573,20 @@ def write_scaling_report(out: Path, results: dict[str, Any], laws: bool = True) 
         "",
         *(
             [
-                "**Partial run**: stopped (time limit) after the stage named below; every table, fit and claim uses only "
-                "the models that finished, and a missing row or seed is missing, not zero.",
+                ("**Main run partial**" if results.get("merged_runs") else "**Partial run**")
+                + ": stopped (time limit) after the stage named below; every table, fit and claim uses only "
+                "the models that finished, and a missing row or seed is missing, not zero"
+                + (
+                    " (the seeds of the runs merged into this report complete the curves: see the seeds per curve)."
+                    if results.get("merged_runs")
+                    else "."
+                ),
                 "",
             ]
             if partial
             else []
         ),
-        f"Run {results.get('date', '?')}: **{'quick mode (CI smoke run, numbers meaningless); ' if o['quick'] else ''}"
+        f"{'Main run' if results.get('merged_runs') else 'Run'} {results.get('date', '?')}: **{'quick mode (CI smoke run, numbers meaningless); ' if o['quick'] else ''}"
         f"{seeds} of {o['seeds']} seed(s) completed** (progress: {results.get('progress', '?')}), {len(results['cells'])} trained models, {results.get('seconds', 0):.0f} s wall on one CPU thread. "
         f"Pool (train + none) {n['pool']}, IPA pretraining set {n['pretrain']} ({results['ipa_source']['source']} IPA), "
         f"validation {n['validation']}, test {n['test']}; cells per set {results['cells_by_set']}.",
@@ -597,7 +606,13 @@ def write_scaling_report(out: Path, results: dict[str, Any], laws: bool = True) 
         f"(every N_RPA) and N_RPA = {results['rpa_ref']} (every N_pre); DL at every N_RPA. Epochs: from scratch ≤ {o['max_epochs']} "
         f"(patience {o['patience']}), fine-tuning ≤ {o['tl_epochs']} (patience {o['tl_patience']}); free labels {o['free_limit']} structures × "
         f"{o['free_epochs']} epochs. Early stopping on validation; every number below is on the **test** split "
-        f"(median SC[RPA_ML; RPA_DFT], median MAE), mean ± std over seeds. Regenerate: `{_command(o, _shown(out))}`.",
+        f"(median SC[RPA_ML; RPA_DFT], median MAE), mean ± std over seeds. Regenerate: `{_command(o, _shown(out))}`"
+        + (
+            " (the main run only, on the records present when it runs; the merged seeds came from the runs in "
+            "`merged_runs`, on the materials of `training_ids.json`)."
+            if results.get("merged_runs")
+            else "."
+        ),
         "",
         "## Learning curves against N_RPA (N_pre = all)",
         "",

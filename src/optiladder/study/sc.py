@@ -3,8 +3,8 @@
 The ``sc`` model answers, for a crystal nobody has computed, how similar its RPA spectrum is to its IPA spectrum
 (SC[RPA; IPA], 1 = local fields change nothing). It is trained on the same train + none materials as the RPA
 ensemble it ships beside (the ensemble card's ``training.train_ids``), with the SC of their GPAW spectra as the
-label. Three recipes, trained and scored side by side in one run (:func:`run_sc_study`), chosen on validation
-(:func:`choose_recipe`):
+label. The recipes (:data:`RECIPES`; by default the first three, :data:`DEFAULT_RECIPES`), trained and scored side
+by side in one run (:func:`run_sc_study`), chosen on validation (:func:`choose_recipe`):
 
 * ``ipa-heads`` (the recipe of v2026.12.06b and before, the baseline): ``per_parent`` 1-value networks with the
   full 3×1024 head, all weights fine-tuned from the IPA model's body, their mean;
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 #: recipe name → (which parents, head hidden widths, networks per parent, what trains); ``None`` widths: the
 #: parent's own head; what trains: ``all`` weights, or the parameter groups joined by ``+`` (e.g. ``pool+head``:
-#: the node MLP and GATv2 layers frozen); only the ``head`` (the parent's body frozen, batch norm
-#: included, so the network's body stays bit-identical to its parent's and the fast path computes it once for both)
+#: the node MLP and GATv2 layers frozen; ``head`` alone: the parent's body frozen, batch norm included, so the
+#: network's body stays bit-identical to its parent's and the fast path computes it once for both)
 RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int, str]] = {
     "ipa-heads": ("ipa", None, 3, "all"),
     "member-heads": ("rpa", (128, 128), 1, "all"),
@@ -66,8 +66,8 @@ RECIPE_NOTES: dict[str, str] = {
     "member-heads-pool": "trains the small head and the attention pooling on the member's frozen node MLP and "
     "GATv2 layers (a measurement of where the SC knowledge sits; the fast path shares whole bodies only, so it "
     "costs a prediction as much as member-heads)",
-    "member-heads-conv2": "trains the small head, the pooling and the last GATv2 layer, the node MLP and first "
-    "GATv2 layer frozen (a measurement, as member-heads-pool)",
+    "member-heads-conv2": "trains the small head, the pooling and the second GATv2 layer (``convs.1``), the node "
+    "MLP and first GATv2 layer frozen (a measurement, as member-heads-pool)",
 }
 #: the recipes a study trains unless asked for others (the partial-freeze ones are measurements: not cheaper at
 #: prediction, since the fast path shares whole bodies only)
@@ -370,7 +370,7 @@ def run_sc_study(
             train_ids=sets["pool"].ids,
             n_validation=len(sets["validation"]),
             train_splits=("train", "none"),
-            trainable=(RECIPES[winner][3],),
+            trainable=tuple(RECIPES[winner][3].split("+")),
             settings=asdict(replace(opts.settings(opts.seed), seed=opts.seed)),
             parent=parent_ref(models[which]),
             description=f"SC[RPA; IPA]: the mean of {len(nets[winner])} 1-value networks ({winner}, chosen on "
@@ -454,7 +454,7 @@ def write_sc_readme(out: Path, res: dict[str, Any]) -> Path:
         + ".",
         "",
         "Recipes (`optiladder.study.sc.RECIPES`): "
-        + "; ".join(f"`{r}` {RECIPE_NOTES[r]}" for r in res["recipes"])
+        + "; ".join(f"`{r}` {RECIPE_NOTES.get(r, '(no note)')}" for r in res["recipes"])
         + ". Adam, early stopping on validation.",
         "",
     ]

@@ -103,6 +103,11 @@ def vae_study(
     ends its cosine schedule within it (:func:`~.vae.train_vae`; ``epochs_run``). ``report``: the results are
     also written there (JSON) after the PCA and after each model, so a stopped run keeps what it measured.
     """
+    from .vae import POOLINGS
+
+    bad = [p for p in poolings if p not in POOLINGS]
+    if bad or not poolings:
+        raise ValueError(f"VAE pooling(s) {bad}: expected one or more of {POOLINGS}")
     latents = [latent] if isinstance(latent, int) else list(latent)
     pca_ks = sorted({*pca_ks, *latents})
     torch.set_num_threads(1)
