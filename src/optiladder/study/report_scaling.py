@@ -45,10 +45,9 @@ LAW_KEYS = ("law_choice", "backtest", "backtest_folds", "backtest_plane", "law")
 PRE_CURVES: dict[str, bool] = {"OptiMate TL full": False, "OptiMate TL full + free labels": True}
 
 
-def _seeds_per_curve(cells) -> dict[str, int]:
-    """Label → number of seeds with at least one cell of that learning curve (N_pre = all for the N_RPA curves;
-    the heat map: OptiMate TL full below N_pre = all)."""
-    n_pre_all = max((c["n_pre"] for c in cells), default=0)
+def _seeds_per_curve(cells, n_pre_all: int) -> dict[str, int]:
+    """Label → number of seeds with at least one cell of that learning curve (N_pre = ``n_pre_all``, the grid's
+    "all", for the N_RPA curves; the heat map: OptiMate TL full below it)."""
     out = {}
     for label, (model, method, free) in RPA_CURVES.items():
         pts = [c for c in _points(cells, model=model, method=method, free=free)
@@ -594,7 +593,10 @@ def write_scaling_report(out: Path, results: dict[str, Any], laws: bool = True) 
             [
                 "",
                 "Seeds per curve, runs merged into this report included (`merged_runs` below): "
-                + ", ".join(f"{label} {k}" for label, k in _seeds_per_curve(results["cells"]).items())
+                + ", ".join(
+                    f"{label} {k}"
+                    for label, k in _seeds_per_curve(results["cells"], results["pre_sizes"][-1]).items()
+                )
                 + ".",
             ]
             if results.get("merged_runs")

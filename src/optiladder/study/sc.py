@@ -119,6 +119,11 @@ class ScOptions:
         return TrainSettings(**dict(self.train), seed=seed)
 
 
+def trained_groups(trainable: str) -> tuple[str, ...]:
+    """A recipe's "what trains" (``"all"``, ``"head"``, ``"pool+head"``, …) as ``OptiMate.set_trainable``'s groups."""
+    return tuple(trainable.split("+"))
+
+
 def sc_labels(arrays: Any) -> np.ndarray:
     """SC[RPA; IPA] of a table's GPAW spectra ``[n]`` (the sc model's target)."""
     from ..spectra import similarity_coefficient
@@ -171,7 +176,7 @@ def train_scalar_heads(
             )
             transfer_body(parent, model)
             if trainable != "all":
-                model.set_trainable(tuple(trainable.split("+")))
+                model.set_trainable(trained_groups(trainable))
             fit(model, tr, va, settings)
             out.append(model.eval())
     return out
@@ -370,7 +375,7 @@ def run_sc_study(
             train_ids=sets["pool"].ids,
             n_validation=len(sets["validation"]),
             train_splits=("train", "none"),
-            trainable=tuple(RECIPES[winner][3].split("+")),
+            trainable=trained_groups(RECIPES[winner][3]),
             settings=asdict(replace(opts.settings(opts.seed), seed=opts.seed)),
             parent=parent_ref(models[which]),
             description=f"SC[RPA; IPA]: the mean of {len(nets[winner])} 1-value networks ({winner}, chosen on "
