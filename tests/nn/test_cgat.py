@@ -76,3 +76,52 @@ def test_cgat_head_only_transfer_trains_only_the_head(arrays):
     assert changed and all(k.startswith("head.") for k in changed)  # body weights and batch-norm stats fixed
     m.set_trainable("all")
     assert all(p.requires_grad for p in m.parameters())
+
+
+def test_transfer_body_copies_the_whole_cgat_body_and_refuses_another_architecture():
+    """What transfer learning copies from a CGAT: node and edge embeddings, attention layers, composition
+    context and pooling; the head stays the receiver's; a CGAT body never goes into an OptiMate."""
+    import pytest
+
+    from optiladder.nn import OptiMate
+    from optiladder.training.freelabels import transfer_body
+
+    torch.manual_seed(0)
+    src, dst = CGAT(**SMALL), CGAT(**SMALL, out_dim=1, output_activation="none")
+    head_before = {k: v.clone() for k, v in dst.head.state_dict().items()}
+    transfer_body(src, dst)
+    assert src.body_modules() == ("node_mlp", "edge_mlp", "convs", "context", "pool")
+    for name in src.body_modules():
+        for (k, a), (_, b) in zip(
+            getattr(src, name).state_dict().items(), getattr(dst, name).state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), f"{name}.{k}"
+    assert all(torch.equal(v, head_before[k]) for k, v in dst.head.state_dict().items())
+    with pytest.raises(TypeError, match="CGAT -> OptiMate"):
+        transfer_body(src, OptiMate(node_dim=13))
+
+
+def test_scalar_heads_keep_the_parents_architecture(arrays):
+    """The sc recipes' 1-value networks on a CGAT parent are CGATs with the small head asked for (2×128 →
+    width 128, one residual block), standardised targets, and with ``trainable="head"`` the parent's body
+    unchanged bit for bit (batch-norm statistics included) while the head learns."""
+    from optiladder.study.sc import head_widths, sc_labels, train_scalar_heads
+    from optiladder.training import TrainSettings
+
+    graphs = [to_data(structure_graph(s)) for s in arrays.structures[:24]]
+    y = sc_labels(arrays)[:24]
+    torch.manual_seed(1)
+    parent = CGAT(**SMALL).eval()
+    settings = lambda seed: TrainSettings(max_epochs=2, patience=2, batch_size=8, seed=seed)  # noqa: E731
+    (net,) = train_scalar_heads(
+        [parent], graphs[:16], y[:16], graphs[16:], y[16:], settings, hidden=(128, 128), trainable="head"
+    )
+    assert type(net) is CGAT and net.config["out_dim"] == 1 and net.config["output_activation"] == "none"
+    assert head_widths(net.config) == [128, 128] and net.config["head_blocks"] == 1
+    assert abs(net.config["target_shift"] - float(y[:16].mean())) < 1e-9
+    for name in parent.body_modules():
+        for k, v in getattr(parent, name).state_dict().items():
+            assert torch.equal(v, getattr(net, name).state_dict()[k]), f"{name}.{k}"
+    out = net(collate([structure_graph(s) for s in arrays.structures[:4]]))
+    assert out.shape == (4, 1) and torch.isfinite(out).all()
+    assert head_widths({"head_hidden": [1024, 1024, 1024]}) == [1024, 1024, 1024]

@@ -233,3 +233,31 @@ def _batch_for(model, path):
     from optiladder.predict import GraphBatch, read_structure
 
     return GraphBatch.from_graphs([structure_graph(read_structure(path), model.featurizer)])
+
+
+def test_a_cgat_ensemble_predicts_through_the_torch_path(examples):
+    """Models of the CGAT body (a levers-study variant) have no stacked NumPy forward: the default ``fast``
+    Predictor runs them in torch and gives what ``fast=False`` and the members' own mean give."""
+    import torch
+
+    from optiladder.graphs import DEFAULT_FEATURIZER
+    from optiladder.nn import CGAT
+    from optiladder.predict import Predictor
+    from optiladder.targets import get_target
+    from optiladder.training import Model, make_card
+
+    small = {"width": 16, "heads": 2, "layers": 2, "context": 8, "head_width": 32, "head_blocks": 1}
+    torch.manual_seed(3)
+    target = get_target("rpa")
+    nets = [CGAT(**small).eval() for _ in range(2)]
+    model = Model(nets, DEFAULT_FEATURIZER, target, make_card(name="cgat-rpa", target=target))
+    fast = Predictor({"rpa": model}, embedding_memo=0)
+    assert fast._stacked_nets() == {}  # no fast form: the torch path runs
+    [a] = fast.predict([examples / "SiC.cif"])
+    [b] = Predictor({"rpa": model}, fast=False, embedding_memo=0).predict([examples / "SiC.cif"])
+    assert a.ok and b.ok
+    np.testing.assert_allclose(a.spectra["rpa"].trace_im(), b.spectra["rpa"].trace_im(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        raw = torch.stack([n(_batch_for(model, examples / "SiC.cif")) for n in nets]).mean(0)[0].numpy()
+    np.testing.assert_allclose(a.spectra["rpa"].trace_im(), target.finish(raw[None])[0], rtol=1e-4, atol=1e-5)
+    assert a.spread["rpa"].shape == (2001,) and a.spread["rpa"].max() > 0

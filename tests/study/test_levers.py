@@ -174,7 +174,7 @@ def test_ship_winner_into_a_registry(levers_run, tmp_path):
     # the sc networks name the installed model they were fine-tuned from (the study's recipe says which)
     sc = load_model("sc", root=tmp_path)
     recipe = sc.card["sc_study"]["recipe"]
-    assert sc.card["training"]["parent"]["id"] == (rpa if recipe == "member-heads" else ipa).card["id"]
+    assert sc.card["training"]["parent"]["id"] == (ipa if recipe == "ipa-heads" else rpa).card["id"]
     assert sc.card["levers"]["variant"] == rpa.card["levers"]["variant"]
     p = Predictor.from_pretrained(root=tmp_path)
     (r,) = p.predict([Path(__file__).resolve().parents[2] / "examples" / "SiC.cif"])

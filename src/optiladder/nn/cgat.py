@@ -175,6 +175,12 @@ class CGAT(OptiMate):
         batch, n = self._batch_vector(data)
         return self.pool(self.node_embeddings(data), batch, n)
 
+    @staticmethod
+    def head_config(hidden) -> dict[str, Any]:
+        """A residual head as wide as ``hidden``'s widest layer with ``len(hidden) - 1`` blocks (at least one):
+        2×128 → width 128, one block."""
+        return {"head_width": int(max(hidden)), "head_blocks": max(1, len(hidden) - 1)}
+
     def parameter_groups(self) -> dict[str, tuple[str, ...]]:
         groups = dict(CGAT_GROUPS)
         for name, mod in self.named_modules():

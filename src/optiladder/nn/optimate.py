@@ -131,6 +131,16 @@ class OptiMate(nn.Module):
         return LOSSES[self.config["loss"]](pred, y)
 
     # ---- transfer learning ---------------------------------------------------------------------
+    @staticmethod
+    def head_config(hidden: Sequence[int]) -> dict[str, Any]:
+        """Config overrides that give this architecture a head of hidden widths ``hidden`` (e.g. the sc
+        networks' 2×128 head)."""
+        return {"head_hidden": [int(h) for h in hidden]}
+
+    def body_modules(self) -> tuple[str, ...]:
+        """Submodules of the body (what transfer learning copies; the head is left out)."""
+        return self.parameter_groups()["body"]
+
     def parameter_groups(self) -> dict[str, tuple[str, ...]]:
         """Group name → submodule names: :data:`PARAMETER_GROUPS` plus every submodule with parameters."""
         groups = dict(PARAMETER_GROUPS)

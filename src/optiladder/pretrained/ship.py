@@ -154,7 +154,7 @@ def ship(
         card.update(
             name=name,
             version=version,
-            full_name=f"OptiMate-{DATA_TAG}-{name.upper()}-{version}",
+            full_name=f"{type(m.nets[0]).__name__}-{DATA_TAG}-{name.upper()}-{version}",  # OptiMate or CGAT
             description=DESCRIPTIONS[name]
             + (f"; levers: {lever.get('variant')} (chosen on validation)" if lever else ""),
             data={

@@ -36,7 +36,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,16 +50,31 @@ PLAIN: tuple[str, ...] = ()
 CHGNET: tuple[str, ...] = ("chgnet-0.3.0",)
 CHGNET_SEVENNET: tuple[str, ...] = ("chgnet-0.3.0", "sevennet-0")
 
-#: variant → (free-label pretraining, foundation models of the node features, RPA fine-tuning settings)
-VARIANTS: dict[str, tuple[bool, tuple[str, ...], str]] = {
-    "faithful-paper": (False, PLAIN, "paper"),
-    "faithful-tuned": (False, PLAIN, "tuned"),
-    "free-labels": (True, PLAIN, "tuned"),
-    "foundation": (False, CHGNET, "tuned"),
-    "free+foundation": (True, CHGNET, "tuned"),
-    "chgnet+sevennet": (False, CHGNET_SEVENNET, "tuned"),
-    "free+chgnet+sevennet": (True, CHGNET_SEVENNET, "tuned"),
+
+class Variant(NamedTuple):
+    """One row of the ablation: free-label pretraining on or off, the foundation models of the node features,
+    the RPA fine-tuning settings (``paper`` or ``tuned``) and the network (``optimate`` or ``cgat``, the CGAT body
+    of issue 12 under the same model format)."""
+
+    free: bool
+    found: tuple[str, ...]
+    tl: str
+    arch: str = "optimate"
+
+
+#: variant name → its levers
+VARIANTS: dict[str, Variant] = {
+    "faithful-paper": Variant(False, PLAIN, "paper"),
+    "faithful-tuned": Variant(False, PLAIN, "tuned"),
+    "free-labels": Variant(True, PLAIN, "tuned"),
+    "foundation": Variant(False, CHGNET, "tuned"),
+    "free+foundation": Variant(True, CHGNET, "tuned"),
+    "chgnet+sevennet": Variant(False, CHGNET_SEVENNET, "tuned"),
+    "free+chgnet+sevennet": Variant(True, CHGNET_SEVENNET, "tuned"),
+    "free+foundation+cgat": Variant(True, CHGNET, "tuned", "cgat"),
 }
+#: network class of each ``Variant.arch``
+ARCHS: tuple[str, ...] = ("optimate", "cgat")
 BASELINES: tuple[str, ...] = ("faithful-paper", "faithful-tuned")
 
 
@@ -254,14 +269,17 @@ def training_settings(options: dict[str, Any], variant: str, name: str, seed: in
     opts = LeverOptions(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in known}
     )
-    kind = {"ipa": "scratch", "rpa": VARIANTS[variant][2], "sc": "aux"}[name]
+    kind = {"ipa": "scratch", "rpa": VARIANTS[variant].tl, "sc": "aux"}[name]
     return asdict(_settings(opts, kind, seed))
 
 
-def _new_model(node_dim: int, **kw: Any):
-    from ..nn import OptiMate
+def _new_model(node_dim: int, arch: str = "optimate", **kw: Any):
+    """A fresh network of ``arch`` (OptiMate with batch norm, or CGAT) on ``node_dim`` node features."""
+    from ..nn import CGAT, OptiMate
 
-    return OptiMate(node_dim=node_dim, norm="batch_norm", **kw)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {ARCHS}")
+    return (CGAT if arch == "cgat" else OptiMate)(node_dim=node_dim, norm="batch_norm", **kw)
 
 
 def _finish(raw: np.ndarray) -> np.ndarray:
@@ -327,7 +345,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     pool, val, test = study_sets(store or Store(), opts.extra, opts.pool_limit, opts.seed)
     log.info("levers: pool %d, validation %d, test %d", len(pool), len(val), len(test))
     feat = Featurize()
-    kinds = sorted({VARIANTS[v][1] for v in opts.variants})
+    kinds = sorted({VARIANTS[v].found for v in opts.variants})
     for found in kinds:  # a missing foundation package: one line, before any training
         feat.featurizer(found).check_available()
     node_dim = {found: feat.featurizer(found).node_dim for found in kinds}
@@ -348,8 +366,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     results: dict[str, Any] = {"runs": {}, "skipped_sizes": [s for s in opts.sizes if s >= len(pool)]}
 
     # ---- free-label pretraining, once per node-feature kind -----------------------------------------
-    free_models: dict[tuple[str, ...], Any] = {}
-    if any(VARIANTS[v][0] for v in opts.variants):
+    free_models: dict[tuple[tuple[str, ...], str], Any] = {}  # (foundation models, arch) → pretrained network
+    if any(VARIANTS[v].free for v in opts.variants):
         fl = free_label_set()
         if opts.free_limit and len(fl) > opts.free_limit:
             idx = np.random.default_rng(opts.seed).permutation(len(fl))[: opts.free_limit]
@@ -362,20 +380,24 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 int(k): int(v) for k, v in zip(*np.unique(fl.nsites, return_counts=True), strict=True)
             },
         }
-        for found in sorted({VARIANTS[v][1] for v in opts.variants if VARIANTS[v][0]}):
+        for found, arch in sorted(
+            {(VARIANTS[v].found, VARIANTS[v].arch) for v in opts.variants if VARIANTS[v].free}
+        ):
             fdata = feat.data(fl.ids, fl.structures, foundation=found)
             model, res = pretrain_free_labels(
                 fdata, fl.y, settings=_settings(opts, "free", opts.seed),
                 model_kwargs={"node_dim": node_dim[found], "norm": "batch_norm"},
+                model_class=type(_new_model(node_dim[found], arch)),
             )  # fmt: skip
-            free_models[found] = model
-            results["free_labels"][f"foundation={found_label(found)}"] = {
+            free_models[(found, arch)] = model
+            label = f"foundation={found_label(found)}" + ("" if arch == "optimate" else f" arch={arch}")
+            results["free_labels"][label] = {
                 "best_epoch": res.best_epoch, "epochs": res.epochs_run, "val_l1_std_units": res.best_val_loss,
                 "seconds": round(res.seconds, 1),
             }  # fmt: skip
 
     # ---- phase 1: variants × seeds × sizes -----------------------------------------------------------
-    ipa_models: dict[tuple[bool, tuple[str, ...], int], Any] = {}
+    ipa_models: dict[tuple[bool, tuple[str, ...], str, int], Any] = {}
     tl_models: dict[tuple[str, int], Any] = {}
     frames = []
     per: dict[str, dict[str, list]] = {}
@@ -384,18 +406,19 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         for v in opts.variants:
             if v == "faithful-paper" and j >= opts.paper_seeds:
                 continue
-            free, found, tl_kind = VARIANTS[v]
-            key = (free, found, seed)
+            free, found, tl_kind, arch = VARIANTS[v]
+            key = (free, found, arch, seed)
             if key not in ipa_models:
                 # initial weights from this seed alone, not from the RNG state the runs before left behind
                 seed_everything(seed)
-                model = _new_model(node_dim[found])
+                model = _new_model(node_dim[found], arch)
                 if free:
-                    transfer_body(free_models[found], model)
+                    transfer_body(free_models[(found, arch)], model)
                 fr = fit(model, with_targets(data[("pool", found)], y_ipa),
                          with_targets(data[("validation", found)], val.arrays.ipa), _settings(opts, "scratch", seed))  # fmt: skip
                 ipa_models[key] = model
-                results["runs"][f"ipa free={free} found={found_label(found)} seed={seed}"] = {
+                arch_label = "" if arch == "optimate" else f" arch={arch}"
+                results["runs"][f"ipa free={free} found={found_label(found)}{arch_label} seed={seed}"] = {
                     "best_epoch": fr.best_epoch, "epochs": fr.epochs_run, "seconds": round(fr.seconds, 1)}  # fmt: skip
             for s in sizes:
                 import copy
@@ -447,7 +470,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
     log.info("levers: baseline %s, winner %s", baseline, winner)
 
     # ---- phase 2: ensemble, uncertainty, domain, onset and SC predictors for the winner ---------------
-    free, found, tl_kind = VARIANTS[winner]
+    free, found, tl_kind, arch = VARIANTS[winner]
     ens_rows: list[dict[str, Any]] = []
     unc_frames = []
     members_by_seed: dict[int, tuple[list, dict[str, Any]]] = {}  # seed → (members, their evaluation)
@@ -499,7 +522,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         seed = opts.seed + j
         import copy
 
-        parent = ipa_models[(free, found, seed)]
+        parent = ipa_models[(free, found, arch, seed)]
         members = [tl_models[(winner, seed)]]
         for k in range(1, opts.ensemble):
             m = copy.deepcopy(parent)
@@ -564,7 +587,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 "sc_rpa_ipa": sc_test, "sc_rpa_ipa_spectra": sc_spec["test"],
             }))  # fmt: skip
             if opts.save_models:
-                lever = {"variant": winner, "free_labels": free, "foundation": list(found), "seed": seed}
+                lever = {"variant": winner, "free_labels": free, "foundation": list(found), "arch": arch,
+                         "seed": seed}  # fmt: skip
                 common = dict(
                     train_ids=pool.arrays.ids, n_validation=len(val), train_splits=("train", "none")
                 )
@@ -655,7 +679,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                   quick=opts.quick),
         rpa=Model(ship_members, feat.featurizer(found), get_target(LEVELS[1]),
                   make_card(name=f"levers-rpa-{winner}", target=get_target(LEVELS[1]), **ids)),
-        ipa=Model([ipa_models[(free, found, seeds_run[0])]], feat.featurizer(found), get_target(LEVELS[0]),
+        ipa=Model([ipa_models[(free, found, arch, seeds_run[0])]], feat.featurizer(found), get_target(LEVELS[0]),
                   make_card(name=f"levers-ipa-{winner}", target=get_target(LEVELS[0]), **ids)),
         store=store, models_dir=out / "models" / "sc", command="optiladder study levers", card_extra=sc_extra,
     )  # fmt: skip
@@ -693,6 +717,7 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
 
 __all__ = [
     "VARIANTS",
+    "Variant",
     "Featurize",
     "found_label",
     "LeverOptions",

@@ -61,6 +61,19 @@ def _cross_rows(r: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def _variant_legend(name: str) -> str:
+    """One variant's levers in words, e.g. ``free+foundation+cgat = free labels, chgnet-0.3.0, tuned, CGAT``."""
+    from .levers import VARIANTS
+
+    v = VARIANTS.get(name)
+    if v is None:  # a variant of an older run, no longer defined
+        return f"{name} = (not defined in this version)"
+    found = " ‖ ".join(v.found) or "one-hot only"
+    return f"{name} = {'free labels' if v.free else 'no free labels'}, {found}, {v.tl}, " + (
+        "CGAT" if v.arch == "cgat" else "OptiMate"
+    )
+
+
 def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
     """Write ``out/README.md``: ablation table, cell sizes, ensemble/uncertainty, onset and SC predictor."""
     o = r["options"]
@@ -101,6 +114,8 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
             f"| {v} | {size} | {len(row['test']['median_sc_seeds'])} | {_pm(row['validation'], 'median_sc')} | {_pm(row['test'], 'median_sc')} | "
             f"{delta:+.3f} | {row['test']['p10_sc']:.3f} | {cells} | {np.mean(row['seconds']):.0f} |"
         )
+    lines += ["", "Variants (free-label pretraining; foundation node features; RPA fine-tuning settings; network): "
+              + "; ".join(_variant_legend(v) for v in o["variants"]) + "."]  # fmt: skip
     if r.get("skipped_sizes"):
         lines += ["", f"Sizes skipped (not fewer than the pool): {r['skipped_sizes']}."]
     if "free_labels" in r:

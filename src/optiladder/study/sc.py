@@ -124,6 +124,14 @@ def trained_groups(trainable: str) -> tuple[str, ...]:
     return tuple(trainable.split("+"))
 
 
+def head_widths(config: dict[str, Any]) -> list[int]:
+    """The hidden widths of a network's head from its config: OptiMate's ``head_hidden``; CGAT's residual head
+    as ``head_width`` repeated ``head_blocks + 1`` times (its input layer and blocks)."""
+    if "head_hidden" in config:
+        return [int(h) for h in config["head_hidden"]]
+    return [int(config["head_width"])] * (int(config["head_blocks"]) + 1)
+
+
 def sc_labels(arrays: Any) -> np.ndarray:
     """SC[RPA; IPA] of a table's GPAW spectra ``[n]`` (the sc model's target)."""
     from ..spectra import similarity_coefficient
@@ -151,7 +159,6 @@ def train_scalar_heads(
     ``"all"``, or the parameter groups that train joined by ``+`` (``"head"``: the parent's body frozen;
     ``"pool+head"``: its node MLP and GATv2 layers frozen; ``OptiMate.set_trainable``). The target is standardised
     inside the head (shift/scale from ``y_train``). Returns the networks (eval mode) in order."""
-    from ..nn import scalar_model
     from ..training import fit, seed_everything, with_targets
     from ..training.freelabels import transfer_body
 
@@ -165,15 +172,16 @@ def train_scalar_heads(
             if k not in ("out_dim", "output_activation", "target_shift", "target_scale")
         }
         if hidden is not None:
-            cfg["head_hidden"] = list(hidden)
+            cfg.update(type(parent).head_config(hidden))
         for k in range(per_parent):
             settings = settings_of(p if k == 0 else 500 + 10 * p + k)
             seed_everything(
                 settings.seed
             )  # the head's initial weights from this seed, not from earlier draws
-            model = scalar_model(
-                **cfg, target_shift=float(y_train.mean()), target_scale=float(y_train.std() or 1.0)
-            )
+            model = type(parent)(  # the parent's architecture with a 1-value head and a linear output
+                **cfg, out_dim=1, output_activation="none", target_shift=float(y_train.mean()),
+                target_scale=float(y_train.std() or 1.0),
+            )  # fmt: skip
             transfer_body(parent, model)
             if trainable != "all":
                 model.set_trainable(trained_groups(trainable))
@@ -306,7 +314,7 @@ def run_sc_study(
         t = time.perf_counter()
         row: dict[str, Any] = {
             "parents": which,
-            "head_hidden": list(hidden or models[which].nets[0].config["head_hidden"]),
+            "head_hidden": list(hidden or head_widths(models[which].nets[0].config)),
             "trainable": trainable,
         }
         # repeats with other seeds (a recipe's MAE moves by ~0.002 with the heads' initial weights); the first is

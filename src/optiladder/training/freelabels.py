@@ -80,13 +80,17 @@ def standardise(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def transfer_body(src, dst) -> None:
-    """Copy the body (node MLP, attention convolutions, pooling) of OptiMate ``src`` into ``dst`` in place.
+    """Copy the body (node MLP, attention convolutions, pooling; CGAT's edge embedding and composition context
+    too) of ``src`` into ``dst`` in place.
 
-    Both models must have the same body sizes; the heads are left alone (``dst`` keeps its own).
+    Both models must be of one architecture with the same body sizes; the heads are left alone (``dst`` keeps
+    its own).
     """
-    from ..nn import BODY_MODULES
-
-    for name in BODY_MODULES:
+    if type(src) is not type(dst):
+        raise TypeError(
+            f"cannot transfer a body between architectures: {type(src).__name__} -> {type(dst).__name__}"
+        )
+    for name in src.body_modules():
         getattr(dst, name).load_state_dict(getattr(src, name).state_dict(), strict=True)
 
 
@@ -97,8 +101,10 @@ def pretrain_free_labels(
     val_fraction: float = 0.1,
     settings=None,
     model_kwargs: dict[str, Any] | None = None,
+    model_class: type | None = None,
 ):
-    """Train an OptiMate with a 3-value head on standardised free labels; returns ``(model, FitResult)``.
+    """Train an OptiMate (or ``model_class``, e.g. CGAT) with a 3-value head on standardised free labels;
+    returns ``(model, FitResult)``.
 
     ``data``: ``Data`` graphs (with ``mat_id``) of a :class:`FreeLabelSet`, ``y`` its labels ``[n, 3]``. A seeded
     ``val_fraction`` of the set (still train/none materials) steers early stopping.
@@ -122,6 +128,6 @@ def pretrain_free_labels(
     seed_everything(settings.seed)
     kw = dict(model_kwargs or {})
     kw.update(out_dim=len(FREE_LABELS), output_activation="none")
-    model = OptiMate(**kw)
+    model = (model_class or OptiMate)(**kw)
     res = fit(model, train, val, settings)
     return model, res
