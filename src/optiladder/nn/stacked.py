@@ -1,4 +1,5 @@
-"""All loaded OptiMate networks in one NumPy (float32, BLAS) forward: the fast inference path of ``Predictor``.
+"""All loaded OptiMate (and CGAT) networks in one NumPy (float32, BLAS) forward: the fast inference path of
+``Predictor``.
 
 :class:`StackedOptiMate` takes eval-mode :class:`~.optimate.OptiMate` networks that read the same graph (the
 ``ipa`` model, the members of the ``rpa`` ensemble, the ``sc`` model, …) and, once at load time, copies their
@@ -8,9 +9,11 @@ which read the shared graph input, are one product for all networks (the edge pr
 edge feature row of the batch: :data:`UNIQUE_EDGE_ROWS`). Batch norm (eval mode: a fixed per-channel
 affine map) is folded into the preceding linear layer (in float64, then float32). Nothing is hard-coded: widths,
 heads, layer counts, output sizes and member counts are read from the networks, so another featurizer (a wider
-node feature) or another ensemble size needs no change. Networks with a part this module does not know
-(e.g. layer norm, the CGAT body) are refused with ``NotImplementedError`` at construction (the caller keeps the
-torch path then).
+node feature) or another ensemble size needs no change. CGAT networks (:mod:`.cgat`: edge states, layer norm,
+composition context, residual head) have their own stacked body and heads (:class:`_CGATBody`,
+:class:`_ResidualHeads`, float32); networks are grouped by class, so one forward may hold both kinds
+(:data:`PARTS`). Networks with a part this module does not know (e.g. an MLP with layer norm) are refused with
+``NotImplementedError`` at construction (the caller keeps the torch path then).
 
 The maths is that of :mod:`.gatv2`, :mod:`.pooling`, :mod:`.heads` and :mod:`.mlp` (eval mode, no dropout):
 
@@ -244,6 +247,8 @@ BODY_PARTS = ("node_mlp", "convs", "pool")
 #: compute the same embedding)
 HEAD_CONFIG = (
     "head_hidden",
+    "head_width",
+    "head_blocks",
     "out_dim",
     "output_activation",
     "target_shift",
@@ -265,8 +270,9 @@ def body_fingerprint(net: Any) -> str:
     h = hashlib.sha256()
     cfg = {k: v for k, v in getattr(net, "config", {}).items() if k not in HEAD_CONFIG}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    parts = net.body_modules() if hasattr(net, "body_modules") else BODY_PARTS
     for k, v in net.state_dict().items():
-        if k.split(".", 1)[0] in BODY_PARTS:
+        if k.split(".", 1)[0] in parts:
             t = v.detach().cpu().contiguous()
             h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
             h.update((t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes())
@@ -381,6 +387,143 @@ class _Body:
         return segment_sum(h * wgt, g).transpose(1, 0, 2)
 
 
+class _CGATBody:
+    """Node and edge embeddings, CGAT layers, composition context and pooling of K CGAT networks with equal body
+    shapes (stacked weights; the maths of :mod:`.cgat`, eval mode). Node-major arrays ``[n, K, F]`` and edge-major
+    ``[E, K, F]`` inside, as :class:`_Body`."""
+
+    def __init__(self, nets: Sequence[Any]):
+        from .cgat import CGATLayer
+
+        self.k = len(nets)
+        node = [mlp_layers(n.node_mlp.layers) for n in nets]
+        self.node = [
+            (_stack([layers[i][0] for layers in node]), _stack([layers[i][1] for layers in node])[:, None], node[0][i][2])
+            for i in range(len(node[0]))
+        ]  # fmt: skip
+        # the edge embedding reads the shared edge features: one product for all K networks
+        self.edge_w = np.ascontiguousarray(
+            np.concatenate([_np(n.edge_mlp.weight).T for n in nets], axis=1), np.float32
+        )
+        self.edge_b = _stack([_np(n.edge_mlp.bias) for n in nets])  # [K, W]
+        self.width = nets[0].config["width"]
+        self.layers = []
+        for li in range(len(nets[0].convs)):
+            convs = [n.convs[li] for n in nets]
+            if not all(type(c) is CGATLayer for c in convs):
+                raise NotImplementedError("no fast path for a CGAT layer of another kind")
+            w = self.width
+
+            def split(weights, w=w):  # [K, 3W, out] → the blocks that read x_s, x_t and e
+                return weights[:, :w], weights[:, w : 2 * w], weights[:, 2 * w :]
+
+            # attention and message projections side by side: [K, 3W, 2W]
+            am = _stack(
+                [np.concatenate([_np(c.att_lin.weight).T, _np(c.msg.weight).T], axis=1) for c in convs]
+            )
+            am_b = _stack([np.concatenate([_np(c.att_lin.bias), _np(c.msg.bias)]) for c in convs])[:, None]
+            emlp = [mlp_layers(c.edge_mlp.layers) for c in convs]
+            e1 = _stack([m[0][0] for m in emlp])
+            e1_b = _stack([m[0][1] for m in emlp])[:, None]
+            rest = [
+                (_stack([m[i][0] for m in emlp]), _stack([m[i][1] for m in emlp])[:, None], emlp[0][i][2])
+                for i in range(1, len(emlp[0]))
+            ]  # fmt: skip
+            ln = convs[0].node_norm
+            self.layers.append({
+                "am": split(am), "am_b": am_b, "att": _stack([_np(c.att).reshape(c.heads, -1) for c in convs]),
+                "heads": convs[0].heads, "e1": split(e1), "e1_b": e1_b, "e1_relu": emlp[0][0][2], "e_rest": rest,
+                "ln_w": _stack([_np(c.node_norm.weight) for c in convs]), "ln_b": _stack([_np(c.node_norm.bias) for c in convs]),
+                "ln_eps": float(ln.eps),
+            })  # fmt: skip
+        ctx = [mlp_layers(n.context["proj"].layers) for n in nets]
+        self.ctx_pool = (
+            _stack([_np(n.context["pool"].score.weight).T for n in nets]),
+            _stack([_np(n.context["pool"].score.bias) for n in nets])[:, None],
+        )
+        self.ctx = [
+            (_stack([m[i][0] for m in ctx]), _stack([m[i][1] for m in ctx])[:, None], ctx[0][i][2])
+            for i in range(len(ctx[0]))
+        ]  # fmt: skip
+        self.pool = (
+            _stack([_np(n.pool.score.weight).T for n in nets]),
+            _stack([_np(n.pool.score.bias) for n in nets])[:, None],
+        )
+
+    @staticmethod
+    def _mlp(h: np.ndarray, layers) -> np.ndarray:
+        for w, bias, relu in layers:
+            h = _per_net(h, w, bias)
+            if relu:
+                np.maximum(h, 0.0, out=h)
+        return h
+
+    def __call__(self, b: FastBatch) -> np.ndarray:
+        """Pooled embeddings ``[K, n_graphs, width + context]`` float32."""
+        k, n, w = self.k, b.x.shape[0], self.width
+        x0 = self._mlp(np.broadcast_to(b.x[:, None], (n, k, b.x.shape[1])), self.node)  # [n, K, W]
+        e_rows = (b.attr_rows @ self.edge_w).reshape(-1, k, w) + self.edge_b[None]
+        e = e_rows if b.attr_of_edge is None else e_rows[b.attr_of_edge]  # [E, K, W]
+        x = x0
+        for layer in self.layers:
+            x, e = self._layer(x, e, b, layer)
+        ctx = self._mlp(_AttentionPoolNp.pool(x0, b, *self.ctx_pool), self.ctx)  # [G, K, context]
+        g = b.graph_starts
+        node_graph = np.repeat(np.arange(g.size), np.diff(np.append(g, n)))
+        h = np.concatenate([x, ctx[node_graph]], axis=-1)
+        return _AttentionPoolNp.pool(h, b, *self.pool).transpose(1, 0, 2)
+
+    @staticmethod
+    def _layer(x: np.ndarray, e: np.ndarray, b: FastBatch, p: dict) -> tuple[np.ndarray, np.ndarray]:
+        """One CGAT layer of K networks: ``x`` ``[n, K, W]``, ``e`` ``[E, K, W]`` → the same."""
+        n, k, w = x.shape
+        heads = p["heads"]
+        ch = w // heads
+        (a_s, a_t, a_e), ab = p["am"], p["am_b"]
+        if not b.src.size:  # no edges: the aggregate is 0 and only the residual node update remains
+            agg = np.zeros((n, k, w), np.float32)
+        else:
+            # [x_s ‖ x_t ‖ e] @ W = x_s W_s + x_t W_t + e W_e: the node blocks once per node, gathered per edge
+            z = _per_net(x, a_s, ab)[b.src] + _prod(x, a_t)[b.dst] + _prod(e, a_e)
+            att_in, msg = z[..., :w], z[..., w:]
+            att_in = np.maximum(att_in, 0.2 * att_in)  # leaky ReLU, slope 0.2
+            logits = np.einsum("ekhc,khc->ekh", att_in.reshape(-1, k, heads, ch), p["att"])
+            if b.log_mult is not None:
+                logits += b.log_mult[:, None, None]
+            seg = b.edge_target
+            logits -= segment_max(logits, b.starts)[seg]
+            ex = np.exp(logits)
+            alpha = ex / (segment_sum(ex, b.starts) + SOFTMAX_EPS)[seg]
+            m = msg.reshape(-1, k, heads, ch) * alpha[..., None]
+            agg = np.zeros((n, k, w), np.float32)
+            agg[b.targets] = segment_sum(m.reshape(-1, k, w), b.starts)
+        h = x + np.where(agg > 0, agg, np.expm1(np.minimum(agg, 0.0)))  # ELU
+        mu = h.mean(-1, keepdims=True)
+        var = ((h - mu) ** 2).mean(-1, keepdims=True)
+        x = (h - mu) / np.sqrt(var + p["ln_eps"]) * p["ln_w"][None] + p["ln_b"][None]
+        if not b.src.size:
+            return x.astype(np.float32), e
+        (b_s, b_t, b_e), bb = p["e1"], p["e1_b"]
+        u = _per_net(x, b_s, bb)[b.src] + _prod(x, b_t)[b.dst] + _prod(e, b_e)
+        if p["e1_relu"]:
+            np.maximum(u, 0.0, out=u)
+        return x.astype(np.float32), e + _CGATBody._mlp(u, p["e_rest"])
+
+
+class _AttentionPoolNp:
+    @staticmethod
+    def pool(h: np.ndarray, b: FastBatch, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """Per-channel softmax attention pooling of node-major ``h`` ``[n, K, C]`` over each graph's nodes →
+        ``[G, K, C]`` (:class:`~.pooling.AttentionPool`)."""
+        score = _per_net(h, w, bias)
+        g = b.graph_starts
+        seg = np.repeat(np.arange(g.size), np.diff(np.append(g, h.shape[0])))
+        score -= segment_max(score, g)[seg]
+        ex = np.exp(score)
+        wgt = ex / (segment_sum(ex, g) + SOFTMAX_EPS)[seg]
+        return segment_sum(h * wgt, g)
+
+
 def segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Sums of the consecutive row segments of ``x`` ``[n, ...]`` that begin at ``starts`` (strictly increasing,
     first 0: no empty segment, where reduceat would return the row instead of 0) →
@@ -430,6 +573,55 @@ def _bmm(h: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _per_net(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``h`` ``[n, K, in]`` @ per-network ``w`` ``[K, in, out]`` + ``bias`` ``[K, 1, out]`` → ``[n, K, out]``."""
     return (_bmm(h.transpose(1, 0, 2), w) + bias).transpose(1, 0, 2)
+
+
+def _prod(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``h`` ``[n, K, in]`` @ per-network ``w`` ``[K, in, out]`` → ``[n, K, out]`` (no bias)."""
+    return _bmm(h.transpose(1, 0, 2), w).transpose(1, 0, 2)
+
+
+class _ResidualHeads:
+    """CGAT's residual heads of K networks with equal head shapes (stacked float32; batch norm folded):
+    ``h = W_in z``; ``h ← h + MLP(ReLU(h))`` per block; ``y = W_out ReLU(h)``, leaky ReLU on a spectrum output,
+    ``· scale + shift`` (:class:`~.cgat.ResidualHead`)."""
+
+    def __init__(self, nets: Sequence[Any], precision: str = "fp32"):
+        from .cgat import ResidualHead
+
+        if not all(type(n.head) is ResidualHead for n in nets):
+            raise NotImplementedError("no fast path for a head other than ResidualHead")
+        heads = [n.head for n in nets]
+
+        def lin(mods):
+            return _stack([_np(m.weight).T for m in mods]), _stack([_np(m.bias) for m in mods])[:, None]
+
+        self.inp = lin([h.inp for h in heads])
+        self.blocks = []
+        for i in range(len(heads[0].blocks)):
+            per = [mlp_layers(h.blocks[i].layers) for h in heads]
+            self.blocks.append([
+                (_stack([p[j][0] for p in per]), _stack([p[j][1] for p in per])[:, None], per[0][j][2])
+                for j in range(len(per[0]))
+            ])  # fmt: skip
+        self.out = lin([h.out for h in heads])
+        self.leaky = np.array([h.output_activation == "leaky_relu" for h in heads])
+        self.scale = np.array([h.scale for h in heads], np.float32)[:, None, None]
+        self.shift = np.array([h.shift for h in heads], np.float32)[:, None, None]
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """``[K, n_graphs, D] → [K, n_graphs, out_dim]`` float32."""
+        h = _bmm(z, self.inp[0]) + self.inp[1]
+        for block in self.blocks:
+            u = np.maximum(h, 0.0)
+            for w, bias, relu in block:
+                u = _bmm(u, w) + bias
+                if relu:
+                    np.maximum(u, 0.0, out=u)
+            h = h + u
+        y = _bmm(np.maximum(h, 0.0), self.out[0]) + self.out[1]
+        if self.leaky.any():
+            y[self.leaky] = np.maximum(y[self.leaky], HEAD_LEAKY_SLOPE * y[self.leaky])
+        return y * self.scale + self.shift
 
 
 class _Heads:
@@ -501,6 +693,11 @@ class _Heads:
         return h * self.scale + self.shift
 
 
+#: network class name → (its stacked body, its stacked heads); CGAT's residual heads stay float32 whatever
+#: ``head_precision`` (its heads are 0.5–1 M weights, a few MB)
+PARTS: dict[str, tuple[type, type]] = {"OptiMate": (_Body, _Heads), "CGAT": (_CGATBody, _ResidualHeads)}
+
+
 def _t32(a: np.ndarray) -> Any:
     import torch
 
@@ -518,12 +715,10 @@ class StackedOptiMate:
     """
 
     def __init__(self, nets: dict[str, Sequence[Any]], *, head_precision: str = "fp32"):
-        from .optimate import OptiMate
-
         self.names = list(nets)
         flat = [(name, net) for name, ms in nets.items() for net in ms]
         for _, net in flat:
-            if type(net) is not OptiMate:
+            if type(net).__name__ not in PARTS:
                 raise NotImplementedError(f"no fast path for {type(net).__name__}")
             if net.training:
                 raise ValueError("StackedOptiMate needs eval-mode networks")
@@ -537,19 +732,22 @@ class StackedOptiMate:
         ]
         unique = [(i, flat[i]) for i in sorted(set(self._same_body))]
         groups = self._group(
-            [f for _, f in unique], lambda n: tuple(_signature(n, p) for p in BODY_PARTS), _Body
+            [f for _, f in unique],
+            lambda n: (type(n).__name__, *(_signature(n, p) for p in n.body_modules())),
+            lambda group: PARTS[type(group[0]).__name__][0](group),
         )
         self._body_groups = [([unique[j][0] for j in idx], body) for idx, body in groups]
         self.bodies = len(unique)
         if head_precision not in HEAD_PRECISIONS:
             raise ValueError(f"head precision {head_precision!r}: expected one of {HEAD_PRECISIONS}")
 
-        def heads(group: Sequence[Any]) -> _Heads:
+        def heads(group: Sequence[Any]) -> Any:
             size = sum(p.numel() for p in group[0].head.parameters())
-            return _Heads(group, head_precision if size >= HALF_MIN_WEIGHTS else "fp32")
+            cls = PARTS[type(group[0]).__name__][1]
+            return cls(group, head_precision if size >= HALF_MIN_WEIGHTS else "fp32")
 
         self.head_precision = head_precision
-        self._head_groups = self._group(flat, lambda n: _signature(n, "head"), heads)
+        self._head_groups = self._group(flat, lambda n: (type(n).__name__, _signature(n, "head")), heads)
         self._flat_names = [name for name, _ in flat]
 
     @staticmethod
