@@ -286,15 +286,15 @@ def test_a_body_shared_bit_for_bit_is_computed_once(predictor, inputs):
 
     import torch
 
-    from optiladder.nn import scalar_model
     from optiladder.nn.stacked import FastBatch, StackedOptiMate, body_fingerprint
     from optiladder.predict import GraphBatch
     from optiladder.training.freelabels import transfer_body
 
     member = predictor.models["rpa"].nets[1]
-    cfg = {k: v for k, v in member.config.items() if k not in ("out_dim", "output_activation", "head_hidden")}
-    torch.manual_seed(0)
-    frozen = scalar_model(**cfg, head_hidden=[16, 16])
+    head_keys = ("out_dim", "output_activation", "head_hidden", "head_width", "head_blocks")
+    cfg = {k: v for k, v in member.config.items() if k not in head_keys}
+    torch.manual_seed(0)  # the shipped architecture (OptiMate or CGAT) with a small 1-value head
+    frozen = type(member)(**cfg, out_dim=1, output_activation="none", **type(member).head_config([16, 16]))
     transfer_body(member, frozen)
     frozen.set_trainable("head")
     frozen.train()  # the frozen body stays in eval mode: its batch-norm statistics do not move
@@ -305,8 +305,8 @@ def test_a_body_shared_bit_for_bit_is_computed_once(predictor, inputs):
     assert body_fingerprint(frozen) == body_fingerprint(member)
     nudged = copy.deepcopy(frozen)
     with torch.no_grad():
-        w = nudged.convs[0].lin_l.weight
-        w[0, 0] = torch.nextafter(w[0, 0], torch.tensor(float("inf")))
+        w = next(nudged.convs[0].parameters())
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(float("inf")))
     assert body_fingerprint(nudged) != body_fingerprint(member)
 
     h = next(iter(predictor.featurizers))

@@ -40,8 +40,10 @@ def test_examples_predict_with_physical_outputs(predictor, examples):
             re = sp.trace_re()
             assert np.allclose(re, kk_real_from_imag(MODEL_GRID, im, tail=3.0), atol=1e-4)
             # no Kramers–Kronig spike at the grid's end (20 eV): measured ≤ 0.0102 per 10 meV step with the
-            # ω⁻³ tail on these crystals; the integral cut at 20 eV jumps by 0.01–1.1 there
-            assert abs(re[-1] - re[-2]) < 0.02
+            # ω⁻³ tail on these crystals up to v2026.12.07b, 0.0228 for v2026.12.07c's SiC IPA (its Im ε falls
+            # steeply towards 20 eV: steps 0.0075, 0.0102, 0.0141, 0.0228); the integral cut at 20 eV jumps by
+            # 0.01–1.1 there
+            assert abs(re[-1] - re[-2]) < 0.03
             opt = sp.optics()
             assert all(np.all(np.isfinite(v)) for v in opt.values())
             assert np.all(opt["alpha_cm"] >= 0) and np.all((opt["R"] >= 0) & (opt["R"] <= 1 + 1e-9))
@@ -210,9 +212,7 @@ def test_ensemble_model_gives_mean_and_spread(examples):
     rpa = Model([shipped.nets[0]], shipped.featurizer, shipped.target, card)
     other = copy.deepcopy(rpa.net)
     with torch.no_grad():
-        other.head.mlp.layers[-1].bias.add_(
-            0.2
-        )  # a second member that predicts Im ε higher by 0.2 everywhere
+        _last_linear(other.head).bias.add_(0.2)  # a second member that predicts Im ε higher by 0.2 everywhere
     ens = Model([rpa.net, other], rpa.featurizer, rpa.target, {**card, "name": "rpa-ens"})
     [one] = Predictor({"rpa": rpa}).predict([examples / "SiC.cif"])
     [two] = Predictor({"rpa": ens}).predict([examples / "SiC.cif"])
@@ -226,6 +226,11 @@ def test_ensemble_model_gives_mean_and_spread(examples):
     assert abs(np.median(diff[pos]) - 0.1) < 0.01
     assert two.spectra["rpa"].provenance["members"] == 2
     assert len(two.to_dict(stride=10)["spectra"]["rpa"]["eps_im_spread"]) == 201
+
+
+def _last_linear(head):
+    """The output layer of a spectrum head (OptiMate's MLP head or CGAT's residual head)."""
+    return head.out if hasattr(head, "out") else head.mlp.layers[-1]
 
 
 def _batch_for(model, path):

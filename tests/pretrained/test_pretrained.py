@@ -45,7 +45,11 @@ def test_cards_say_how_models_were_made():
     assert parent["train_ids_sha256"] == ipa["training"]["train_ids_sha256"]
     assert ipa["data"]["splits"]["train"] == ["train", "none"] and ipa["data"]["protocol"] == "gpaw-pbe-v1"
     for c in (ipa, rpa, sc):
-        assert c["created"] and c["full_name"].startswith("OptiMate-gpaw-pbe-v1-")
+        # the network class names the model (CGAT since v2026.12.07c) and matches the config
+        cls = json.loads((model_dir(c["name"]) / "config.json").read_text())["class"]
+        assert (
+            cls in ("OptiMate", "CGAT") and c["created"] and c["full_name"].startswith(f"{cls}-gpaw-pbe-v1-")
+        )
         assert c["metrics"]["split"] == "test" and c["metrics"]["n"] >= 40
 
 
@@ -137,7 +141,8 @@ def with_torch_noise(model) -> None:
     import torch
 
     with torch.no_grad():
-        model.net.head.mlp.layers[-1].bias.add_(0.01)
+        head = model.net.head  # OptiMate's MLP head or CGAT's residual head
+        (head.out if hasattr(head, "out") else head.mlp.layers[-1]).bias.add_(0.01)
 
 
 def test_refresh_metrics_rewrites_cards_not_weights(tmp_path):

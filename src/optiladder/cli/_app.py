@@ -14,7 +14,7 @@ DatasetOption = Annotated[
 
 app = typer.Typer(
     name="optiladder",
-    help="Optical spectra of crystals: GPAW IPA/RPA engine, dataset campaign, OptiMate models, prediction.",
+    help="Optical spectra of crystals: GPAW IPA/RPA engine, dataset campaign, OptiMate and CGAT models, prediction.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,4 +23,4 @@ app = typer.Typer(
 
 @app.callback()
 def _root() -> None:
-    """Optical spectra of crystals: GPAW IPA/RPA engine, dataset campaign, OptiMate models, prediction."""
+    """Optical spectra of crystals: GPAW IPA/RPA engine, dataset campaign, OptiMate and CGAT models, prediction."""

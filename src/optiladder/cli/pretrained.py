@@ -14,7 +14,7 @@ from ._app import app
 log = logging.getLogger(__name__)
 
 pretrained_app = typer.Typer(
-    help="The shipped OptiMate models (ipa, rpa, sc): list, verify, rebuild; the dataset map.",
+    help="The shipped models (ipa, rpa, sc): list, verify, rebuild; the dataset map.",
     no_args_is_help=True,
 )
 app.add_typer(pretrained_app, name="pretrained")

@@ -581,9 +581,10 @@ def _prod(h: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 class _ResidualHeads:
-    """CGAT's residual heads of K networks with equal head shapes (stacked float32; batch norm folded):
-    ``h = W_in z``; ``h ← h + MLP(ReLU(h))`` per block; ``y = W_out ReLU(h)``, leaky ReLU on a spectrum output,
-    ``· scale + shift`` (:class:`~.cgat.ResidualHead`)."""
+    """CGAT's residual heads of K networks with equal head shapes (batch norm folded): ``h = W_in z``;
+    ``h ← h + MLP(ReLU(h))`` per block; ``y = W_out ReLU(h)``, leaky ReLU on a spectrum output, ``· scale +
+    shift`` (:class:`~.cgat.ResidualHead`). ``precision`` as :class:`_Heads`: ``"fp32"`` stacked float32
+    products, ``"fp16"`` float16 weights multiplied in float32 one network at a time."""
 
     def __init__(self, nets: Sequence[Any], precision: str = "fp32"):
         from .cgat import ResidualHead
@@ -595,6 +596,9 @@ class _ResidualHeads:
         def lin(mods):
             return _stack([_np(m.weight).T for m in mods]), _stack([_np(m.bias) for m in mods])[:, None]
 
+        if precision not in HEAD_PRECISIONS:
+            raise ValueError(f"head precision {precision!r}: expected one of {HEAD_PRECISIONS}")
+        self.precision = precision
         self.inp = lin([h.inp for h in heads])
         self.blocks = []
         for i in range(len(heads[0].blocks)):
@@ -604,12 +608,48 @@ class _ResidualHeads:
                 for j in range(len(per[0]))
             ])  # fmt: skip
         self.out = lin([h.out for h in heads])
+        if (
+            precision == "fp16"
+        ):  # packed half-precision weights per network (as _Heads): the float32 stacks go
+            import torch
+
+            def pack(w, b, k):
+                return torch.ops.quantized.linear_prepack_fp16(_t32(w[k].T), _t32(b[k, 0]))
+
+            self.packed = [
+                (pack(*self.inp, k), [[(pack(w, b, k), r) for w, b, r in blk] for blk in self.blocks],
+                 pack(*self.out, k))
+                for k in range(len(heads))
+            ]  # fmt: skip
+            self.inp, self.blocks, self.out = None, [], None
         self.leaky = np.array([h.output_activation == "leaky_relu" for h in heads])
         self.scale = np.array([h.scale for h in heads], np.float32)[:, None, None]
         self.shift = np.array([h.shift for h in heads], np.float32)[:, None, None]
 
+    def _half(self, z: np.ndarray) -> np.ndarray:
+        import torch
+
+        ops = torch.ops.quantized
+        out = []
+        with torch.inference_mode():
+            for k, (inp, blocks, last) in enumerate(self.packed):
+                h = ops.linear_dynamic_fp16(torch.from_numpy(np.ascontiguousarray(z[k], np.float32)), inp)
+                for blk in blocks:
+                    u = torch.relu(h)
+                    for w, relu in blk:
+                        u = (ops.linear_relu_dynamic_fp16 if relu else ops.linear_dynamic_fp16)(u, w)
+                    h = h + u
+                out.append(ops.linear_dynamic_fp16(torch.relu(h), last).numpy())
+        return np.stack(out)
+
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """``[K, n_graphs, D] → [K, n_graphs, out_dim]`` float32."""
+        y = self._half(z) if self.precision == "fp16" else self._float(z)
+        if self.leaky.any():
+            y[self.leaky] = np.maximum(y[self.leaky], HEAD_LEAKY_SLOPE * y[self.leaky])
+        return y * self.scale + self.shift
+
+    def _float(self, z: np.ndarray) -> np.ndarray:
         h = _bmm(z, self.inp[0]) + self.inp[1]
         for block in self.blocks:
             u = np.maximum(h, 0.0)
@@ -618,10 +658,7 @@ class _ResidualHeads:
                 if relu:
                     np.maximum(u, 0.0, out=u)
             h = h + u
-        y = _bmm(np.maximum(h, 0.0), self.out[0]) + self.out[1]
-        if self.leaky.any():
-            y[self.leaky] = np.maximum(y[self.leaky], HEAD_LEAKY_SLOPE * y[self.leaky])
-        return y * self.scale + self.shift
+        return _bmm(np.maximum(h, 0.0), self.out[0]) + self.out[1]
 
 
 class _Heads:
@@ -693,8 +730,7 @@ class _Heads:
         return h * self.scale + self.shift
 
 
-#: network class name → (its stacked body, its stacked heads); CGAT's residual heads stay float32 whatever
-#: ``head_precision`` (its heads are 0.5–1 M weights, a few MB)
+#: network class name → (its stacked body, its stacked heads; both head kinds take ``head_precision``)
 PARTS: dict[str, tuple[type, type]] = {"OptiMate": (_Body, _Heads), "CGAT": (_CGATBody, _ResidualHeads)}
 
 

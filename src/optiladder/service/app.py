@@ -278,7 +278,7 @@ def create_app(
         title="optiladder",
         version=__version__,
         description=(
-            "Optical spectra of crystals predicted by OptiMate graph networks trained on GPAW IPA/RPA spectra. "
+            "Optical spectra of crystals predicted by graph networks (OptiMate, CGAT) trained on GPAW IPA/RPA spectra. "
             "Photon energy in eV, ε dimensionless, α in cm⁻¹."
         ),
         docs_url=None,  # FastAPI's Swagger page loads its JS from a CDN; /docs is an offline page instead
