@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..study.levers import VARIANTS
 from ._app import DatasetOption, app
 
 study_app = typer.Typer(help="Learning studies on the dataset.", no_args_is_help=True)
@@ -113,8 +114,9 @@ def levers(
     seeds: Annotated[int, typer.Option(help="Seeds per variant (mean ± std reported)")] = 3,
     sizes: Annotated[str, typer.Option(help="Comma-separated RPA training-set sizes (plus all)")] = "100",
     variants: Annotated[
-        str, typer.Option(help="Comma-separated variants (default: all)")
-    ] = "faithful-paper,faithful-tuned,free-labels,foundation,free+foundation,chgnet+sevennet,free+chgnet+sevennet",
+        str,
+        typer.Option(help=f"Comma-separated variants, or all ({', '.join(VARIANTS)})"),
+    ] = "all",
     ensemble: Annotated[int, typer.Option(help="Ensemble members for the winner")] = 5,
     sc_members: Annotated[
         int, typer.Option(help="SC[RPA; IPA] heads (their mean ships if better on validation)")
@@ -128,6 +130,8 @@ def levers(
     from ..data.store import Store
     from ..study.levers import LeverOptions, run_levers
 
+    if variants.strip() == "all":
+        variants = ",".join(VARIANTS)
     if verbose:
         logging.getLogger("optiladder").setLevel(logging.INFO)
     kw = dict(

@@ -58,8 +58,8 @@ RECIPES: dict[str, tuple[str, tuple[int, ...] | None, int, str]] = {
 }
 #: what each recipe does, for the report
 RECIPE_NOTES: dict[str, str] = {
-    "ipa-heads": "fine-tunes 1-value networks with the full 3×1024 head from the IPA model (the sc recipe up to "
-    "v2026.12.06b)",
+    "ipa-heads": "fine-tunes 1-value networks with the IPA model's full head (OptiMate 3×1024, CGAT a residual "
+    "head 512 wide) from the IPA model (the sc recipe up to v2026.12.06b)",
     "member-heads": "fine-tunes one network with a small head from each member of the RPA ensemble, all weights",
     "member-heads-frozen": "trains only that small head on the member's frozen body (bit-identical to the "
     "member's, so a prediction computes the body once for both)",
