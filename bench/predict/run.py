@@ -371,8 +371,9 @@ def write_md(results: dict, path: Path) -> None:
         d = th[new].get("against_before", {})
         lines += [
             "",
-            "Against `fast-before` (the fast path before the third session of 2026-12-07, in the same run), one change: the GATv2 edge "
-            "projections W_e a_e of every layer and network are computed once per distinct edge feature row of a "
+            "Against `fast-before` (the fast path before the third session of 2026-12-07, in the same run), one change: the "
+            "products of the edge features (OptiMate: every GATv2 layer's W_e a_e; CGAT: the edge embedding) of every "
+            "network are computed once per distinct edge feature row of a "
             "batch (equal neighbour distances give bit-identical rows; `stacked.UNIQUE_EDGE_ROWS`) "
             + (
                 f"(over the {results['distinct_edge_rows']['materials']} dataset structures in batches of "
@@ -408,9 +409,9 @@ def write_md(results: dict, path: Path) -> None:
         lines += [
             "",
             "Against `fast-fp32` (float32 heads, equal to the torch networks to float32 rounding), the default "
-            'half-precision spectrum heads (`head_precision="fp16"`: the ipa and rpa heads\' weights, 27 M of the '
-            "parameters, kept in float16 and multiplied in float32 by FBGEMM; what one CIF's bandwidth-bound forward "
-            f"reads is ~40 % less): {side_by_side(b)}.",
+            'half-precision spectrum heads (`head_precision="fp16"`: the ipa and rpa heads\' weights, most of the '
+            "parameters, kept in float16 and multiplied in float32 by FBGEMM, so one CIF's bandwidth-bound forward "
+            f"reads fewer bytes): {side_by_side(b)}.",
         ]
         if d:
             lines += [

@@ -430,11 +430,13 @@ class _CGATBody:
                 for i in range(1, len(emlp[0]))
             ]  # fmt: skip
             ln = convs[0].node_norm
+            # the e blocks of attention ‖ message ‖ the edge MLP's first layer: one product per layer [K, W, 3W]
+            e_both = np.ascontiguousarray(np.concatenate([split(am)[2], split(e1)[2]], axis=2))
             self.layers.append({
                 "am": split(am), "am_b": am_b, "att": _stack([_np(c.att).reshape(c.heads, -1) for c in convs]),
                 "heads": convs[0].heads, "e1": split(e1), "e1_b": e1_b, "e1_relu": emlp[0][0][2], "e_rest": rest,
                 "ln_w": _stack([_np(c.node_norm.weight) for c in convs]), "ln_b": _stack([_np(c.node_norm.bias) for c in convs]),
-                "ln_eps": float(ln.eps),
+                "ln_eps": float(ln.eps), "e_both": e_both,
             })  # fmt: skip
         ctx = [mlp_layers(n.context["proj"].layers) for n in nets]
         self.ctx_pool = (
@@ -462,11 +464,13 @@ class _CGATBody:
         """Pooled embeddings ``[K, n_graphs, width + context]`` float32."""
         k, n, w = self.k, b.x.shape[0], self.width
         x0 = self._mlp(np.broadcast_to(b.x[:, None], (n, k, b.x.shape[1])), self.node)  # [n, K, W]
-        e_rows = (b.attr_rows @ self.edge_w).reshape(-1, k, w) + self.edge_b[None]
-        e = e_rows if b.attr_of_edge is None else e_rows[b.attr_of_edge]  # [E, K, W]
+        # edge states network-major [K, E, W]: their products need no transposes
+        e_rows = ((b.attr_rows @ self.edge_w).reshape(-1, k, w) + self.edge_b[None]).transpose(1, 0, 2)
+        e = np.ascontiguousarray(e_rows if b.attr_of_edge is None else e_rows[:, b.attr_of_edge])
         x = x0
-        for layer in self.layers:
-            x, e = self._layer(x, e, b, layer)
+        for i, layer in enumerate(self.layers):
+            # the last layer's edge update feeds nothing (the readout reads node states only): skipped
+            x, e = self._layer(x, e, b, layer, update_edges=i < len(self.layers) - 1)
         ctx = self._mlp(_AttentionPoolNp.pool(x0, b, *self.ctx_pool), self.ctx)  # [G, K, context]
         g = b.graph_starts
         node_graph = np.repeat(np.arange(g.size), np.diff(np.append(g, n)))
@@ -474,40 +478,52 @@ class _CGATBody:
         return _AttentionPoolNp.pool(h, b, *self.pool).transpose(1, 0, 2)
 
     @staticmethod
-    def _layer(x: np.ndarray, e: np.ndarray, b: FastBatch, p: dict) -> tuple[np.ndarray, np.ndarray]:
-        """One CGAT layer of K networks: ``x`` ``[n, K, W]``, ``e`` ``[E, K, W]`` → the same."""
+    def _layer(
+        x: np.ndarray, e: np.ndarray, b: FastBatch, p: dict, *, update_edges: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One CGAT layer of K networks: nodes ``x`` ``[n, K, W]``, edges ``e`` ``[K, E, W]`` → the same."""
         n, k, w = x.shape
         heads = p["heads"]
         ch = w // heads
-        (a_s, a_t, a_e), ab = p["am"], p["am_b"]
+        (a_s, a_t), ab, eb = p["am"][:2], p["am_b"], p["e_both"]
         if not b.src.size:  # no edges: the aggregate is 0 and only the residual node update remains
             agg = np.zeros((n, k, w), np.float32)
+            ee = None
         else:
-            # [x_s ‖ x_t ‖ e] @ W = x_s W_s + x_t W_t + e W_e: the node blocks once per node, gathered per edge
-            z = _per_net(x, a_s, ab)[b.src] + _prod(x, a_t)[b.dst] + _prod(e, a_e)
-            att_in, msg = z[..., :w], z[..., w:]
+            # [x_s ‖ x_t ‖ e] @ W = x_s W_s + x_t W_t + e W_e: the node blocks once per node, gathered per edge; the
+            # e blocks of attention, message and edge MLP (which reads the same e) in one product
+            ee = _bmm(e, eb)  # [K, E, 3W]
+            xz = _per_net(x, a_s, ab)[b.src] + _prod(x, a_t)[b.dst]  # [E, K, 2W]
+            z = ee[..., : 2 * w] + xz.transpose(1, 0, 2)  # [K, E, 2W]
+            att_in = z[..., :w]
             att_in = np.maximum(att_in, 0.2 * att_in)  # leaky ReLU, slope 0.2
-            logits = np.einsum("ekhc,khc->ekh", att_in.reshape(-1, k, heads, ch), p["att"])
+            logits = np.einsum("kehc,khc->ekh", att_in.reshape(k, -1, heads, ch), p["att"])  # [E, K, H]
             if b.log_mult is not None:
                 logits += b.log_mult[:, None, None]
             seg = b.edge_target
             logits -= segment_max(logits, b.starts)[seg]
             ex = np.exp(logits)
             alpha = ex / (segment_sum(ex, b.starts) + SOFTMAX_EPS)[seg]
-            m = msg.reshape(-1, k, heads, ch) * alpha[..., None]
+            m = z[..., w:].reshape(k, -1, heads, ch) * alpha.transpose(1, 0, 2)[..., None]  # [K, E, H, C]
             agg = np.zeros((n, k, w), np.float32)
-            agg[b.targets] = segment_sum(m.reshape(-1, k, w), b.starts)
+            agg[b.targets] = segment_sum(
+                np.ascontiguousarray(m.reshape(k, -1, w).transpose(1, 0, 2)), b.starts
+            )
         h = x + np.where(agg > 0, agg, np.expm1(np.minimum(agg, 0.0)))  # ELU
         mu = h.mean(-1, keepdims=True)
         var = ((h - mu) ** 2).mean(-1, keepdims=True)
-        x = (h - mu) / np.sqrt(var + p["ln_eps"]) * p["ln_w"][None] + p["ln_b"][None]
-        if not b.src.size:
-            return x.astype(np.float32), e
-        (b_s, b_t, b_e), bb = p["e1"], p["e1_b"]
-        u = _per_net(x, b_s, bb)[b.src] + _prod(x, b_t)[b.dst] + _prod(e, b_e)
+        x = ((h - mu) / np.sqrt(var + p["ln_eps"]) * p["ln_w"][None] + p["ln_b"][None]).astype(np.float32)
+        if ee is None or not update_edges:
+            return x, e
+        (b_s, b_t, _), bb = p["e1"], p["e1_b"]
+        u = ee[..., 2 * w :] + (_per_net(x, b_s, bb)[b.src] + _prod(x, b_t)[b.dst]).transpose(1, 0, 2)
         if p["e1_relu"]:
             np.maximum(u, 0.0, out=u)
-        return x.astype(np.float32), e + _CGATBody._mlp(u, p["e_rest"])
+        for wt, bias, relu in p["e_rest"]:  # [K, E, W] products, no transposes
+            u = _bmm(u, wt) + bias
+            if relu:
+                np.maximum(u, 0.0, out=u)
+        return x, e + u
 
 
 class _AttentionPoolNp:
