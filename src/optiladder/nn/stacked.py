@@ -364,12 +364,7 @@ class _Body:
                 z += e_proj[sl] if b.attr_of_edge is None else e_proj[b.attr_of_edge[sl]]
                 z = np.maximum(z, slope * z) if 0.0 <= slope <= 1.0 else np.where(z > 0, z, slope * z)
                 logits[sl] = np.einsum("ekhc,khc->ekh", z.reshape(-1, k, heads, ch), att)
-            if b.log_mult is not None:
-                logits += b.log_mult[:, None, None]
-            seg = b.edge_target
-            logits -= segment_max(logits, b.starts)[seg]
-            ex = np.exp(logits)
-            alpha = ex / (segment_sum(ex, b.starts) + SOFTMAX_EPS)[seg]
+            alpha = edge_softmax(logits, b)
             # edges of one (target, source) pair carry the same message x_l[source]: sum their weights first
             w_pair = segment_sum(alpha, b.pair_starts)  # [P, K, H]
             msg = x_l[b.pair_src].reshape(-1, k, heads, ch) * w_pair[..., None]
@@ -377,14 +372,7 @@ class _Body:
         return out.reshape(n, k, hc) + bias[:, 0]
 
     def _pool(self, h: np.ndarray, b: FastBatch) -> np.ndarray:
-        w, bias = self.pool
-        score = _per_net(h, w, bias)  # [n, K, C]
-        g = b.graph_starts
-        seg = np.repeat(np.arange(g.size), np.diff(np.append(g, h.shape[0])))
-        score -= segment_max(score, g)[seg]
-        ex = np.exp(score)
-        wgt = ex / (segment_sum(ex, g) + SOFTMAX_EPS)[seg]
-        return segment_sum(h * wgt, g).transpose(1, 0, 2)
+        return _AttentionPoolNp.pool(h, b, *self.pool).transpose(1, 0, 2)
 
 
 class _CGATBody:
@@ -498,12 +486,7 @@ class _CGATBody:
             att_in = z[..., :w]
             att_in = np.maximum(att_in, 0.2 * att_in)  # leaky ReLU, slope 0.2
             logits = np.einsum("kehc,khc->ekh", att_in.reshape(k, -1, heads, ch), p["att"])  # [E, K, H]
-            if b.log_mult is not None:
-                logits += b.log_mult[:, None, None]
-            seg = b.edge_target
-            logits -= segment_max(logits, b.starts)[seg]
-            ex = np.exp(logits)
-            alpha = ex / (segment_sum(ex, b.starts) + SOFTMAX_EPS)[seg]
+            alpha = edge_softmax(logits, b)
             m = z[..., w:].reshape(k, -1, heads, ch) * alpha.transpose(1, 0, 2)[..., None]  # [K, E, H, C]
             agg = np.zeros((n, k, w), np.float32)
             agg[b.targets] = segment_sum(
@@ -538,6 +521,18 @@ class _AttentionPoolNp:
         ex = np.exp(score)
         wgt = ex / (segment_sum(ex, g) + SOFTMAX_EPS)[seg]
         return segment_sum(h * wgt, g)
+
+
+def edge_softmax(logits: np.ndarray, b: FastBatch) -> np.ndarray:
+    """Attention weights ``[E, ...]`` from ``logits`` ``[E, ...]`` (edge-major, modified in place): ``+ log m`` of
+    collapsed edges, softmax over the edges into each node, max-shifted, ``+1e-16`` in the denominator as
+    ``torch_geometric.utils.softmax``."""
+    if b.log_mult is not None:
+        logits += b.log_mult.reshape(-1, *([1] * (logits.ndim - 1)))
+    seg = b.edge_target
+    logits -= segment_max(logits, b.starts)[seg]
+    ex = np.exp(logits)
+    return ex / (segment_sum(ex, b.starts) + SOFTMAX_EPS)[seg]
 
 
 def segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
