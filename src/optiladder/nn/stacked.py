@@ -375,6 +375,17 @@ class _Body:
         return _AttentionPoolNp.pool(h, b, *self.pool).transpose(1, 0, 2)
 
 
+def _per_net_np(h: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """:func:`_per_net` in NumPy alone: the CGAT body's products (a few hundred rows of width 96–288) measured
+    no slower in NumPy for batches and ~10 % faster for one CIF than through ``torch.bmm``."""
+    return (np.matmul(h.transpose(1, 0, 2), w) + bias).transpose(1, 0, 2)
+
+
+def _prod_np(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`_prod` in NumPy alone (see :func:`_per_net_np`)."""
+    return np.matmul(h.transpose(1, 0, 2), w).transpose(1, 0, 2)
+
+
 class _CGATBody:
     """Node and edge embeddings, CGAT layers, composition context and pooling of K CGAT networks with equal body
     shapes (stacked weights; the maths of :mod:`.cgat`, eval mode). Node-major arrays ``[n, K, F]`` and edge-major
@@ -424,7 +435,7 @@ class _CGATBody:
                 "am": split(am), "am_b": am_b, "att": _stack([_np(c.att).reshape(c.heads, -1) for c in convs]),
                 "heads": convs[0].heads, "e1": split(e1), "e1_b": e1_b, "e1_relu": emlp[0][0][2], "e_rest": rest,
                 "ln_w": _stack([_np(c.node_norm.weight) for c in convs]), "ln_b": _stack([_np(c.node_norm.bias) for c in convs]),
-                "ln_eps": float(ln.eps), "e_both": e_both,
+                "ln_eps": float(ln.eps), "e_both": e_both, "e_att": np.ascontiguousarray(e_both[..., : 2 * w]),
             })  # fmt: skip
         ctx = [mlp_layers(n.context["proj"].layers) for n in nets]
         self.ctx_pool = (
@@ -443,7 +454,7 @@ class _CGATBody:
     @staticmethod
     def _mlp(h: np.ndarray, layers) -> np.ndarray:
         for w, bias, relu in layers:
-            h = _per_net(h, w, bias)
+            h = _per_net_np(h, w, bias)
             if relu:
                 np.maximum(h, 0.0, out=h)
         return h
@@ -453,12 +464,17 @@ class _CGATBody:
         k, n, w = self.k, b.x.shape[0], self.width
         x0 = self._mlp(np.broadcast_to(b.x[:, None], (n, k, b.x.shape[1])), self.node)  # [n, K, W]
         # edge states network-major [K, E, W]: their products need no transposes
-        e_rows = ((b.attr_rows @ self.edge_w).reshape(-1, k, w) + self.edge_b[None]).transpose(1, 0, 2)
-        e = np.ascontiguousarray(e_rows if b.attr_of_edge is None else e_rows[:, b.attr_of_edge])
+        e_rows = np.ascontiguousarray(
+            ((b.attr_rows @ self.edge_w).reshape(-1, k, w) + self.edge_b[None]).transpose(1, 0, 2)
+        )
+        # the first layer reads the initial edge states, one per distinct edge feature row: its products of e are
+        # computed on those rows and gathered per edge (b.attr_of_edge), as the edge embedding itself
+        e, rows_of = e_rows, b.attr_of_edge
         x = x0
         for i, layer in enumerate(self.layers):
             # the last layer's edge update feeds nothing (the readout reads node states only): skipped
-            x, e = self._layer(x, e, b, layer, update_edges=i < len(self.layers) - 1)
+            x, e = self._layer(x, e, b, layer, update_edges=i < len(self.layers) - 1, rows_of=rows_of)
+            rows_of = None
         ctx = self._mlp(_AttentionPoolNp.pool(x0, b, *self.ctx_pool), self.ctx)  # [G, K, context]
         g = b.graph_starts
         node_graph = np.repeat(np.arange(g.size), np.diff(np.append(g, n)))
@@ -467,9 +483,17 @@ class _CGATBody:
 
     @staticmethod
     def _layer(
-        x: np.ndarray, e: np.ndarray, b: FastBatch, p: dict, *, update_edges: bool = True
+        x: np.ndarray,
+        e: np.ndarray,
+        b: FastBatch,
+        p: dict,
+        *,
+        update_edges: bool = True,
+        rows_of: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One CGAT layer of K networks: nodes ``x`` ``[n, K, W]``, edges ``e`` ``[K, E, W]`` → the same."""
+        """One CGAT layer of K networks: nodes ``x`` ``[n, K, W]``, edges ``e`` ``[K, E, W]`` → the same;
+        ``rows_of`` ``[E]``: ``e`` holds distinct rows ``[K, U, W]`` and edge ``j`` reads row ``rows_of[j]``.
+        ``update_edges`` False: the edge update is not computed (``e`` is returned as it came)."""
         n, k, w = x.shape
         heads = p["heads"]
         ch = w // heads
@@ -480,8 +504,11 @@ class _CGATBody:
         else:
             # [x_s ‖ x_t ‖ e] @ W = x_s W_s + x_t W_t + e W_e: the node blocks once per node, gathered per edge; the
             # e blocks of attention, message and edge MLP (which reads the same e) in one product
-            ee = _bmm(e, eb)  # [K, E, 3W]
-            xz = _per_net(x, a_s, ab)[b.src] + _prod(x, a_t)[b.dst]  # [E, K, 2W]
+            # [K, E, 3W] (2W without the edge update: its e block is not needed)
+            ee = np.matmul(e, eb if update_edges else p["e_att"])
+            if rows_of is not None:
+                ee = ee[:, rows_of]
+            xz = _per_net_np(x, a_s, ab)[b.src] + _prod_np(x, a_t)[b.dst]  # [E, K, 2W]
             z = ee[..., : 2 * w] + xz.transpose(1, 0, 2)  # [K, E, 2W]
             att_in = z[..., :w]
             att_in = np.maximum(att_in, 0.2 * att_in)  # leaky ReLU, slope 0.2
@@ -498,12 +525,14 @@ class _CGATBody:
         x = ((h - mu) / np.sqrt(var + p["ln_eps"]) * p["ln_w"][None] + p["ln_b"][None]).astype(np.float32)
         if ee is None or not update_edges:
             return x, e
+        if rows_of is not None:
+            e = e[:, rows_of]
         (b_s, b_t, _), bb = p["e1"], p["e1_b"]
-        u = ee[..., 2 * w :] + (_per_net(x, b_s, bb)[b.src] + _prod(x, b_t)[b.dst]).transpose(1, 0, 2)
+        u = ee[..., 2 * w :] + (_per_net_np(x, b_s, bb)[b.src] + _prod_np(x, b_t)[b.dst]).transpose(1, 0, 2)
         if p["e1_relu"]:
             np.maximum(u, 0.0, out=u)
         for wt, bias, relu in p["e_rest"]:  # [K, E, W] products, no transposes
-            u = _bmm(u, wt) + bias
+            u = np.matmul(u, wt) + bias
             if relu:
                 np.maximum(u, 0.0, out=u)
         return x, e + u
