@@ -126,3 +126,42 @@ def test_transfer_head_only_keeps_body(arrays):
     tr = child.card["training"]
     assert tr["parent"]["name"] == "ipa" and tr["trainable"] == ["head"]
     assert tr["parent"]["id"] == parent.model.state_id() and tr["parent"]["target"] == "ipa"
+
+
+def test_probe_then_fit_trains_the_head_first_and_keeps_the_better_stage(arrays):
+    """LP-FT: the probe stage moves the head alone (body and its batch-norm statistics bit for bit unchanged);
+    when the all-weights stage never beats the probe on validation (here: a step so large that it diverges),
+    the probed weights are what the model ends with, and every weight is trainable again."""
+    import copy
+
+    from optiladder.graphs import structure_graph
+    from optiladder.nn import OptiMate
+    from optiladder.training import fit, make_data, probe_then_fit, target_values
+
+    pool, val = arrays.split("train"), arrays.split("validation")
+    tr = make_data([structure_graph(s) for s in pool.structures[:12]], target_values(pool, "rpa")[:12],
+                   pool.ids[:12])  # fmt: skip
+    va = make_data(
+        [structure_graph(s) for s in val.structures[:6]], target_values(val, "rpa")[:6], val.ids[:6]
+    )
+    torch.manual_seed(0)
+    parent = OptiMate(**SMALL)
+    fit(parent, tr, va, TrainSettings(max_epochs=3, batch_size=4))
+    before = {k: v.clone() for k, v in parent.state_dict().items()}
+    model = copy.deepcopy(parent)
+    probe = TrainSettings(lr=1e-3, max_epochs=4, patience=4, batch_size=4)
+    wild = TrainSettings(lr=1e3, max_epochs=2, patience=2, batch_size=4)
+    res = probe_then_fit(model, tr, va, wild, probe)
+    after = model.state_dict()
+    body = [k for k in before if not k.startswith("head")]
+    assert body and all(torch.equal(before[k], after[k]) for k in body)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head"))
+    assert all(p.requires_grad for p in model.parameters())
+    assert [h["stage"] for h in res.history] == [0] * 4 + [1] * 2 and res.epochs_run == 6
+    assert res.best_epoch <= 4
+    # with a sane second stage the all-weights fine-tuning moves the body too and is kept when it is better
+    model2 = copy.deepcopy(parent)
+    res2 = probe_then_fit(model2, tr, va, TrainSettings(lr=2e-4, max_epochs=3, batch_size=4), probe)
+    if res2.best_epoch > 4:
+        assert any(not torch.equal(before[k], model2.state_dict()[k]) for k in body)
+    assert res2.best_val_loss <= res.best_val_loss + 1e-9

@@ -53,7 +53,8 @@ CHGNET_SEVENNET: tuple[str, ...] = ("chgnet-0.3.0", "sevennet-0")
 
 class Variant(NamedTuple):
     """One row of the ablation: free-label pretraining on or off, the foundation models of the node features,
-    the RPA fine-tuning settings (``paper`` or ``tuned``) and the network (``optimate`` or ``cgat``, the CGAT body
+    the RPA fine-tuning settings (``paper``, ``tuned``, or ``lpft``: the head alone first, then all weights with
+    ``tuned``'s settings, :func:`optiladder.training.probe_then_fit`) and the network (``optimate`` or ``cgat``, the CGAT body
     of issue 12 under the same model format)."""
 
     free: bool
@@ -72,10 +73,13 @@ VARIANTS: dict[str, Variant] = {
     "chgnet+sevennet": Variant(False, CHGNET_SEVENNET, "tuned"),
     "free+chgnet+sevennet": Variant(True, CHGNET_SEVENNET, "tuned"),
     "free+foundation+cgat": Variant(True, CHGNET, "tuned", "cgat"),
+    "faithful-lpft": Variant(False, PLAIN, "lpft"),
+    "free+foundation+cgat+lpft": Variant(True, CHGNET, "lpft", "cgat"),
 }
 #: network class of each ``Variant.arch``
 ARCHS: tuple[str, ...] = ("optimate", "cgat")
-BASELINES: tuple[str, ...] = ("faithful-paper", "faithful-tuned")
+#: the faithful OptiMate variants; the best of them on validation is the baseline
+BASELINES: tuple[str, ...] = ("faithful-paper", "faithful-tuned", "faithful-lpft")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class LeverOptions:
     patience: int = 20
     tl_epochs: int = 60
     tl_patience: int = 15
+    probe_epochs: int = 20
+    probe_patience: int = 5
     paper_seeds: int = 1
     quick: bool = False
     pool_limit: int = 0
@@ -114,7 +120,7 @@ class LeverOptions:
         """A few-minute run for CI: 60 pool materials, 300 free labels, short runs, 1 seed, K = 3."""
         base = dict(
             seeds=1, sizes=(30,), ensemble=3, sc_members=2, ipa_seconds=8.0, tl_seconds=4.0, paper_tl_seconds=4.0,
-            free_seconds=8.0, free_epochs=3, aux_seconds=3.0, max_epochs=15, patience=5, tl_epochs=10, tl_patience=4, quick=True, pool_limit=60,
+            free_seconds=8.0, free_epochs=3, aux_seconds=3.0, max_epochs=15, patience=5, tl_epochs=10, tl_patience=4, probe_epochs=4, probe_patience=2, quick=True, pool_limit=60,
             free_limit=300, save_models=False,
         )  # fmt: skip
         base.update(overrides)
@@ -241,7 +247,7 @@ def _settings(opts: LeverOptions, kind: str, seed: int):
     if kind == "scratch":
         return replace(base, lr=1e-3, weight_decay=1e-5, batch_size=32, max_seconds=opts.ipa_seconds)
     tl = replace(base, max_epochs=opts.tl_epochs, patience=opts.tl_patience)
-    if kind == "tuned":
+    if kind in ("tuned", "lpft"):  # lpft: these are its second stage's (all weights) settings
         return replace(tl, lr=2e-4, weight_decay=1e-4, batch_size=32, max_seconds=opts.tl_seconds)
     if kind == "paper":  # lr 1e-5, batch 128: ~3 steps per epoch here, so more epochs than ours
         return replace(
@@ -250,6 +256,11 @@ def _settings(opts: LeverOptions, kind: str, seed: int):
             patience=opts.tl_patience * 3,
             max_seconds=opts.paper_tl_seconds,
         )
+    if kind == "probe":  # lpft's first stage: the head alone, a larger step, a short run
+        return replace(
+            tl, lr=1e-3, weight_decay=1e-4, batch_size=32, max_epochs=opts.probe_epochs,
+            patience=opts.probe_patience, max_seconds=opts.tl_seconds,
+        )  # fmt: skip
     if kind == "aux":
         return replace(tl, lr=3e-4, weight_decay=1e-4, batch_size=32, max_seconds=opts.aux_seconds)
     if kind == "free":  # epoch-bounded (a time cap would make the lever depend on the machine's load)
@@ -270,7 +281,19 @@ def training_settings(options: dict[str, Any], variant: str, name: str, seed: in
         **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in known}
     )
     kind = {"ipa": "scratch", "rpa": VARIANTS[variant].tl, "sc": "aux"}[name]
-    return asdict(_settings(opts, kind, seed))
+    out = asdict(_settings(opts, kind, seed))
+    if kind == "lpft":
+        out["probe"] = asdict(_settings(opts, "probe", seed))
+    return out
+
+
+def _fine_tune(model, train: list, val: list, opts: LeverOptions, kind: str, seed: int):
+    """RPA fine-tuning of ``model`` (a copy of the IPA parent) with the variant's ``kind`` of settings."""
+    from ..training import fit, probe_then_fit
+
+    if kind == "lpft":
+        return probe_then_fit(model, train, val, _settings(opts, kind, seed), _settings(opts, "probe", seed))
+    return fit(model, train, val, _settings(opts, kind, seed))
 
 
 def _new_model(node_dim: int, arch: str = "optimate", **kw: Any):
@@ -426,8 +449,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
                 ids = np.sort(perm[:s])
                 model = copy.deepcopy(ipa_models[key])
                 tr = [data[("pool", found)][i] for i in ids]
-                fr = fit(model, with_targets(tr, y_rpa[ids]), with_targets(data[("validation", found)], val.arrays.rpa),
-                         _settings(opts, tl_kind, seed))  # fmt: skip
+                fr = _fine_tune(model, with_targets(tr, y_rpa[ids]),
+                                with_targets(data[("validation", found)], val.arrays.rpa), opts, tl_kind, seed)  # fmt: skip
                 row = per.setdefault(f"{v}|{size_label[s]}", {"validation": [], "test": [], "seconds": []})
                 for name, es in (("validation", val), ("test", test)):
                     frame, summ = _scores(_finish(predict(model, data[(name, found)])), es)
@@ -526,8 +549,8 @@ def run_levers(out: str | Path, options: LeverOptions | None = None, store=None)
         members = [tl_models[(winner, seed)]]
         for k in range(1, opts.ensemble):
             m = copy.deepcopy(parent)
-            fit(m, with_targets(data[("pool", found)], y_rpa), with_targets(data[("validation", found)], val.arrays.rpa),
-                _settings(opts, tl_kind, seed * 1000 + k))  # fmt: skip
+            _fine_tune(m, with_targets(data[("pool", found)], y_rpa),
+                       with_targets(data[("validation", found)], val.arrays.rpa), opts, tl_kind, seed * 1000 + k)  # fmt: skip
             members.append(m)
         ev = evaluate(members)
         members_by_seed[seed] = (members, ev)

@@ -69,7 +69,8 @@ def _variant_legend(name: str) -> str:
     if v is None:  # a variant of an older run, no longer defined
         return f"{name} = (not defined in this version)"
     found = " ‖ ".join(v.found) or "one-hot only"
-    return f"{name} = {'free labels' if v.free else 'no free labels'}, {found}, {v.tl}, " + (
+    tl = {"lpft": "lpft (head alone first, then all weights tuned)"}.get(v.tl, v.tl)
+    return f"{name} = {'free labels' if v.free else 'no free labels'}, {found}, {tl}, " + (
         "CGAT" if v.arch == "cgat" else "OptiMate"
     )
 
@@ -96,7 +97,8 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
         )
         + "`.",
         "",
-        f"Baseline (faithful OptiMate, the better of the paper's and our fine-tuning settings on validation): "
+        f"Baseline (faithful OptiMate, the best of its fine-tuning settings on validation: the paper's, our tuned ones, "
+        f"head first (LP-FT) where run): "
         f"**{r['baseline']}**. Winner on validation: **{r['winner']}**.",
         "",
         "## Ablation (single models; each lever on/off against the faithful baseline)",

@@ -37,6 +37,7 @@ _WHERE = {
         "embed",
         "evaluate",
         "fit",
+        "probe_then_fit",
         "model_loss",
         "predict",
         "seed_everything",

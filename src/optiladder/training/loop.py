@@ -197,3 +197,34 @@ def fit(model: nn.Module, train: Sequence, val: Sequence, settings: TrainSetting
         len(train), len(val), best_epoch, epoch, best_loss, stopped, res.seconds,
     )  # fmt: skip
     return res
+
+
+def probe_then_fit(
+    model: nn.Module, train: Sequence, val: Sequence, settings: TrainSettings, probe: TrainSettings
+) -> FitResult:
+    """Fine-tuning in two stages (LP-FT: Kumar et al., ICLR 2022, "Fine-tuning can distort pretrained features"):
+    first the head alone (``probe``; the body frozen, its batch-norm statistics fixed), then all weights
+    (``settings``), each with early stopping on ``val``. On few costly spectra the head first fits the new rung on
+    top of the pretrained body instead of pushing large, random-direction gradients through it.
+
+    ``model`` must have ``set_trainable`` (the project's networks); it ends with every weight trainable. Returns
+    the better stage's weights and result (``best_epoch`` counts the probe's epochs first), with the epochs,
+    seconds and history of both stages (``history`` rows carry ``"stage"``: 0 probe, 1 all weights)."""
+    if not callable(getattr(model, "set_trainable", None)):
+        raise TypeError(f"{type(model).__name__} has no set_trainable: it cannot be fine-tuned head first")
+    model.set_trainable("head")
+    first = fit(model, train, val, probe)
+    probed = copy.deepcopy(model.state_dict())
+    model.set_trainable("all")
+    second = fit(model, train, val, settings)
+    history = [{**h, "stage": 0} for h in first.history] + [{**h, "stage": 1} for h in second.history]
+    if second.best_val_loss <= first.best_val_loss:
+        best_epoch, best_loss = first.epochs_run + second.best_epoch, second.best_val_loss
+    else:  # the full fine-tuning never beat the probe on validation: keep the probed weights
+        model.load_state_dict(probed)
+        model.eval()
+        best_epoch, best_loss = first.best_epoch, first.best_val_loss
+    return FitResult(
+        best_epoch, best_loss, first.epochs_run + second.epochs_run, first.seconds + second.seconds,
+        second.stopped, history,
+    )  # fmt: skip
