@@ -18,7 +18,7 @@ def levers_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("levers")
     opts = LeverOptions.quick_mode(
-        variants=("faithful-tuned", "free-labels"), sizes=(20,), save_models=True, free_limit=120,
+        variants=("faithful-tuned", "faithful-lpft", "free-labels"), sizes=(20,), save_models=True, free_limit=120,
         seeds=2, ipa_seconds=4.0, tl_seconds=2.0, free_seconds=3.0, aux_seconds=2.0, max_epochs=5, patience=3, threads=1,
     )  # fmt: skip
     return out, run_levers(out, opts, Store(FIXTURES))
@@ -28,8 +28,15 @@ def test_quick_study_report(levers_run):
     from optiladder.data.splits import split_ids
 
     out, res = levers_run
-    assert res["baseline"] == "faithful-tuned" and res["winner"] in ("faithful-tuned", "free-labels")
-    assert set(res["table"]) == {f"{v}|{s}" for v in ("faithful-tuned", "free-labels") for s in ("20", "all")}
+    variants = ("faithful-tuned", "faithful-lpft", "free-labels")
+    # the baseline is the better faithful fine-tuning on validation (LP-FT shares the tuned variant's IPA parent)
+    t = res["table"]
+    assert res["baseline"] == max(
+        ("faithful-tuned", "faithful-lpft"), key=lambda v: t[f"{v}|all"]["validation"]["median_sc"]
+    )
+    assert res["winner"] in variants
+    assert set(t) == {f"{v}|{s}" for v in variants for s in ("20", "all")}
+    assert t["faithful-lpft|all"]["test"]["median_sc"] != t["faithful-tuned|all"]["test"]["median_sc"]
     for row in res["table"].values():
         assert 0.0 < row["test"]["median_sc"] < 1.0 and row["test"]["n"] == 16
     ens = res["ensemble"][0]
