@@ -97,8 +97,8 @@ def write_levers_readme(out: Path, r: dict[str, Any]) -> Path:
         )
         + "`.",
         "",
-        f"Baseline (faithful OptiMate, the best of its fine-tuning settings on validation: the paper's, our tuned ones, "
-        f"head first (LP-FT) where run): "
+        f"Baseline (faithful OptiMate, the best of its fine-tuning settings on the validation median of the first "
+        f"seed, the one seed all of them ran: the paper's, our tuned ones, head first (LP-FT) where run): "
         f"**{r['baseline']}**. Winner on validation: **{r['winner']}**.",
         "",
         "## Ablation (single models; each lever on/off against the faithful baseline)",
