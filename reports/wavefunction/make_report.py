@@ -61,7 +61,7 @@ def gw_table() -> str:
 
 #: VAE study results (``optiladder wavefunction train --report``), one table each; the verdict takes the best
 #: validation R² over all of them
-VAE_RESULTS = ("vae.json", "vae_states256.json", "vae_pooling.json")
+VAE_RESULTS = ("vae.json", "vae_states256.json", "vae_pooling.json", "vae_aligned.json")
 
 
 def vae_table(name: str = "vae.json") -> str:
@@ -93,6 +93,14 @@ def vae_table(name: str = "vae.json") -> str:
             + (f" ({m['epochs_run']} epochs)" if m.get("epochs_run", res["epochs"]) != res["epochs"] else "")
             + " |"
         )
+        if "untrained" in m:  # the aligned VAE before training: its aligned (Procrustes) PCA start
+            rows.append(
+                f"| the same, untrained (its start: aligned PCA, {m.get('latent', res['latent'])} components) | – | "
+                + " | ".join(
+                    f"{m['untrained'][k]['r2_aligned']:.3f} ({m['untrained'][k]['r2']:.3f})" for k in sets
+                )
+                + " | – |"
+            )
     for k, v in res["pca"].items():
         rows.append(
             f"| PCA, {k} components (linear, frame-keeping) | – | "
@@ -139,7 +147,11 @@ def _model_key(m: dict):
 
 def _model_label(m: dict, res: dict) -> str:
     pool = m.get("pooling", "mean-max")
-    extra = "" if pool == "mean-max" else ", second-moment pooling (mean-max-cov)"
+    extra = {
+        "mean-max": "",
+        "mean-max-cov": ", second-moment pooling (mean-max-cov)",
+        "aligned": ", aligned to a learnt basis (pooling aligned)",
+    }[pool]
     return f"{m['channels']} channels, latent {m.get('latent', res['latent'])}{extra}"
 
 
@@ -421,6 +433,7 @@ if __name__ == "__main__":
         .replace("VAE_VERDICT", vae_verdict())
         .replace("VAE_TABLE_STATES256", vae_table("vae_states256.json"))
         .replace("VAE_TABLE_POOLING", vae_table("vae_pooling.json"))
+        .replace("VAE_TABLE_ALIGNED", vae_table("vae_aligned.json"))
         .replace("VAE_TABLE", vae_table())
         .replace("DOWNSTREAM_TABLE", downstream_table())
         .replace("DOWNSTREAM_VAE", downstream_vae())

@@ -196,8 +196,9 @@ def train(
     pooling: Annotated[
         list[str],
         typer.Option(
-            help="Encoder pooling(s) to train (repeat): mean-max, or mean-max-cov (adds the last layer's "
-            "channel second moments; model names get -cov)"
+            help="Encoder pooling(s) to train (repeat): mean-max, mean-max-cov (adds the last layer's "
+            "channel second moments; model names get -cov) or aligned (input brought to its best frame against "
+            "a learnt linear basis; -aligned)"
         ),
     ] = ["mean-max"],  # noqa: B006
     epochs: Annotated[int, typer.Option()] = 40,

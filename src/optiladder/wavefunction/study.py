@@ -30,7 +30,7 @@ from .downstream import (
     scissor_fit,
     scissor_predict,
 )
-from .vae import aligned_r2, load_vae, reconstruct, save_vae, train_vae
+from .vae import StateVAE, aligned_r2, load_vae, reconstruct, save_vae, train_vae
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def vae_study(
     """Train one VAE per (width, latent size, pooling) in ``channels`` × ``latent`` × ``poolings`` (in that order) on
     train-split states, all on the same states and seed; save each to ``out/<name>``, ``name`` = ``vae-c<width>``
     for latent 16 (the first models' name) else ``vae-c<width>-z<latent>``, with ``-cov`` for the
-    ``mean-max-cov`` pooling (:data:`~.vae.POOLINGS`).
+    ``mean-max-cov`` pooling and ``-aligned`` for the ``aligned`` one (:data:`~.vae.POOLINGS`; its entry also
+    scores the untrained model, i.e. the aligned PCA it starts from, as ``untrained``).
 
     Scores (plain R² and R² up to the shifts/permutations the latent forgets, :func:`~.vae.aligned_r2`) on a
     sample of the training states, on the **validation** materials (where widths are compared) and on the
@@ -142,7 +143,11 @@ def vae_study(
     }
     _write(report, results)
     for c, z, pool in ((c, z, pool) for c in channels for z in latents for pool in poolings):
-        name = (f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}") + ("" if pool == "mean-max" else "-cov")
+        name = (f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}") + {
+            "mean-max": "",
+            "mean-max-cov": "-cov",
+            "aligned": "-aligned",
+        }[pool]
         t0 = time.time()
         model, hist = train_vae(
             xi,
@@ -170,6 +175,11 @@ def vae_study(
             },
             "history": hist,
         }
+        if pool == "aligned":  # what training adds to its starting point, the aligned (Procrustes) PCA
+            start = StateVAE(c, z, pooling="aligned", grid=grid)
+            start.fit_basis(xi)
+            start.eval()
+            entry["untrained"] = {name: _scores(start, x) for name, x in evals.items()}
         card = {
             "task": "beta-VAE of |phi_nk(r)| (scaled to max 1) on a cubic model grid; loss and R² up to grid "
             "shifts and axis permutations",
