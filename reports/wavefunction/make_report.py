@@ -422,7 +422,7 @@ if __name__ == "__main__":
     ap.add_argument(
         "--exports", type=Path, help="wf-pbe-v1 export folder: also draw tsne.png (needs the cache)"
     )
-    ap.add_argument("--vae", type=Path, default=ROOT / "reports/wavefunction/models/vae-c8-z64-s256")
+    ap.add_argument("--vae", type=Path, default=ROOT / "reports/wavefunction/models/vae-c8-z64-aligned")
     args = ap.parse_args()
     here = Path(__file__).parent
     if args.exports:
