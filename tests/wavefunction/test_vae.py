@@ -241,8 +241,18 @@ def test_vae_study_trains_each_latent_and_width_and_selects_on_validation(monkey
         epochs=1,
         pca_ks=(2,),
         report=tmp_path / "vae.json",
+        poolings=("mean-max", "aligned"),
     )
-    assert [m["name"] for m in res["models"]] == ["vae-c2-z4", "vae-c2"]
+    assert [m["name"] for m in res["models"]] == [
+        "vae-c2-z4",
+        "vae-c2-z4-aligned",
+        "vae-c2",
+        "vae-c2-aligned",
+    ]
+    for m in res["models"]:  # the aligned entries also score their untrained start (the aligned PCA)
+        assert ("untrained" in m) == (m["pooling"] == "aligned")
+        if "untrained" in m:
+            assert set(m["untrained"]) == {"train", "validation", "test"}
     assert sorted(res["pca"]) == ["16", "2", "4"]  # PCA beside every latent size
     assert res["train_materials"] == ["agm003157600"]  # never the held-out materials
     best = max(res["models"], key=lambda m: m["validation"]["r2_aligned"])
@@ -272,27 +282,48 @@ def test_aligned_vae_is_invariant_and_starts_as_the_aligned_pca(tmp_path):
     model = StateVAE(channels=2, latent=4, pooling="aligned", grid=g)
     model.fit_basis(x, iterations=1)
     model.eval()
+    b = model.basis
+    _, coef = b.align(torch.from_numpy(x[:2]))
+    # before training the model decodes exactly the aligned PCA's reconstruction
+    np.testing.assert_allclose(reconstruct(model, x[:2]), b.expand(coef).numpy(), atol=1e-5)
+    # invariance of the whole encoder, its nonlinear paths included (they start at zero: switch them on)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        model.to_stats[-1].weight.normal_(0, 0.3)
     z = encode_states(model, x[:3])
     assert np.abs(z[0] - z[1]).max() > 1e-3
     for moved in (np.roll(x[:3], (2, 5, 1), axis=(1, 2, 3)), x[:3].transpose(0, 3, 1, 2)):
         np.testing.assert_allclose(encode_states(model, np.ascontiguousarray(moved)), z, atol=1e-5)
-    b = model.basis
     mean, comp = b.mean.numpy().astype(np.float64), b.components.numpy().astype(np.float64)
 
     def residual(y):
         d = y.ravel() - mean
         return d @ d - ((comp @ d) ** 2).sum()
 
-    aligned, coef = b.align(torch.from_numpy(x[:2]))
+    aligned, _ = b.align(torch.from_numpy(x[:2]))
     for i in range(2):
         brute = min(residual(y.astype(np.float64)) for y in _orbit(x[i]))
         assert residual(aligned[i].numpy().astype(np.float64)) == pytest.approx(brute, rel=1e-5)
-    expected = b.expand(coef).numpy()
-    np.testing.assert_allclose(reconstruct(model, x[:2]), expected, atol=1e-5)
     back, _ = load_vae(save_vae(model, tmp_path / "aligned", {"task": "test"}))
     np.testing.assert_array_equal(encode_states(back, x[:3]), z)
     with pytest.raises(ValueError, match="grid"):
         encode_states(model, np.zeros((1, 8, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="n_basis"):
+        StateVAE(channels=2, latent=4, pooling="aligned", grid=g, n_basis=6)
+
+
+def test_committed_aligned_vae_loads_and_is_invariant():
+    """The report's aligned model (``reports/wavefunction/models/vae-c8-z64-aligned``) loads (checksum, strict) and
+    its codes are unchanged by a shift and a permutation of real-looking fields."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "reports/wavefunction/models/vae-c8-z64-aligned"
+    model, card = load_vae(folder)
+    assert model.pooling == "aligned" and model.basis.k == 64 and card["grid"] == 8
+    x = (np.random.default_rng(2).random((2, 8, 8, 8), dtype=np.float32) ** 6).astype(np.float32)
+    z = encode_states(model, x)
+    moved = np.ascontiguousarray(np.roll(x, (1, 4, 6), axis=(1, 2, 3)).transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(encode_states(model, moved), z, atol=1e-5)
 
 
 def test_aligned_basis_learns_prototypes_wherever_they_sit():

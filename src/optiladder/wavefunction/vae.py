@@ -19,10 +19,13 @@ Encoder (input ``[B, 1, g, g, g]``, any g):
 brought to the frame (axis permutation × cyclic shift) in which a learnt linear basis explains it best
 (:class:`AlignedBasis`, a generalised Procrustes PCA of the training states, stored with the model), the encoder
 sees that aligned field and adds a linear path from its basis coefficients to μ, and the decoder returns the field
-in the basis' frame as ``μ_basis + V·(linear map of z)`` plus a convolutional correction. Its nonlinear paths
-start at zero and its linear paths at the identity, so the untrained model *is* the aligned PCA and training
-can only refine it. Measured in ``reports/wavefunction``: pooled invariants lose what a frame-keeping code keeps
-(R² 0.71–0.75 on held-out materials), alignment does not (0.96).
+in the basis' frame as ``μ_basis + V·(linear map of z)`` plus a convolutional correction (no sigmoid, no skip
+path: the output is not bounded to [0, 1]). Its nonlinear paths start at zero and its linear paths at the
+identity (``latent ≥ n_basis``), so the untrained model *is* the aligned PCA; nothing in training protects that
+start (measured: training neither helped nor hurt, to 1e-3 in R²). The code is invariant up to exact ties between
+frames that give different aligned fields (the first frame in index order wins; for a basis without the
+symmetry a field lacks, ties do not occur in practice). Measured in ``reports/wavefunction``: pooled invariants
+lose what a frame-keeping code keeps (R² 0.71–0.75 on held-out materials), alignment does not (0.96).
 
 Decoder (mirrored): dense → ``[2c, 4, 4, 4]`` → trilinear ×2 upsampling + circular conv + ReLU → the **adaptive
 last layers**: trilinear interpolation to the input grid, a circular conv + ReLU and a circular conv to one
@@ -204,6 +207,11 @@ class StateVAE(nn.Module):
             if grid is None:
                 raise ValueError("the aligned VAE needs its model grid (grid=...)")
             n_basis = latent if n_basis is None else n_basis
+            if n_basis > latent:
+                raise ValueError(
+                    f"aligned VAE: n_basis {n_basis} > latent {latent} (the code must hold every coefficient the "
+                    "alignment uses)"
+                )
             self.config.update(grid=grid, n_basis=n_basis)
             self.basis = AlignedBasis(grid, n_basis)
             # linear paths: basis coefficients → μ of the code, code → basis coefficients (identity at the start
@@ -287,7 +295,8 @@ class StateVAE(nn.Module):
         return mu, logvar.clamp(-12, 8)
 
     def decode(self, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        """``[B, 1, *grid]`` in (0, 1) from codes ``[B, latent]``."""
+        """``[B, 1, *grid]`` from codes ``[B, latent]``: in (0, 1) (sigmoid) for the pooled encoders; for
+        ``pooling="aligned"`` the unbounded field in the basis' frame (linear model + convolutional correction)."""
         h = F.relu(self.from_latent(z)).view(len(z), 2 * self.channels, 4, 4, 4)
         h = F.relu(self.dec1(F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)))
         h = F.interpolate(h, size=grid, mode="trilinear", align_corners=False)  # adaptive: to the input grid
