@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -263,15 +261,6 @@ def test_vae_study_trains_each_latent_and_width_and_selects_on_validation(monkey
         assert back.latent == m["latent"] == card["latent"]
 
 
-def _orbit(x: np.ndarray):
-    """Every shifted and axis-permuted copy of one field ``[g, g, g]`` (the group the latent forgets)."""
-    g = x.shape[0]
-    for perm in itertools.permutations((0, 1, 2)):
-        y = x.transpose(perm)
-        for s in itertools.product(range(g), repeat=3):
-            yield np.roll(y, s, axis=(0, 1, 2))
-
-
 def test_aligned_vae_is_invariant_and_starts_as_the_aligned_pca(tmp_path):
     """``pooling="aligned"``: the code is unchanged by whole-step shifts and axis permutations; the FFT alignment
     finds the frame a brute-force search over all 6·g³ frames finds; before training the model decodes exactly the
@@ -291,6 +280,8 @@ def test_aligned_vae_is_invariant_and_starts_as_the_aligned_pca(tmp_path):
     with torch.no_grad():
         model.to_stats[-1].weight.normal_(0, 0.3)
     z = encode_states(model, x[:3])
+    # the untrained copy (the study's "untrained" row) is the aligned PCA again, on the same basis
+    np.testing.assert_allclose(reconstruct(model.untrained_copy(), x[:2]), b.expand(coef).numpy(), atol=1e-5)
     assert np.abs(z[0] - z[1]).max() > 1e-3
     for moved in (np.roll(x[:3], (2, 5, 1), axis=(1, 2, 3)), x[:3].transpose(0, 3, 1, 2)):
         np.testing.assert_allclose(encode_states(model, np.ascontiguousarray(moved)), z, atol=1e-5)
@@ -302,7 +293,11 @@ def test_aligned_vae_is_invariant_and_starts_as_the_aligned_pca(tmp_path):
 
     aligned, _ = b.align(torch.from_numpy(x[:2]))
     for i in range(2):
-        brute = min(residual(y.astype(np.float64)) for y in _orbit(x[i]))
+        brute = min(
+            residual(np.roll(x[i].transpose(p), s, axis=(0, 1, 2)).astype(np.float64))
+            for p in PERMS
+            for s in np.ndindex(g, g, g)
+        )
         assert residual(aligned[i].numpy().astype(np.float64)) == pytest.approx(brute, rel=1e-5)
     back, _ = load_vae(save_vae(model, tmp_path / "aligned", {"task": "test"}))
     np.testing.assert_array_equal(encode_states(back, x[:3]), z)

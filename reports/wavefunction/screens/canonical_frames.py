@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 from optiladder.wavefunction.data import load_states, split_materials
-from optiladder.wavefunction.study import _sample
-from optiladder.wavefunction.vae import PERMS, aligned_r2
+from optiladder.wavefunction.study import _sample, pca_r2
+from optiladder.wavefunction.vae import PERMS
 
 
 def lexmax_frame(field: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -38,33 +38,32 @@ def move(x: np.ndarray, frame) -> np.ndarray:
     )
 
 
-def pca64(xtr: np.ndarray, xva: np.ndarray, k: int = 64) -> float:
-    flat = xtr.reshape(len(xtr), -1).astype(np.float64)
-    mean = flat.mean(0)
-    v = np.linalg.svd(flat - mean, full_matrices=False)[2][:k]
-    f = xva.reshape(len(xva), -1)
-    return aligned_r2(xva, (mean + (f - mean) @ v.T @ v).reshape(xva.shape).astype(np.float32))
-
-
 def main() -> None:
     cache = os.environ.get("OPTILADDER_CACHE", os.path.expanduser("~/.cache/optiladder"))
     states = load_states(sorted(glob.glob(f"{cache}/wavefunctions/wf-pbe-v1/*.npz")), grid=8)
+    by_density = states.x.copy()  # every state of a material moved by the frame of its density
+    for i, d in enumerate(states.density):
+        sel = states.material == i
+        by_density[sel] = move(states.x[sel], lexmax_frame(d))
     parts = split_materials(states.mat_ids)
-    by_density = [lexmax_frame(d) for d in states.density]
-    x_density = np.concatenate([move(states.x[states.material == i], f) for i, f in enumerate(by_density)])
-    order = np.concatenate([np.flatnonzero(states.material == i) for i in range(len(states.mat_ids))])
-    x_density_all = np.empty_like(states.x)
-    x_density_all[order] = x_density
     tr, va = states.subset(parts["train"]), states.subset(parts["validation"])
-    itr, iva = _sample(tr, 64, 0), _sample(va, 64, 1)
-    sel_tr = np.flatnonzero(np.isin(states.material, [states.mat_ids.index(m) for m in tr.mat_ids]))[itr]
-    sel_va = np.flatnonzero(np.isin(states.material, [states.mat_ids.index(m) for m in va.mat_ids]))[iva]
-    xtr, xva = states.x[sel_tr], states.x[sel_va]
-    lex = lambda xs: np.stack([move(f, lexmax_frame(f)) for f in xs])  # noqa: E731
-    print(f"{len(xtr)} training states ({len(tr.mat_ids)} materials), {len(xva)} validation states")
-    print(f"PCA-64, export frame:               {pca64(xtr, xva):.3f}")
-    print(f"PCA-64, lexicographic frame per state: {pca64(lex(xtr), lex(xva)):.3f}")
-    print(f"PCA-64, frame of the density:        {pca64(x_density_all[sel_tr], x_density_all[sel_va]):.3f}")
+    rows_tr = np.flatnonzero(np.isin(np.array(states.mat_ids)[states.material], tr.mat_ids))[
+        _sample(tr, 64, 0)
+    ]
+    rows_va = np.flatnonzero(np.isin(np.array(states.mat_ids)[states.material], va.mat_ids))[
+        _sample(va, 64, 1)
+    ]
+
+    def pca64(x: np.ndarray) -> float:  # PCA fitted on the training rows, scored on the validation rows
+        return pca_r2(x[rows_tr], {"validation": x[rows_va]}, (64,))[64]["validation"]["r2_aligned"]
+
+    lex = np.stack([move(f, lexmax_frame(f)) for f in states.x[np.concatenate([rows_tr, rows_va])]])
+    by_state = np.empty_like(states.x)
+    by_state[np.concatenate([rows_tr, rows_va])] = lex
+    print(f"{len(rows_tr)} training states ({len(tr.mat_ids)} materials), {len(rows_va)} validation states")
+    print(f"PCA-64, export frame:                  {pca64(states.x):.3f}")
+    print(f"PCA-64, lexicographic frame per state: {pca64(by_state):.3f}")
+    print(f"PCA-64, frame of the density:          {pca64(by_density):.3f}")
 
 
 if __name__ == "__main__":

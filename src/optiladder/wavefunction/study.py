@@ -30,7 +30,7 @@ from .downstream import (
     scissor_fit,
     scissor_predict,
 )
-from .vae import StateVAE, aligned_r2, load_vae, reconstruct, save_vae, train_vae
+from .vae import POOLING_SUFFIX, aligned_r2, load_vae, reconstruct, save_vae, train_vae
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,7 @@ def vae_study(
     }
     _write(report, results)
     for c, z, pool in ((c, z, pool) for c in channels for z in latents for pool in poolings):
-        name = (f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}") + {
-            "mean-max": "",
-            "mean-max-cov": "-cov",
-            "aligned": "-aligned",
-        }[pool]
+        name = (f"vae-c{c}" if z == 16 else f"vae-c{c}-z{z}") + POOLING_SUFFIX[pool]
         t0 = time.time()
         model, hist = train_vae(
             xi,
@@ -176,9 +172,7 @@ def vae_study(
             "history": hist,
         }
         if pool == "aligned":  # what training adds to its starting point, the aligned (Procrustes) PCA
-            start = StateVAE(c, z, pooling="aligned", grid=grid)
-            start.fit_basis(xi)
-            start.eval()
+            start = model.untrained_copy()
             entry["untrained"] = {name: _scores(start, x) for name, x in evals.items()}
         card = {
             "task": "beta-VAE of |phi_nk(r)| (scaled to max 1) on a cubic model grid; loss and R² up to grid "

@@ -69,6 +69,8 @@ PERMS: tuple[tuple[int, int, int], ...] = tuple(itertools.permutations((0, 1, 2)
 #: or ``aligned`` (the input is first brought to its best frame against a learnt linear basis; see
 #: :class:`AlignedBasis`)
 POOLINGS = ("mean-max", "mean-max-cov", "aligned")
+#: what each pooling adds to a model's folder name (:func:`~.study.vae_study`)
+POOLING_SUFFIX = {"mean-max": "", "mean-max-cov": "-cov", "aligned": "-aligned"}
 #: 2: pooled features of every trunk layer, decoder without the 16³ stage (version-1 folders do not load)
 FORMAT_VERSION = 2
 
@@ -259,6 +261,22 @@ class StateVAE(nn.Module):
         if self.pooling != "aligned":
             raise ValueError("fit_basis is for the aligned VAE")
         self.basis.fit(torch.as_tensor(np.asarray(x, dtype=np.float32)), iterations)
+        self._start_linear_paths()
+
+    @torch.no_grad()
+    def untrained_copy(self) -> StateVAE:
+        """``pooling="aligned"``: a fresh model on this model's fitted basis, as :meth:`fit_basis` leaves it
+        before training (its linear paths identities, the nonlinear ones silent): the aligned PCA, without
+        fitting the basis again."""
+        if self.pooling != "aligned":
+            raise ValueError("untrained_copy is for the aligned VAE")
+        start = StateVAE(**self.config)
+        start.basis.load_state_dict(self.basis.state_dict())
+        start._start_linear_paths()
+        return start.eval()
+
+    @torch.no_grad()
+    def _start_linear_paths(self) -> None:
         k, z = self.basis.k, self.latent
         eye = torch.eye(z, k)
         self.coef_in.weight.copy_(eye)
